@@ -1,0 +1,255 @@
+//! `fjord-bench`: a lean Kafka-protocol load generator, used to compare Fjord with
+//! Apache Kafka on the same machine (see `benches/run.sh`).
+//!
+//! Layout:
+//! - `main.rs`    command line, runtime, the `all` summary table
+//! - `client.rs`  framed, pipelinable request/response over one TCP connection
+//! - `cluster.rs` ApiVersions negotiation, CreateTopics, Metadata (leader lookup)
+//! - `produce.rs` pre-encoded batches sent in pipelined Produce requests
+//! - `fetch.rs`   start-to-end Fetch loops, records counted from batch headers
+//! - `stats.rs`   error tallies, latency percentiles, printed reports
+//!
+//! Every command prints human-readable lines and `RESULT <phase> key=value ...` lines
+//! for scripts. It exits non-zero when every request of a phase failed.
+
+mod client;
+mod cluster;
+mod fetch;
+mod produce;
+mod stats;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::{TopicLayout, Versions};
+use crate::fetch::FetchOptions;
+use crate::produce::ProduceOptions;
+use crate::stats::{mib_per_sec, per_sec};
+
+#[derive(Parser)]
+#[command(
+    name = "fjord-bench",
+    version,
+    about = "Kafka-protocol produce/fetch load generator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the topic and produce to it for the duration.
+    Produce {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        produce: ProduceArgs,
+    },
+    /// Fetch an existing topic start to end, repeatedly, for the duration.
+    Fetch {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+    /// Produce, then fetch the same topic; print one summary table.
+    All {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        produce: ProduceArgs,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+}
+
+/// Options every command takes.
+#[derive(Args)]
+struct Common {
+    /// `host:port` of any broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "fjord-bench")]
+    topic: String,
+    /// Partitions to create (produce) or to read, counting from 0 (fetch).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Length of each phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Unmeasured produce time before measuring (lets a JVM broker warm up).
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
+    /// Tokio worker threads (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    /// Size of each record's value in bytes.
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Records per partition batch.
+    #[arg(long, conflicts_with = "batch_bytes")]
+    batch_records: Option<usize>,
+    /// Target batch size in bytes of record values (records = batch / record size).
+    #[arg(long)]
+    batch_bytes: Option<usize>,
+    /// 1 or -1 (all).
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    acks: i16,
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 8)]
+    inflight: usize,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Bytes per Fetch (request and partition limit).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_bytes: i32,
+}
+
+impl ProduceArgs {
+    fn options(&self, common: &Common) -> ProduceOptions {
+        let batch_records = match (self.batch_records, self.batch_bytes) {
+            (Some(n), _) => n,
+            (None, Some(bytes)) => (bytes / self.record_bytes.max(1)).max(1),
+            (None, None) => 16,
+        };
+        ProduceOptions {
+            record_bytes: self.record_bytes,
+            batch_records,
+            acks: self.acks,
+            duration: Duration::from_secs(common.duration_secs),
+            warmup: Duration::from_secs(common.warmup_secs),
+            connections: self.connections,
+            inflight: self.inflight,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Produce { common, .. }
+        | Command::Fetch { common, .. }
+        | Command::All { common, .. } => common.threads,
+    };
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Produce { common, produce } => {
+            let (versions, layout) = prepare(&common, true).await?;
+            let opts = produce.options(&common);
+            produce::run(&layout, &common.topic, &versions, &opts)
+                .await?
+                .print();
+        }
+        Command::Fetch { common, fetch } => {
+            let (versions, layout) = prepare(&common, false).await?;
+            let opts = FetchOptions {
+                duration: Duration::from_secs(common.duration_secs),
+                max_bytes: fetch.max_bytes,
+            };
+            fetch::run(&layout, &common.topic, &versions, &opts)
+                .await?
+                .print();
+        }
+        Command::All {
+            common,
+            produce,
+            fetch,
+        } => {
+            let duration = Duration::from_secs(common.duration_secs);
+            let (versions, layout) = prepare(&common, true).await?;
+            let popts = produce.options(&common);
+            let p = produce::run(&layout, &common.topic, &versions, &popts).await?;
+            p.print();
+            let f = fetch::run(
+                &layout,
+                &common.topic,
+                &versions,
+                &FetchOptions {
+                    duration,
+                    max_bytes: fetch.max_bytes,
+                },
+            )
+            .await?;
+            f.print();
+            println!();
+            println!(
+                "{:<10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                "phase", "records/s", "MiB/s", "p50 us", "p99 us", "p99.9 us", "errors"
+            );
+            println!(
+                "{:<10} {:>14.0} {:>10.1} {:>10} {:>10} {:>10} {:>8}",
+                "produce",
+                per_sec(p.records, p.elapsed),
+                mib_per_sec(p.value_bytes, p.elapsed),
+                p.p50_us,
+                p.p99_us,
+                p.p999_us,
+                p.errors.total()
+            );
+            println!(
+                "{:<10} {:>14.0} {:>10.1} {:>10} {:>10} {:>10} {:>8}",
+                "fetch",
+                per_sec(f.records, f.elapsed),
+                mib_per_sec(f.batch_bytes, f.elapsed),
+                "-",
+                "-",
+                "-",
+                f.errors.total()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Negotiates versions, creates the topic when `create` is set, and finds its leader.
+/// The returned layout holds partitions `0..common.partitions` only.
+async fn prepare(common: &Common, create: bool) -> Result<(Versions, TopicLayout)> {
+    ensure!(common.partitions > 0, "--partitions must be > 0");
+    let versions = cluster::negotiate(&common.bootstrap).await?;
+    eprintln!("negotiated versions: {versions:?}");
+    // Without CreateTopics, producing relies on Metadata's auto-creation.
+    let auto_create = create && versions.create_topics.is_none();
+    if create {
+        cluster::create_topic(
+            &common.bootstrap,
+            &versions,
+            &common.topic,
+            common.partitions,
+        )
+        .await?;
+    }
+    let mut layout = cluster::wait_for_topic(
+        &common.bootstrap,
+        &versions,
+        &common.topic,
+        common.partitions,
+        auto_create,
+    )
+    .await?;
+    layout.partitions.retain(|p| *p < common.partitions);
+    Ok((versions, layout))
+}

@@ -1,0 +1,314 @@
+//! The produce workload: one pre-encoded v2 record batch per partition, sent over and
+//! over in identical Produce requests, pipelined up to `inflight` per connection.
+//!
+//! Per connection a writer task sends while it holds an in-flight permit and a reader
+//! task reads responses in order (Kafka answers in request order), timing each one
+//! from just before its send to its arrival.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::client::{connect, EncodedBody, Receiver, Sender};
+use crate::cluster::{topic_name, TopicLayout, Versions};
+use crate::stats::{ErrorTally, Latencies, ProduceReport};
+
+/// Shape of the produce load.
+#[derive(Debug, Clone)]
+pub struct ProduceOptions {
+    /// Size of each record's value; records have no key and no headers.
+    pub record_bytes: usize,
+    /// Records in each partition's batch.
+    pub batch_records: usize,
+    /// 1 (leader) or -1 (all in-sync replicas).
+    pub acks: i16,
+    pub duration: Duration,
+    /// Unmeasured produce time before the measured phase (JIT warm-up for Kafka).
+    pub warmup: Duration,
+    pub connections: usize,
+    /// Produce requests outstanding per connection, at most.
+    pub inflight: usize,
+}
+
+/// What one connection measured.
+#[derive(Default)]
+struct ConnectionStats {
+    requests: u64,
+    /// Partition-batches acknowledged without error.
+    batches_ok: u64,
+    errors: ErrorTally,
+    latencies: Latencies,
+}
+
+/// Runs the produce workload against every partition in `layout`.
+pub async fn run(
+    layout: &TopicLayout,
+    topic: &str,
+    versions: &Versions,
+    opts: &ProduceOptions,
+) -> Result<ProduceReport> {
+    ensure!(opts.acks == 1 || opts.acks == -1, "--acks must be 1 or -1");
+    ensure!(
+        opts.batch_records > 0 && opts.inflight > 0 && opts.connections > 0,
+        "counts must be > 0"
+    );
+    let batch = encode_batch(opts.record_bytes, opts.batch_records)?;
+    let request = ProduceRequest::default()
+        .with_acks(opts.acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(
+                layout
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        PartitionProduceData::default()
+                            .with_index(*p)
+                            .with_records(Some(batch.clone()))
+                    })
+                    .collect(),
+            )]);
+    let body = EncodedBody::new(&request, versions.produce)?;
+    eprintln!(
+        "produce: Produce v{}, {} partitions x {} records x {} B per request ({} B batches), \
+         acks={}, {} connection(s) x {} in flight, {:?}",
+        versions.produce,
+        layout.partitions.len(),
+        opts.batch_records,
+        opts.record_bytes,
+        batch.len(),
+        opts.acks,
+        opts.connections,
+        opts.inflight,
+        opts.duration
+    );
+
+    wait_until_writable(&layout.leader_addr, &body, versions.produce).await?;
+    if !opts.warmup.is_zero() {
+        let (tx, rx) = connect(&layout.leader_addr).await?;
+        let warm = drive(
+            tx,
+            rx,
+            body.clone(),
+            versions.produce,
+            layout.partitions.len(),
+            opts.inflight,
+            Instant::now() + opts.warmup,
+        )
+        .await?;
+        eprintln!(
+            "produce: warm-up sent {} requests, errors: {}",
+            warm.requests,
+            warm.errors.describe()
+        );
+    }
+
+    let mut conns = Vec::with_capacity(opts.connections);
+    for _ in 0..opts.connections {
+        conns.push(connect(&layout.leader_addr).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|(tx, rx)| {
+            let body = body.clone();
+            let partitions = layout.partitions.len();
+            let version = versions.produce;
+            let inflight = opts.inflight;
+            tokio::spawn(async move {
+                drive(tx, rx, body, version, partitions, inflight, deadline).await
+            })
+        })
+        .collect();
+
+    let mut total = ConnectionStats::default();
+    for task in tasks {
+        let s = task.await.context("produce task panicked")??;
+        total.requests += s.requests;
+        total.batches_ok += s.batches_ok;
+        total.errors.merge(&s.errors);
+        total.latencies.merge(&s.latencies);
+    }
+    let elapsed = start.elapsed();
+    let records = total.batches_ok * opts.batch_records as u64;
+    let (p50_us, p99_us, p999_us) = total.latencies.percentiles_us();
+    let report = ProduceReport {
+        elapsed,
+        records,
+        value_bytes: records * opts.record_bytes as u64,
+        requests: total.requests,
+        errors: total.errors,
+        p50_us,
+        p99_us,
+        p999_us,
+    };
+    if report.records == 0 {
+        report.print();
+        bail!("every produce failed: {}", report.errors.describe());
+    }
+    Ok(report)
+}
+
+/// Sends the request until one response accepts every partition (at most 30 s).
+/// A new topic's leader can answer NOT_LEADER_OR_FOLLOWER for a moment after
+/// Metadata already names it (Apache Kafka does), which must not count as load.
+async fn wait_until_writable(addr: &str, body: &EncodedBody, version: i16) -> Result<()> {
+    let (mut tx, mut rx) = connect(addr).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let correlation_id = tx.send_encoded(body).await?;
+        let response = rx.recv::<ProduceRequest>(correlation_id, version).await?;
+        let mut errors = ErrorTally::default();
+        for p in response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+        {
+            errors.add(p.error_code);
+        }
+        if errors.total() == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "partitions still refuse writes after 30 s: {}",
+                errors.describe()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drives one connection until `deadline`, then waits for the outstanding responses.
+async fn drive(
+    mut tx: Sender,
+    mut rx: Receiver,
+    body: EncodedBody,
+    version: i16,
+    partitions: usize,
+    inflight: usize,
+    deadline: Instant,
+) -> Result<ConnectionStats> {
+    let permits = Arc::new(Semaphore::new(inflight));
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(i32, Instant)>();
+
+    let writer_permits = permits.clone();
+    let writer = tokio::spawn(async move {
+        while Instant::now() < deadline {
+            // A closed semaphore means the reader gave up; stop sending.
+            let Ok(permit) = writer_permits.acquire().await else {
+                break;
+            };
+            permit.forget();
+            let sent_at = Instant::now();
+            let correlation_id = tx.send_encoded(&body).await?;
+            if sent_tx.send((correlation_id, sent_at)).is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    });
+
+    let read = async {
+        let mut stats = ConnectionStats::default();
+        while let Some((correlation_id, sent_at)) = sent_rx.recv().await {
+            let response = rx.recv::<ProduceRequest>(correlation_id, version).await?;
+            stats.latencies.record(sent_at.elapsed());
+            stats.requests += 1;
+            permits.add_permits(1);
+            let mut answered = 0;
+            for topic in &response.responses {
+                for p in &topic.partition_responses {
+                    answered += 1;
+                    if p.error_code == 0 {
+                        stats.batches_ok += 1;
+                    } else {
+                        stats.errors.add(p.error_code);
+                    }
+                }
+            }
+            ensure!(
+                answered == partitions,
+                "Produce response answers {answered} partitions, request had {partitions}"
+            );
+        }
+        Ok(stats)
+    };
+    let result = read.await;
+    permits.close();
+    let written = writer.await.context("produce writer panicked")?;
+    let stats = result?;
+    written?;
+    Ok(stats)
+}
+
+/// Encodes one uncompressed v2 batch of `count` records whose values are
+/// `record_bytes` long, with no producer id (not idempotent) and a current timestamp.
+pub fn encode_batch(record_bytes: usize, count: usize) -> Result<Bytes> {
+    let value = Bytes::from(
+        (0..record_bytes)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while offset - sequence is
+            // constant; this yields base sequence -1 (NO_SEQUENCE) for the batch.
+            sequence: i as i32 - 1,
+            timestamp: now_ms,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn batch_is_one_v2_batch_without_producer() -> Result<()> {
+        let batch = encode_batch(1024, 16)?;
+        let infos = RecordBatchDecoder::decode_batch_info(&mut batch.clone())?;
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].record_count, 16);
+        assert_eq!(infos[0].base_sequence, -1);
+        assert_eq!(infos[0].producer_id, -1);
+        assert_eq!(infos[0].compression, Compression::None);
+        let scan = crate::fetch::scan_batches(&batch)?;
+        assert_eq!(
+            (scan.records, scan.bytes, scan.next_offset),
+            (16, batch.len() as u64, Some(16))
+        );
+        Ok(())
+    }
+}

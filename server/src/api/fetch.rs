@@ -1,0 +1,272 @@
+//! Fetch (key 1), versions 4–18: topic names up to v12, topic ids from v13.
+//!
+//! Reads run on each partition's owning shard and return whole batches (a fetch at an
+//! offset inside a batch gets that whole batch). Long polling: while fewer than
+//! `min_bytes` are available the request waits, up to `max_wait_ms`, for any of its
+//! partitions' high watermarks to move. No fetch sessions: every response carries
+//! session id 0, which clients treat as "full fetch each time".
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_storage::batch::split_batches;
+use fjord_storage::StorageError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::shard::Shard;
+
+/// One partition to read, routed to its owner.
+#[derive(Clone)]
+struct Read {
+    topic_id: Uuid,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// What the owner answered.
+struct ReadOutcome {
+    error: i16,
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+    watch: Option<watch::Receiver<i64>>,
+}
+
+impl ReadOutcome {
+    fn error(code: i16) -> ReadOutcome {
+        ReadOutcome {
+            error: code,
+            records: Bytes::new(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            watch: None,
+        }
+    }
+}
+
+async fn read_on_owner(shard: Rc<Shard>, r: Read) -> ReadOutcome {
+    let partition = match shard.partition(&r.topic_id, r.index) {
+        Ok(Some(p)) => p,
+        Ok(None) => return ReadOutcome::error(ResponseError::UnknownTopicOrPartition.code()),
+        Err(_) => return ReadOutcome::error(ResponseError::KafkaStorageError.code()),
+    };
+    let watch = Some(partition.watch_high_watermark());
+    match partition.read(r.offset, r.max_bytes, true) {
+        Ok(f) => ReadOutcome {
+            error: 0,
+            records: f.records,
+            high_watermark: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+            watch,
+        },
+        Err(StorageError::OffsetOutOfRange {
+            log_start_offset, ..
+        }) => ReadOutcome {
+            error: ResponseError::OffsetOutOfRange.code(),
+            records: Bytes::new(),
+            high_watermark: partition.high_watermark(),
+            log_start_offset,
+            watch: None,
+        },
+        Err(e) => {
+            tracing::error!(topic = %partition.topic, partition = r.index, error = %e, "fetch read failed");
+            ReadOutcome::error(ResponseError::KafkaStorageError.code())
+        }
+    }
+}
+
+/// Keeps whole batches of `records` within `budget` bytes (at least the first batch
+/// when `min_one`).
+fn trim_to_budget(records: &Bytes, budget: usize, min_one: bool) -> Bytes {
+    if records.len() <= budget {
+        return records.clone();
+    }
+    let Ok(ranges) = split_batches(records) else {
+        return Bytes::new();
+    };
+    let mut end = 0;
+    for r in ranges {
+        if r.end > budget && !(min_one && end == 0) {
+            break;
+        }
+        end = r.end;
+    }
+    records.slice(..end)
+}
+
+pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchResponse {
+    let image = shard.image();
+    let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    // (topic position, partition index, Some(read) or an early error code)
+    let mut slots: Vec<(usize, i32, Result<Read, i16>)> = Vec::new();
+    for (t, topic) in req.topics.iter().enumerate() {
+        let found = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.0.as_str())
+        };
+        for p in &topic.partitions {
+            let slot = match found {
+                _ if slots.len() >= shard.config.max_partitions_per_request => {
+                    Err(ResponseError::PolicyViolation.code())
+                }
+                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
+                    Err(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Some(tp) => Ok(Read {
+                    topic_id: tp.id,
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
+                }),
+            };
+            slots.push((t, p.partition, slot));
+        }
+    }
+
+    let reads: Vec<(usize, (usize, Read))> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, _, s))| {
+            s.as_ref()
+                .ok()
+                .map(|r| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
+        })
+        .collect();
+    let mut outcomes: Vec<Option<ReadOutcome>>;
+    loop {
+        outcomes = (0..slots.len()).map(|_| None).collect();
+        let results = shard
+            .scatter(
+                reads.clone(),
+                |s: Rc<Shard>, (i, r): (usize, Read)| async move { (i, read_on_owner(s, r).await) },
+                || {
+                    (
+                        usize::MAX,
+                        ReadOutcome::error(ResponseError::NotLeaderOrFollower.code()),
+                    )
+                },
+            )
+            .await;
+        let mut bytes = 0usize;
+        let mut any_error = false;
+        for (i, o) in results {
+            bytes += o.records.len();
+            any_error |= o.error != 0;
+            if let Some(slot) = outcomes.get_mut(i) {
+                *slot = Some(o);
+            }
+        }
+        if bytes >= req.min_bytes.max(1) as usize
+            || any_error
+            || reads.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        let watches: Vec<watch::Receiver<i64>> = outcomes
+            .iter_mut()
+            .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
+            .collect();
+        // Woken or timed out, read again: the loop ends at the deadline.
+        wait_for_data(watches, deadline).await;
+    }
+
+    let mut responses: Vec<FetchableTopicResponse> = req
+        .topics
+        .iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    let mut budget = max_bytes;
+    let mut first = true;
+    let read_committed = req.isolation_level == 1;
+    for ((t, index, slot), outcome) in slots.into_iter().zip(outcomes) {
+        let o = match slot {
+            Err(code) => ReadOutcome::error(code),
+            Ok(_) => outcome
+                .unwrap_or_else(|| ReadOutcome::error(ResponseError::UnknownServerError.code())),
+        };
+        let records = trim_to_budget(&o.records, budget, first);
+        if !records.is_empty() {
+            first = false;
+        }
+        budget = budget.saturating_sub(records.len());
+        super::count_error("Fetch", o.error);
+        let mut pd = PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(o.error)
+            .with_high_watermark(o.high_watermark)
+            .with_last_stable_offset(o.high_watermark)
+            .with_log_start_offset(o.log_start_offset)
+            .with_records(Some(records));
+        pd.aborted_transactions = read_committed.then(Vec::new);
+        responses[t].partitions.push(pd);
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses)
+}
+
+/// Waits until any watched high watermark moves or the deadline passes.
+async fn wait_for_data(watches: Vec<watch::Receiver<i64>>, deadline: tokio::time::Instant) {
+    if watches.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let waiters: Vec<_> = watches
+        .into_iter()
+        .map(|mut w| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if w.changed().await.is_ok() {
+                    let _ = tx.try_send(());
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let _ = tokio::time::timeout_at(deadline, rx.recv()).await;
+    for w in waiters {
+        w.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_batches(sizes: &[usize]) -> Bytes {
+        let mut out = Vec::new();
+        for &s in sizes {
+            let mut b = vec![0u8; s];
+            b[8..12].copy_from_slice(&((s - 12) as i32).to_be_bytes());
+            b[16] = 2;
+            out.extend_from_slice(&b);
+        }
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn trims_to_whole_batches() {
+        let r = fake_batches(&[100, 100, 100]);
+        assert_eq!(trim_to_budget(&r, 1000, false).len(), 300);
+        assert_eq!(trim_to_budget(&r, 250, false).len(), 200);
+        assert_eq!(trim_to_budget(&r, 50, false).len(), 0);
+        assert_eq!(trim_to_budget(&r, 50, true).len(), 100);
+    }
+}

@@ -1,0 +1,154 @@
+//! ListOffsets (key 2), versions 1–10: earliest, latest, max timestamp, and the first
+//! offset whose timestamp is at or after a given time.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::partition::Partition;
+use crate::shard::Shard;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// (error code, timestamp, offset, leader epoch)
+type Answer = (i16, i64, i64, i32);
+
+/// A request partition: (topic position, partition, (topic id, timestamp) or an error code).
+type Slot = (usize, i32, Result<(Uuid, i64), i16>);
+
+/// Finds (timestamp, offset) of the first record in `batch` matching `pick`.
+fn find_record(
+    batch: bytes::Bytes,
+    pick: impl Fn(&[(i64, i64)]) -> Option<(i64, i64)>,
+) -> Option<(i64, i64)> {
+    let mut buf = batch;
+    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
+    let records: Vec<(i64, i64)> = set
+        .records
+        .iter()
+        .map(|r| (r.timestamp, r.offset))
+        .collect();
+    pick(&records)
+}
+
+fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
+    let epoch = p.leader_epoch;
+    let none = (0, -1, -1, -1);
+    match ts {
+        LATEST => (0, -1, p.high_watermark(), epoch),
+        EARLIEST | EARLIEST_LOCAL => (0, -1, p.log_start_offset(), epoch),
+        LATEST_TIERED if version >= 9 => none,
+        MAX_TIMESTAMP if version >= 7 => match p.batch_with_max_timestamp() {
+            Ok(Some(batch)) => find_record(batch, |rs| {
+                let max = rs.iter().map(|r| r.0).max()?;
+                rs.iter().find(|r| r.0 == max).copied()
+            })
+            .map(|(t, o)| (0, t, o, epoch))
+            .unwrap_or(none),
+            Ok(None) => none,
+            Err(_) => (ResponseError::KafkaStorageError.code(), -1, -1, -1),
+        },
+        t if t >= 0 => match p.batch_for_timestamp(t) {
+            Ok(Some(batch)) => find_record(batch, |rs| rs.iter().find(|r| r.0 >= t).copied())
+                .filter(|(_, o)| *o < p.high_watermark())
+                .map(|(ts, o)| (0, ts, o, epoch))
+                .unwrap_or(none),
+            Ok(None) => none,
+            Err(_) => (ResponseError::KafkaStorageError.code(), -1, -1, -1),
+        },
+        _ => (ResponseError::UnsupportedVersion.code(), -1, -1, -1),
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let image = shard.image();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (t, topic) in req.topics.iter().enumerate() {
+        let found = image.topic(topic.name.0.as_str());
+        for p in &topic.partitions {
+            let slot = match found {
+                _ if !seen.insert((topic.name.0.to_string(), p.partition_index)) => {
+                    Err(ResponseError::InvalidRequest.code())
+                }
+                Some(tp)
+                    if p.partition_index >= 0
+                        && (p.partition_index as usize) < tp.partitions.len() =>
+                {
+                    Ok((tp.id, p.timestamp))
+                }
+                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            slots.push((t, p.partition_index, slot));
+        }
+    }
+    let work: Vec<(usize, (usize, Uuid, i32, i64))> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, index, s))| {
+            s.as_ref()
+                .ok()
+                .map(|(id, ts)| (shard.owner(id, *index), (i, *id, *index, *ts)))
+        })
+        .collect();
+    let results = shard
+        .scatter(
+            work,
+            move |s: Rc<Shard>, (i, id, index, ts): (usize, Uuid, i32, i64)| async move {
+                let answer = match s.partition(&id, index) {
+                    Ok(Some(p)) => lookup(&p, version, ts),
+                    Ok(None) => (ResponseError::UnknownTopicOrPartition.code(), -1, -1, -1),
+                    Err(_) => (ResponseError::KafkaStorageError.code(), -1, -1, -1),
+                };
+                (i, answer)
+            },
+            || {
+                (
+                    usize::MAX,
+                    (ResponseError::NotLeaderOrFollower.code(), -1, -1, -1),
+                )
+            },
+        )
+        .await;
+    let mut answers: Vec<Option<Answer>> = vec![None; slots.len()];
+    for (i, a) in results {
+        if let Some(slot) = answers.get_mut(i) {
+            *slot = Some(a);
+        }
+    }
+    let mut topics: Vec<ListOffsetsTopicResponse> = req
+        .topics
+        .iter()
+        .map(|t| ListOffsetsTopicResponse::default().with_name(t.name.clone()))
+        .collect();
+    for ((t, index, slot), answer) in slots.into_iter().zip(answers) {
+        let (code, ts, offset, epoch) = match slot {
+            Err(code) => (code, -1, -1, -1),
+            Ok(_) => answer.unwrap_or((ResponseError::UnknownServerError.code(), -1, -1, -1)),
+        };
+        super::count_error("ListOffsets", code);
+        topics[t].partitions.push(
+            ListOffsetsPartitionResponse::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+                .with_timestamp(ts)
+                .with_offset(offset)
+                .with_leader_epoch(epoch),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

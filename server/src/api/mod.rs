@@ -1,0 +1,142 @@
+//! Kafka APIs: one file per API, named as the kafka-protocol crate names it.
+//!
+//! [`APIS`] is the single table of what Fjord serves: ApiVersions is generated from
+//! it and the decoder refuses anything outside it. An API is listed only when every
+//! version in its range is implemented completely.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::shard::Shard;
+use crate::wire::{self, Request};
+
+/// One served API: the versions advertised and the versions accepted.
+pub struct ApiSpec {
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub advertised_min: i16,
+    /// Lowest version actually served (Kafka 4 advertises Produce from 0 but serves
+    /// from 3, so clients keep their codecs; see KAFKA-18659).
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiSpec {
+    ApiSpec {
+        key,
+        advertised_min: min,
+        min,
+        max,
+    }
+}
+
+/// Every API Fjord serves.
+pub const APIS: &[ApiSpec] = &[
+    ApiSpec {
+        key: ApiKey::Produce,
+        advertised_min: 0,
+        min: 3,
+        max: 13,
+    },
+    api(ApiKey::Fetch, 4, 18),
+    api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::Metadata, 0, 13),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::InitProducerId, 0, 5),
+];
+
+/// The versions the decoder accepts for `key`, or None if the API is not served.
+pub fn accepted_versions(key: ApiKey) -> Option<(i16, i16)> {
+    APIS.iter().find(|a| a.key == key).map(|a| (a.min, a.max))
+}
+
+/// Runs one request and encodes its response (None: no response, e.g. acks=0).
+pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
+    let started = Instant::now();
+    let api_key = req.api_key;
+    let version = req.version();
+    let correlation_id = req.header.correlation_id;
+    let name = api_name(api_key);
+    metrics::counter!("fjord_requests_total", "api" => name).increment(1);
+    let response = match req.body {
+        RequestKind::ApiVersions(r) => {
+            Some(ResponseKind::ApiVersions(api_versions::handle(version, r)))
+        }
+        RequestKind::Metadata(r) => Some(ResponseKind::Metadata(
+            metadata::handle(&shard, version, r).await,
+        )),
+        RequestKind::Produce(r) => produce::handle(&shard, version, r)
+            .await
+            .map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(fetch::handle(&shard, version, r).await)),
+        RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
+            list_offsets::handle(&shard, version, r).await,
+        )),
+        RequestKind::CreateTopics(r) => Some(ResponseKind::CreateTopics(
+            create_topics::handle(&shard, version, r).await,
+        )),
+        RequestKind::DeleteTopics(r) => Some(ResponseKind::DeleteTopics(
+            delete_topics::handle(&shard, version, r).await,
+        )),
+        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
+            init_producer_id::handle(&shard, version, r).await,
+        )),
+        other => {
+            // The decoder only admits APIs in the table; reaching here is a table bug.
+            tracing::error!(
+                ?api_key,
+                "no handler for {:?}",
+                std::mem::discriminant(&other)
+            );
+            None
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::histogram!("fjord_request_latency_seconds", "api" => name).record(elapsed);
+    let response = response?;
+    match wire::encode_response(correlation_id, api_key, version, &response) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            metrics::counter!("fjord_request_errors_total", "api" => name).increment(1);
+            tracing::error!(?api_key, version, error = %e, "cannot encode response");
+            None
+        }
+    }
+}
+
+/// A static name for metrics labels.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        _ => "Other",
+    }
+}
+
+/// Counts an error code in a response, by API.
+pub fn count_error(api: &'static str, code: i16) {
+    if code != 0 {
+        metrics::counter!("fjord_response_errors_total", "api" => api, "code" => code.to_string())
+            .increment(1);
+    }
+}

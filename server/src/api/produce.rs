@@ -1,0 +1,318 @@
+//! Produce (key 0), versions 3–13 (advertised from 0 like Kafka 4).
+//!
+//! Each partition's records are validated on the connection's shard (one v2 batch,
+//! CRC-32C, size limits), then appended on the owning shard. acks=all waits for
+//! fdatasync; acks=1 for the write; acks=0 gets no response.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_storage::batch::{crc_is_valid, set_log_append_time, split_batches};
+use fjord_storage::BatchHeader;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::metadata::TopicImage;
+use crate::partition::{now_ms, AppendError, Appended};
+use crate::shard::Shard;
+
+/// A partition's records after validation, ready for its owner.
+struct Append {
+    topic_id: Uuid,
+    index: i32,
+    records: BytesMut,
+    header: BatchHeader,
+    log_append_time: Option<i64>,
+    sync: bool,
+}
+
+/// The outcome for one partition: an error code with message, or the append result.
+type Outcome = Result<Appended, (i16, Option<String>)>;
+
+/// Validates one partition's records as Kafka's LogValidator does for magic v2.
+fn validate(
+    records: &Option<Bytes>,
+    max_message_bytes: i64,
+    segment_bytes: i64,
+) -> Result<BatchHeader, (i16, String)> {
+    let invalid = |why: &str| (ResponseError::InvalidRecord.code(), why.to_string());
+    let Some(records) = records else {
+        return Err(invalid("Produce request has no records"));
+    };
+    if records.len() as i64 > segment_bytes {
+        return Err((
+            ResponseError::RecordListTooLarge.code(),
+            format!(
+                "Record set of {} bytes exceeds segment.bytes {segment_bytes}",
+                records.len()
+            ),
+        ));
+    }
+    let corrupt = |why: String| (ResponseError::CorruptMessage.code(), why);
+    let ranges = split_batches(records).map_err(|e| corrupt(format!("{e:?}")))?;
+    if ranges.len() != 1 {
+        return Err(invalid(
+            "Produce requests with version 3+ must contain exactly one record batch per partition",
+        ));
+    }
+    let batch = &records[ranges[0].clone()];
+    let header = BatchHeader::parse(batch).map_err(|e| corrupt(format!("{e:?}")))?;
+    if batch.len() as i64 > max_message_bytes {
+        return Err((
+            ResponseError::MessageTooLarge.code(),
+            format!(
+                "The batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                batch.len()
+            ),
+        ));
+    }
+    if !crc_is_valid(batch) {
+        return Err(corrupt("Record batch failed its CRC-32C check".into()));
+    }
+    if header.records_count != header.last_offset_delta + 1 {
+        return Err(invalid(
+            "Record count and last offset delta of the batch disagree",
+        ));
+    }
+    if header.is_control() {
+        return Err(invalid("Clients may not write control records"));
+    }
+    if header.is_transactional() {
+        return Err(invalid("Transactional batches are not supported yet"));
+    }
+    Ok(header)
+}
+
+fn topic_config_i64(topic: &TopicImage, key: &str, default: i64) -> i64 {
+    topic
+        .configs
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let image = shard.image();
+    let now = now_ms();
+    let sync = acks == -1 || shard.config.log_flush_interval_messages == 1;
+    // Per request partition: either an early outcome or an append for its owner.
+    let mut slots: Vec<(usize, usize, Option<Outcome>)> = Vec::new();
+    let mut appends: Vec<(usize, Append)> = Vec::new();
+    let mut total = 0usize;
+    for (t, topic) in req.topic_data.iter().enumerate() {
+        let found = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.name.0.as_str())
+        };
+        for (p, part) in topic.partition_data.iter().enumerate() {
+            total += 1;
+            let early: Option<Outcome> = if total > shard.config.max_partitions_per_request {
+                Some(Err((
+                    ResponseError::PolicyViolation.code(),
+                    Some("Too many partitions in one request".into()),
+                )))
+            } else if !matches!(acks, -1..=1) {
+                Some(Err((ResponseError::InvalidRequiredAcks.code(), None)))
+            } else {
+                match found {
+                    None if version >= 13 => {
+                        Some(Err((ResponseError::UnknownTopicId.code(), None)))
+                    }
+                    None => Some(Err((ResponseError::UnknownTopicOrPartition.code(), None))),
+                    Some(tp) if part.index < 0 || part.index as usize >= tp.partitions.len() => {
+                        Some(Err((ResponseError::UnknownTopicOrPartition.code(), None)))
+                    }
+                    Some(tp) => {
+                        let max_message = topic_config_i64(
+                            tp,
+                            "max.message.bytes",
+                            shard.config.message_max_bytes,
+                        );
+                        let segment =
+                            topic_config_i64(tp, "segment.bytes", shard.config.log_segment_bytes);
+                        match validate(&part.records, max_message, segment) {
+                            Err((code, msg)) => Some(Err((code, Some(msg)))),
+                            Ok(header) => {
+                                let records = part
+                                    .records
+                                    .as_deref()
+                                    .map(BytesMut::from)
+                                    .unwrap_or_default();
+                                let log_append = match tp.configs.get("message.timestamp.type") {
+                                    Some(v) => v == "LogAppendTime",
+                                    None => shard.config.log_message_timestamp_type_log_append,
+                                };
+                                let owner = shard.owner(&tp.id, part.index);
+                                appends.push((
+                                    slots.len(),
+                                    Append {
+                                        topic_id: tp.id,
+                                        index: part.index,
+                                        records,
+                                        header,
+                                        log_append_time: log_append.then_some(now),
+                                        sync,
+                                    },
+                                ));
+                                let _ = owner;
+                                None
+                            }
+                        }
+                    }
+                }
+            };
+            slots.push((t, p, early));
+        }
+    }
+
+    let routed: Vec<(usize, (usize, Append))> = appends
+        .into_iter()
+        .map(|(slot, a)| (shard.owner(&a.topic_id, a.index), (slot, a)))
+        .collect();
+    let results = shard
+        .scatter(
+            routed,
+            |s: Rc<Shard>, (slot, a): (usize, Append)| async move {
+                (slot, append_on_owner(&s, a).await)
+            },
+            || {
+                (
+                    usize::MAX,
+                    Err((ResponseError::NotLeaderOrFollower.code(), None)),
+                )
+            },
+        )
+        .await;
+    for (slot, outcome) in results {
+        if let Some(s) = slots.get_mut(slot) {
+            s.2 = Some(outcome);
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+
+    let mut responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    for (t, p, outcome) in slots {
+        let index = req.topic_data[t].partition_data[p].index;
+        let mut r = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1);
+        match outcome.unwrap_or(Err((ResponseError::UnknownServerError.code(), None))) {
+            Ok(a) => {
+                r.base_offset = a.base_offset;
+                r.log_append_time_ms = a.log_append_time_ms;
+                r.log_start_offset = a.log_start_offset;
+            }
+            Err((code, msg)) => {
+                r.error_code = code;
+                r.error_message = msg.map(StrBytes::from_string);
+                super::count_error("Produce", code);
+            }
+        }
+        responses[t].partition_responses.push(r);
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Runs on the partition's owner shard.
+async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
+    let partition = match shard.partition(&a.topic_id, a.index) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err((ResponseError::UnknownTopicOrPartition.code(), None)),
+        Err(e) => return Err((ResponseError::KafkaStorageError.code(), Some(e))),
+    };
+    let mut records = a.records;
+    if let Some(now) = a.log_append_time {
+        set_log_append_time(&mut records, now);
+    }
+    partition
+        .append(records, a.header, a.log_append_time, a.sync)
+        .await
+        .map_err(|e| match e {
+            AppendError::InvalidProducerEpoch => (ResponseError::InvalidProducerEpoch.code(), None),
+            AppendError::OutOfOrderSequence => {
+                (ResponseError::OutOfOrderSequenceNumber.code(), None)
+            }
+            AppendError::Storage(m) => (ResponseError::KafkaStorageError.code(), Some(m)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid v2 batch with `n` empty records.
+    fn batch(n: i32) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..n {
+            // length, attributes, timestamp delta, offset delta (zig-zag varints), key -1, value -1, headers 0
+            let body = [0u8, 0, (i as u8) << 1, 1, 1, 0];
+            records.push((body.len() as u8) << 1);
+            records.extend_from_slice(&body);
+        }
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(n - 1).to_be_bytes());
+        b.extend_from_slice(&1000i64.to_be_bytes());
+        b.extend_from_slice(&1000i64.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn validation_maps_to_kafka_codes() {
+        let good = Bytes::from(batch(3));
+        assert!(validate(&Some(good.clone()), 1 << 20, 1 << 30).is_ok());
+        let code = |r: Result<BatchHeader, (i16, String)>| r.err().map(|e| e.0);
+        assert_eq!(code(validate(&None, 1 << 20, 1 << 30)), Some(87));
+        assert_eq!(code(validate(&Some(good.clone()), 10, 1 << 30)), Some(10));
+        assert_eq!(code(validate(&Some(good.clone()), 1 << 20, 10)), Some(18));
+        let mut bad = batch(3);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            code(validate(&Some(Bytes::from(bad)), 1 << 20, 1 << 30)),
+            Some(2)
+        );
+        let two = [batch(1), batch(1)].concat();
+        assert_eq!(
+            code(validate(&Some(Bytes::from(two)), 1 << 20, 1 << 30)),
+            Some(87)
+        );
+        assert_eq!(
+            code(validate(&Some(good.slice(..30)), 1 << 20, 1 << 30)),
+            Some(2)
+        );
+    }
+}

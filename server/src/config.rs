@@ -1,0 +1,478 @@
+//! Broker configuration, read the Kafka way: a `server.properties` file plus
+//! `--override key=value` pairs, with Kafka's key names and Kafka's defaults.
+//!
+//! Invariant: every key a user may set is listed in [`KEYS`]; an unknown key or a
+//! value that does not parse stops start-up with an error naming the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// The type of a configuration value, used to validate it.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Int { min: i64, max: i64 },
+    Bool,
+    Str,
+    Listeners,
+    TimestampType,
+}
+
+/// One known key: its name, Kafka's default and its type.
+struct Key {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+}
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+/// Every key Fjord understands, with Kafka's default where Kafka has one.
+const KEYS: &[Key] = &[
+    Key {
+        name: "node.id",
+        default: "1",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "listeners",
+        default: "PLAINTEXT://localhost:9092",
+        kind: Kind::Listeners,
+    },
+    Key {
+        name: "advertised.listeners",
+        default: "",
+        kind: Kind::Listeners,
+    },
+    Key {
+        name: "log.dirs",
+        default: "./data",
+        kind: Kind::Str,
+    },
+    Key {
+        name: "num.partitions",
+        default: "1",
+        kind: int(1, 1_000_000),
+    },
+    Key {
+        name: "default.replication.factor",
+        default: "1",
+        kind: int(1, i16::MAX as i64),
+    },
+    Key {
+        name: "auto.create.topics.enable",
+        default: "true",
+        kind: Kind::Bool,
+    },
+    Key {
+        name: "log.segment.bytes",
+        default: "1073741824",
+        kind: int(1024 * 1024, i32::MAX as i64),
+    },
+    Key {
+        name: "log.roll.ms",
+        default: "604800000",
+        kind: int(1, i64::MAX),
+    },
+    Key {
+        name: "log.retention.ms",
+        default: "604800000",
+        kind: int(-1, i64::MAX),
+    },
+    Key {
+        name: "log.retention.bytes",
+        default: "-1",
+        kind: int(-1, i64::MAX),
+    },
+    Key {
+        name: "log.retention.check.interval.ms",
+        default: "300000",
+        kind: int(1, i64::MAX),
+    },
+    Key {
+        name: "log.index.interval.bytes",
+        default: "4096",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "log.index.size.max.bytes",
+        default: "10485760",
+        kind: int(4, i32::MAX as i64),
+    },
+    Key {
+        name: "log.segment.delete.delay.ms",
+        default: "60000",
+        kind: int(0, i64::MAX),
+    },
+    Key {
+        name: "log.message.timestamp.type",
+        default: "CreateTime",
+        kind: Kind::TimestampType,
+    },
+    Key {
+        name: "log.flush.interval.messages",
+        default: "9223372036854775807",
+        kind: int(1, i64::MAX),
+    },
+    Key {
+        name: "message.max.bytes",
+        default: "1048588",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "socket.request.max.bytes",
+        default: "104857600",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
+        name: "fetch.max.bytes",
+        default: "57671680",
+        kind: int(1024, i32::MAX as i64),
+    },
+    Key {
+        name: "max.connections",
+        default: "2147483647",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "group.initial.rebalance.delay.ms",
+        default: "3000",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "offsets.topic.num.partitions",
+        default: "50",
+        kind: int(1, 1_000_000),
+    },
+    Key {
+        name: "fjord.cores",
+        default: "0",
+        kind: int(0, 1024),
+    },
+    Key {
+        name: "fjord.max.inflight.requests.per.connection",
+        default: "128",
+        kind: int(1, 65536),
+    },
+    Key {
+        name: "fjord.max.partitions.per.request",
+        default: "100000",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
+        name: "fjord.tail.cache.bytes",
+        default: "4194304",
+        kind: int(0, i32::MAX as i64),
+    },
+    Key {
+        name: "fjord.io.uring.entries",
+        default: "256",
+        kind: int(8, 32768),
+    },
+    Key {
+        name: "fjord.metrics.listener",
+        default: "",
+        kind: Kind::Str,
+    },
+    Key {
+        name: "fjord.cluster.id",
+        default: "",
+        kind: Kind::Str,
+    },
+];
+
+/// A configuration error: always names the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A listener: `NAME://host:port`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    /// The socket address to bind: an empty host binds every interface.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        (host, self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| {
+                a.find(|a| a.is_ipv4())
+                    .or_else(|| (host, self.port).to_socket_addrs().ok()?.next())
+            })
+            .ok_or_else(|| ConfigError(format!("listeners: cannot resolve host '{host}'")))
+    }
+}
+
+/// The validated broker configuration.
+///
+/// Built once at start-up; shards hold it in an `Arc` and never mutate it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub log_segment_bytes: i64,
+    pub log_roll_ms: i64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: i64,
+    pub log_index_interval_bytes: i64,
+    pub log_index_size_max_bytes: i64,
+    pub log_segment_delete_delay_ms: i64,
+    pub log_message_timestamp_type_log_append: bool,
+    pub log_flush_interval_messages: i64,
+    pub message_max_bytes: i64,
+    pub socket_request_max_bytes: i64,
+    pub fetch_max_bytes: i64,
+    pub max_connections: i64,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub offsets_topic_num_partitions: i64,
+    /// Number of shards (one per core); 0 in the file means "all cores".
+    pub cores: usize,
+    pub max_inflight_requests_per_connection: usize,
+    pub max_partitions_per_request: usize,
+    pub tail_cache_bytes: usize,
+    pub io_uring_entries: u32,
+    /// `host:port` of the Prometheus endpoint, or None (the default: off).
+    pub metrics_listener: Option<String>,
+    pub cluster_id: String,
+}
+
+/// Parses a Kafka-style properties text: `key=value` or `key: value` lines, `#`/`!`
+/// comments, surrounding whitespace trimmed. Later keys win.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(split) = line.find(['=', ':']) else {
+            return Err(ConfigError(format!(
+                "line {}: expected key=value, got '{line}'",
+                n + 1
+            )));
+        };
+        let (k, v) = (line[..split].trim(), line[split + 1..].trim());
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Splits `key=value` as given to `--override`.
+pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(ConfigError(format!("--override '{s}': expected key=value"))),
+    }
+}
+
+fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let err = || ConfigError(format!("{key}: '{item}' is not NAME://host:port"));
+        let (name, rest) = item.split_once("://").ok_or_else(err)?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(err)?;
+        let port: u16 = port.parse().map_err(|_| err())?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        out.push(Listener {
+            name: name.to_string(),
+            host,
+            port,
+        });
+    }
+    Ok(out)
+}
+
+fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError(format!("{}: invalid value '{v}': {why}", key.name));
+    match key.kind {
+        Kind::Int { min, max } => {
+            let n: i64 = v.parse().map_err(|_| bad("not an integer"))?;
+            if n < min || n > max {
+                return Err(bad(&format!("must be in [{min}, {max}]")));
+            }
+        }
+        Kind::Bool => {
+            if !matches!(v.to_ascii_lowercase().as_str(), "true" | "false") {
+                return Err(bad("expected true or false"));
+            }
+        }
+        Kind::TimestampType => {
+            if v != "CreateTime" && v != "LogAppendTime" {
+                return Err(bad("expected CreateTime or LogAppendTime"));
+            }
+        }
+        Kind::Listeners => {
+            parse_listeners(key.name, v)?;
+        }
+        Kind::Str => {}
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Validates `values` (file keys then overrides, merged) against [`KEYS`] and
+    /// fills in Kafka's defaults.
+    pub fn from_map(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        for (k, v) in values {
+            let key = KEYS
+                .iter()
+                .find(|key| key.name == k)
+                .ok_or_else(|| ConfigError(format!("{k}: unknown configuration key")))?;
+            check(key, v)?;
+        }
+        let get = |name: &str| -> &str {
+            values.get(name).map(String::as_str).unwrap_or_else(|| {
+                KEYS.iter()
+                    .find(|k| k.name == name)
+                    .map(|k| k.default)
+                    .unwrap_or("")
+            })
+        };
+        // Values were checked above; defaults are checked by a unit test.
+        let int = |name: &str| get(name).parse::<i64>().unwrap_or(0);
+        let listeners = parse_listeners("listeners", get("listeners"))?;
+        if listeners.is_empty() {
+            return Err(ConfigError(
+                "listeners: at least one listener is required".into(),
+            ));
+        }
+        let mut advertised = parse_listeners("advertised.listeners", get("advertised.listeners"))?;
+        if advertised.is_empty() {
+            advertised = listeners.clone();
+        }
+        for l in &mut advertised {
+            if l.host.is_empty() || l.host == "0.0.0.0" {
+                l.host = "localhost".into();
+            }
+        }
+        let cores = match int("fjord.cores") {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n as usize,
+        };
+        let metrics = get("fjord.metrics.listener");
+        let cluster_id = match get("fjord.cluster.id") {
+            "" => "fjord-cluster".to_string(),
+            s => s.to_string(),
+        };
+        Ok(Config {
+            node_id: int("node.id") as i32,
+            listeners,
+            advertised_listeners: advertised,
+            log_dirs: PathBuf::from(get("log.dirs")),
+            num_partitions: int("num.partitions") as i32,
+            default_replication_factor: int("default.replication.factor") as i16,
+            auto_create_topics_enable: get("auto.create.topics.enable")
+                .eq_ignore_ascii_case("true"),
+            log_segment_bytes: int("log.segment.bytes"),
+            log_roll_ms: int("log.roll.ms"),
+            log_retention_ms: int("log.retention.ms"),
+            log_retention_bytes: int("log.retention.bytes"),
+            log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
+            log_index_interval_bytes: int("log.index.interval.bytes"),
+            log_index_size_max_bytes: int("log.index.size.max.bytes"),
+            log_segment_delete_delay_ms: int("log.segment.delete.delay.ms"),
+            log_message_timestamp_type_log_append: get("log.message.timestamp.type")
+                == "LogAppendTime",
+            log_flush_interval_messages: int("log.flush.interval.messages"),
+            message_max_bytes: int("message.max.bytes"),
+            socket_request_max_bytes: int("socket.request.max.bytes"),
+            fetch_max_bytes: int("fetch.max.bytes"),
+            max_connections: int("max.connections"),
+            group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
+            offsets_topic_num_partitions: int("offsets.topic.num.partitions"),
+            cores,
+            max_inflight_requests_per_connection: int("fjord.max.inflight.requests.per.connection")
+                as usize,
+            max_partitions_per_request: int("fjord.max.partitions.per.request") as usize,
+            tail_cache_bytes: int("fjord.tail.cache.bytes") as usize,
+            io_uring_entries: int("fjord.io.uring.entries") as u32,
+            metrics_listener: (!metrics.is_empty()).then(|| metrics.to_string()),
+            cluster_id,
+        })
+    }
+
+    /// The listener clients connect to (the first one).
+    pub fn client_listener(&self) -> &Listener {
+        &self.listeners[0]
+    }
+
+    /// The address advertised to clients in Metadata.
+    pub fn advertised(&self) -> &Listener {
+        &self.advertised_listeners[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_kafkas() {
+        for key in KEYS {
+            check(key, key.default).expect(key.name);
+        }
+        let c = Config::from_map(&BTreeMap::new()).expect("defaults");
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.client_listener().port, 9092);
+        assert_eq!(c.log_dirs, PathBuf::from("./data"));
+        assert_eq!(c.offsets_topic_num_partitions, 50);
+    }
+
+    #[test]
+    fn properties_and_errors_name_the_key() {
+        let text =
+            "# comment\nnode.id = 3\nlisteners=PLAINTEXT://127.0.0.1:9999\n\nlog.dirs: /tmp/x\n";
+        let map = parse_properties(text).expect("parse");
+        let c = Config::from_map(&map).expect("valid");
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.client_listener().port, 9999);
+        assert_eq!(c.advertised().host, "127.0.0.1");
+
+        let mut bad = map.clone();
+        bad.insert("no.such.key".into(), "1".into());
+        let e = Config::from_map(&bad).expect_err("unknown key").to_string();
+        assert!(e.contains("no.such.key"), "{e}");
+
+        let mut bad = map;
+        bad.insert("num.partitions".into(), "zero".into());
+        let e = Config::from_map(&bad).expect_err("bad value").to_string();
+        assert!(e.contains("num.partitions"), "{e}");
+        assert!(parse_override("a").is_err());
+        assert_eq!(
+            parse_override("a=b=c").expect("ok"),
+            ("a".into(), "b=c".into())
+        );
+    }
+}

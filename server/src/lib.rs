@@ -1,0 +1,21 @@
+//! Fjord: a broker that speaks Apache Kafka's binary protocol.
+//!
+//! Layout (request path: `net` → `wire` → `api` → `partition` → storage):
+//! - `config`     — Kafka-style properties, defaults, validation.
+//! - `shard`      — one pinned runtime per core, partition→shard ownership, `invoke_on`.
+//! - `net/`       — SO_REUSEPORT listeners; the connection loop (pipelined, in-order).
+//! - `wire/`      — frames (incomplete vs invalid) and kafka-protocol coding.
+//! - `api/`       — one file per Kafka API; `api/mod.rs` holds the version table.
+//! - `partition/` — a partition's log, high watermark and idempotent-producer state.
+//! - `metadata/`  — commands, the pure `ClusterImage` state machine, the metadata log
+//!   and the control-plane thread.
+//! - `telemetry`  — the Prometheus endpoint.
+
+pub mod api;
+pub mod config;
+pub mod metadata;
+pub mod net;
+pub mod partition;
+pub mod shard;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,132 @@
+//! `fjord`: start a broker.
+//!
+//! `fjord [--config server.properties] [--override key=value]...`
+//! With no arguments: a single node on localhost:9092 with data in ./data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use fjord::config::{self, Config};
+use fjord::metadata::{self, BrokerInfo, Command};
+use fjord::{net, shard};
+
+#[derive(Parser)]
+#[command(
+    name = "fjord",
+    version,
+    about = "A broker that speaks Apache Kafka's protocol"
+)]
+struct Cli {
+    /// A Kafka-style properties file.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Overrides one key: `--override key=value` (repeatable).
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut values = BTreeMap::new();
+    if let Some(path) = &cli.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        values = config::parse_properties(&text)?;
+    }
+    for o in &cli.overrides {
+        let (k, v) = config::parse_override(o)?;
+        values.insert(k, v);
+    }
+    Ok(Config::from_map(&values)?)
+}
+
+/// Holds an exclusive lock on the data directory for the life of the process (the
+/// kernel drops it if the process dies, so `kill -9` leaves no stale lock).
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!("log.dirs {} is in use by another process", dir.display());
+    }
+    Ok(file)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("fjord: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Arc::new(load_config(&cli)?);
+    let _lock = lock_data_dir(&config.log_dirs)?;
+    if let Some(addr) = &config.metrics_listener {
+        fjord::telemetry::start(addr).context("fjord.metrics.listener")?;
+    }
+    let metadata = metadata::start(&config.log_dirs.join("__cluster_metadata"))?;
+
+    let advertised = config.advertised();
+    let me = BrokerInfo {
+        id: config.node_id,
+        host: advertised.host.clone(),
+        port: advertised.port,
+        rack: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if metadata.current().brokers.get(&me.id) != Some(&me) {
+        runtime
+            .block_on(metadata.propose(Command::RegisterBroker(me)))
+            .map_err(|e| anyhow::anyhow!("registering this broker: {e}"))?;
+    }
+
+    let addr = net::listener::client_addr(&config)?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut starts = Vec::with_capacity(config.cores);
+    for _ in 0..config.cores {
+        let listener =
+            net::listener::bind_reuseport(addr).with_context(|| format!("binding {addr}"))?;
+        starts.push(shard::ShardStart {
+            config: config.clone(),
+            metadata: metadata.clone(),
+            listener,
+            shutdown: shutdown_rx.clone(),
+        });
+    }
+    let shards = shard::start(starts)?;
+    tracing::info!(%addr, shards = config.cores, node_id = config.node_id, log_dirs = %config.log_dirs.display(), "fjord started");
+
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for s in shards {
+        let _ = s.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

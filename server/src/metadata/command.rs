@@ -1,0 +1,51 @@
+//! Metadata commands: the only way metadata changes. Each carries explicit values
+//! (ids, replica assignments), so replaying the log never re-runs placement or
+//! random id generation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::image::BrokerInfo;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Command {
+    RegisterBroker(BrokerInfo),
+    /// `partitions[i]` is the replica list of partition i; the first replica leads.
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        id: Uuid,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+}
+
+/// Why a command was refused; the image is unchanged when this is returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommandError {
+    TopicAlreadyExists(String),
+    TopicIdInUse(Uuid),
+    UnknownTopicId(Uuid),
+    Invalid(String),
+    /// The metadata log could not be written; nothing was applied.
+    Storage(String),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::TopicAlreadyExists(n) => write!(f, "Topic '{n}' already exists."),
+            CommandError::TopicIdInUse(id) => write!(f, "Topic id {id} is in use."),
+            CommandError::UnknownTopicId(id) => write!(f, "Topic id {id} does not exist."),
+            CommandError::Invalid(m) => f.write_str(m),
+            CommandError::Storage(m) => write!(f, "metadata log: {m}"),
+        }
+    }
+}

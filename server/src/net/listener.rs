@@ -1,0 +1,61 @@
+//! Listener sockets. Every shard binds the same address with SO_REUSEPORT, so the
+//! kernel spreads connections over shards and a connection lives on one shard.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::shard::Shard;
+
+/// Binds one non-blocking listening socket with SO_REUSEPORT (called once per shard,
+/// on the main thread, so a bind error stops start-up).
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts connections on this shard until the listener fails or the shard stops.
+/// Runs on the shard's thread.
+pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id, error = %e, "cannot register listener");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if !shard.try_open_connection() {
+                    tracing::warn!(%peer, "max.connections reached; closing new connection");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let shard = shard.clone();
+                tokio::task::spawn_local(async move {
+                    super::connection::serve(shard.clone(), stream, peer).await;
+                    shard.close_connection();
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The socket address for the client listener.
+pub fn client_addr(
+    config: &crate::config::Config,
+) -> Result<SocketAddr, crate::config::ConfigError> {
+    config.client_listener().bind_addr()
+}

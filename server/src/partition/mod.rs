@@ -1,0 +1,368 @@
+//! A partition on its owning shard: the log, the idempotent-producer state and the
+//! high watermark. Replication (followers, ISR) will live here too.
+//!
+//! Invariants:
+//! - owned by one shard (`Rc`, never sent across threads);
+//! - the high watermark is the end of the contiguous prefix of the log whose writes
+//!   completed (single replica); fetches never see past it;
+//! - producer state is updated synchronously with the log append, before any await, so
+//!   a retried batch arriving while the first is being written is seen as a duplicate.
+
+pub mod producer_state;
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_storage::{BatchHeader, IoEngine, Log, LogConfig, StorageError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::metadata::TopicImage;
+use producer_state::{BatchMeta, ProducerStateTable, Verdict};
+
+/// Why an append was refused. The api layer maps these to Kafka error codes.
+#[derive(Debug)]
+pub enum AppendError {
+    InvalidProducerEpoch,
+    OutOfOrderSequence,
+    /// The log failed; the partition stops taking writes (KAFKA_STORAGE_ERROR).
+    Storage(String),
+}
+
+/// The answer to a successful append.
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// Records read for a fetch, with the partition's offsets at that moment.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Owned by exactly one shard thread.
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+    log: RefCell<Log>,
+    producers: RefCell<ProducerStateTable>,
+    high_watermark: watch::Sender<i64>,
+    /// Set after a write failed: the log's tail is unknown until restart.
+    failed: Cell<bool>,
+    log_end_gauge: metrics::Gauge,
+}
+
+/// Kafka's `partition.metadata` file: lets a directory be matched to its topic id.
+const PARTITION_METADATA: &str = "partition.metadata";
+
+impl Partition {
+    /// Opens (or creates) the partition's log, running recovery, and rebuilds the
+    /// producer state from the batch headers in the log.
+    pub fn open(
+        dir: PathBuf,
+        topic: &TopicImage,
+        index: i32,
+        log_config: LogConfig,
+        io: Rc<IoEngine>,
+        leader_epoch: i32,
+        _config: &Config,
+    ) -> Result<Rc<Partition>, StorageError> {
+        claim_directory(&dir, &topic.id)?;
+        let (log, truncated) = Log::open(dir.clone(), log_config, io)?;
+        if truncated > 0 {
+            tracing::warn!(dir = %dir.display(), truncated, "recovery truncated the log tail");
+        }
+        let mut producers = ProducerStateTable::default();
+        log.scan_headers(log.log_start_offset(), &mut |h: &BatchHeader| {
+            if h.producer_id >= 0 && !h.is_control() {
+                producers.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    batch_meta(h, h.base_offset, -1),
+                );
+            }
+        })?;
+        let hw = log.written_end_offset();
+        let log_end_gauge = metrics::gauge!(
+            "fjord_log_end_offset",
+            "topic" => topic.name.clone(),
+            "partition" => index.to_string()
+        );
+        log_end_gauge.set(hw as f64);
+        Ok(Rc::new(Partition {
+            topic: topic.name.clone(),
+            topic_id: topic.id,
+            index,
+            leader_epoch,
+            log: RefCell::new(log),
+            producers: RefCell::new(producers),
+            high_watermark: watch::channel(hw).0,
+            failed: Cell::new(false),
+            log_end_gauge,
+        }))
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark advances (`Send`, so a
+    /// fetch on another shard can wait on it).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.borrow().log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.borrow().log_end_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log.borrow().size_bytes()
+    }
+
+    /// Appends one validated batch. `sync` asks for fdatasync before the append
+    /// completes (acks=all).
+    pub async fn append(
+        self: Rc<Self>,
+        records: BytesMut,
+        header: BatchHeader,
+        log_append_time: Option<i64>,
+        sync: bool,
+    ) -> Result<Appended, AppendError> {
+        if self.failed.get() {
+            return Err(AppendError::Storage(
+                "partition is offline after a write error".into(),
+            ));
+        }
+        let idempotent = header.producer_id >= 0;
+        let last_seq = header.base_sequence.wrapping_add(header.last_offset_delta);
+        if idempotent {
+            let verdict = self.producers.borrow().check(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                last_seq,
+            );
+            match verdict {
+                Verdict::Append => {}
+                Verdict::Duplicate(meta) => return self.acknowledge_duplicate(meta).await,
+                Verdict::InvalidEpoch => return Err(AppendError::InvalidProducerEpoch),
+                Verdict::OutOfOrder => return Err(AppendError::OutOfOrderSequence),
+            }
+        }
+        let appended =
+            self.log
+                .borrow_mut()
+                .append(records, self.leader_epoch, log_append_time, sync);
+        let (info, done) = appended.map_err(|e| self.fail(e.to_string()))?;
+        if idempotent {
+            self.producers.borrow_mut().record(
+                header.producer_id,
+                header.producer_epoch,
+                batch_meta(&header, info.base_offset, info.log_append_time_ms),
+            );
+        }
+        done.await.map_err(|e| self.fail(e.to_string()))?;
+        self.advance_high_watermark();
+        Ok(Appended {
+            base_offset: info.base_offset,
+            log_append_time_ms: info.log_append_time_ms,
+            log_start_offset: info.log_start_offset,
+        })
+    }
+
+    /// A retried batch: answer with the original offsets once they are written.
+    async fn acknowledge_duplicate(&self, meta: BatchMeta) -> Result<Appended, AppendError> {
+        let mut hw = self.watch_high_watermark();
+        if hw.wait_for(|hw| *hw > meta.last_offset).await.is_err() {
+            return Err(AppendError::Storage("partition closed".into()));
+        }
+        Ok(Appended {
+            base_offset: meta.base_offset,
+            log_append_time_ms: meta.log_append_time_ms,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    fn fail(&self, why: String) -> AppendError {
+        tracing::error!(topic = %self.topic, partition = self.index, error = %why, "write failed; partition offline");
+        self.failed.set(true);
+        AppendError::Storage(why)
+    }
+
+    fn advance_high_watermark(&self) {
+        let written = self.log.borrow().written_end_offset();
+        let advanced = self.high_watermark.send_if_modified(|hw| {
+            let moved = written > *hw;
+            if moved {
+                *hw = written;
+            }
+            moved
+        });
+        if advanced {
+            self.log_end_gauge.set(written as f64);
+        }
+    }
+
+    /// Whole batches from the one containing `offset`, up to the high watermark.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Fetched, StorageError> {
+        let hw = self.high_watermark();
+        let log = self.log.borrow();
+        if offset > hw && offset <= log.log_end_offset() {
+            // Written but not yet complete: nothing to return yet.
+            return Ok(Fetched {
+                records: Bytes::new(),
+                high_watermark: hw,
+                log_start_offset: log.log_start_offset(),
+            });
+        }
+        let r = log.read(offset, hw, max_bytes, min_one)?;
+        Ok(Fetched {
+            records: r.records,
+            high_watermark: hw,
+            log_start_offset: r.log_start_offset,
+        })
+    }
+
+    /// The first batch holding a timestamp >= `ts` (ListOffsets by time).
+    pub fn batch_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
+        self.log.borrow().batch_for_timestamp(ts)
+    }
+
+    /// The batch holding the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, StorageError> {
+        self.log.borrow().batch_with_max_timestamp()
+    }
+
+    pub fn enforce_retention(&self) {
+        let now = now_ms();
+        match self.log.borrow_mut().enforce_retention(now) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(topic = %self.topic, partition = self.index, segments = n, "retention deleted segments")
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "retention failed")
+            }
+        }
+    }
+
+    pub async fn flush(&self) -> std::io::Result<()> {
+        let done = self.log.borrow().flush();
+        done.await
+    }
+
+    /// Removes the partition's data (its topic was deleted).
+    pub fn delete(&self) {
+        let dir = self.log.borrow().dir().to_path_buf();
+        if let Err(e) = remove_dir(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
+        }
+    }
+}
+
+fn batch_meta(h: &BatchHeader, base_offset: i64, log_append_time_ms: i64) -> BatchMeta {
+    BatchMeta {
+        first_seq: h.base_sequence,
+        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+        base_offset,
+        last_offset: base_offset + h.last_offset_delta as i64,
+        log_append_time_ms,
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Kafka prints topic ids as URL-safe base64 without padding.
+pub fn topic_id_string(id: &Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Makes sure `dir` belongs to topic `id`: a directory left by a deleted topic of the
+/// same name is removed first, and the `partition.metadata` file is written.
+fn claim_directory(dir: &std::path::Path, id: &Uuid) -> std::io::Result<()> {
+    let meta_path = dir.join(PARTITION_METADATA);
+    let expected = format!("version: 0\ntopic_id: {}\n", topic_id_string(id));
+    match std::fs::read_to_string(&meta_path) {
+        Ok(text) if text == expected => return Ok(()),
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "removing data of a deleted topic with the same name");
+            remove_dir(dir)?;
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+    std::fs::write(&tmp, expected)?;
+    std::fs::rename(&tmp, &meta_path)
+}
+
+/// Renames a partition directory aside (Kafka's `-delete` suffix) and removes it.
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-delete", Uuid::new_v4().simple()));
+    let aside = dir.with_file_name(name);
+    match std::fs::rename(dir, &aside) {
+        Ok(()) => std::fs::remove_dir_all(&aside),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_ids_print_like_kafka() {
+        // Kafka: Uuid(0, 1).toString() == "AAAAAAAAAAAAAAAAAAAAAQ"
+        assert_eq!(
+            topic_id_string(&Uuid::from_u128(1)),
+            "AAAAAAAAAAAAAAAAAAAAAQ"
+        );
+        assert_eq!(
+            topic_id_string(&Uuid::from_u128(u128::MAX)),
+            "_____________________w"
+        );
+    }
+}

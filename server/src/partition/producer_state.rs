@@ -1,0 +1,151 @@
+//! Idempotent-producer state of one partition: for each producer id, its epoch and
+//! the last five batches' sequence ranges with the offsets they were written at.
+//! Pure; owned by the partition's shard.
+//!
+//! The rules are Kafka's (ProducerStateManager / ProducerAppendInfo):
+//! - a batch whose epoch is older than the producer's current epoch is fenced
+//!   (INVALID_PRODUCER_EPOCH);
+//! - a batch equal to one of the last five (same epoch, same first and last sequence)
+//!   is a duplicate: it is acknowledged with its original offsets, not written again;
+//! - a new epoch must start at sequence 0, unless the producer is unknown here;
+//! - otherwise the first sequence must follow the last one (wrapping at i32::MAX),
+//!   else OUT_OF_ORDER_SEQUENCE_NUMBER;
+//! - an unknown producer may start at any sequence (its earlier batches may have been
+//!   removed by retention).
+
+use std::collections::{HashMap, VecDeque};
+
+/// Kafka keeps the metadata of this many recent batches per producer.
+pub const BATCHES_PER_PRODUCER_MAX: usize = 5;
+
+/// One appended batch of an idempotent producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_append_time_ms: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+}
+
+/// The verdict on a batch before it is appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Append,
+    Duplicate(BatchMeta),
+    InvalidEpoch,
+    OutOfOrder,
+}
+
+/// Producer state of one partition.
+#[derive(Debug, Default)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn in_sequence(last_seq: i32, next_first: i32) -> bool {
+    next_first == last_seq.wrapping_add(1) || (last_seq == i32::MAX && next_first == 0)
+}
+
+impl ProducerStateTable {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Judges a batch of producer `pid` at `epoch` covering `[first_seq, last_seq]`.
+    pub fn check(&self, pid: i64, epoch: i16, first_seq: i32, last_seq: i32) -> Verdict {
+        let Some(entry) = self.producers.get(&pid) else {
+            return Verdict::Append;
+        };
+        if epoch < entry.epoch {
+            return Verdict::InvalidEpoch;
+        }
+        if epoch != entry.epoch {
+            return if first_seq == 0 {
+                Verdict::Append
+            } else {
+                Verdict::OutOfOrder
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return Verdict::Duplicate(*dup);
+        }
+        match entry.batches.back() {
+            Some(last) if !in_sequence(last.last_seq, first_seq) => Verdict::OutOfOrder,
+            _ => Verdict::Append,
+        }
+    }
+
+    /// Records an appended batch (also used when replaying the log on start-up).
+    pub fn record(&mut self, pid: i64, epoch: i16, meta: BatchMeta) {
+        let entry = self.producers.entry(pid).or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(meta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(first: i32, last: i32, off: i64) -> BatchMeta {
+        BatchMeta {
+            first_seq: first,
+            last_seq: last,
+            base_offset: off,
+            last_offset: off + (last - first) as i64,
+            log_append_time_ms: -1,
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_and_fencing() {
+        let mut t = ProducerStateTable::default();
+        assert_eq!(t.check(7, 0, 0, 4), Verdict::Append);
+        t.record(7, 0, meta(0, 4, 0));
+        assert_eq!(t.check(7, 0, 0, 4), Verdict::Duplicate(meta(0, 4, 0)));
+        assert_eq!(t.check(7, 0, 6, 9), Verdict::OutOfOrder);
+        assert_eq!(t.check(7, 0, 5, 9), Verdict::Append);
+        t.record(7, 0, meta(5, 9, 5));
+        // A new epoch restarts at 0; older epochs are fenced afterwards.
+        assert_eq!(t.check(7, 1, 3, 3), Verdict::OutOfOrder);
+        assert_eq!(t.check(7, 1, 0, 0), Verdict::Append);
+        t.record(7, 1, meta(0, 0, 10));
+        assert_eq!(t.check(7, 0, 10, 10), Verdict::InvalidEpoch);
+        // Unknown producers may start anywhere.
+        assert_eq!(t.check(8, 0, 42, 43), Verdict::Append);
+    }
+
+    #[test]
+    fn only_last_five_batches_are_remembered_and_sequence_wraps() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..6 {
+            t.record(1, 0, meta(i, i, i as i64));
+        }
+        assert_eq!(t.check(1, 0, 0, 0), Verdict::OutOfOrder);
+        assert_eq!(t.check(1, 0, 1, 1), Verdict::Duplicate(meta(1, 1, 1)));
+        let mut t = ProducerStateTable::default();
+        t.record(2, 0, meta(i32::MAX - 1, i32::MAX, 0));
+        assert_eq!(t.check(2, 0, 0, 3), Verdict::Append);
+    }
+}

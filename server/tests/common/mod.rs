@@ -1,0 +1,225 @@
+//! Test support: start the real `fjord` binary on a free port with a fresh data
+//! directory, and a minimal Kafka protocol client over kafka-protocol.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// A running broker process; killed on drop.
+pub struct Broker {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    extra: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Broker {
+    pub fn start(name: &str, extra: &[&str]) -> Broker {
+        let dir = std::env::temp_dir().join(format!("fjord-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fjord"));
+        cmd.arg("--override")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port));
+        cmd.arg("--override")
+            .arg(format!("log.dirs={}", self.dir.display()));
+        cmd.arg("--override").arg("fjord.cores=2");
+        for e in &self.extra {
+            cmd.arg("--override").arg(e);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        self.child = Some(cmd.spawn().expect("spawn fjord"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("fjord did not start listening");
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (clean shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("fjord did not stop on SIGTERM");
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A blocking one-request-at-a-time client.
+pub struct Client {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Client {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads one response frame; None if the connection was closed.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    pub fn request<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        self.try_request(version, req).expect("response")
+    }
+
+    pub fn try_request<R: Request>(&mut self, version: i16, req: &R) -> Option<R::Response> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("it")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, R::header_version(version))
+            .expect("header");
+        req.encode(&mut buf, version).expect("body");
+        let n = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&n.to_be_bytes());
+        self.send_raw(&buf);
+        let mut frame = self.read_frame()?;
+        let key = ApiKey::try_from(R::KEY).expect("key");
+        let h = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .expect("resp header");
+        assert_eq!(h.correlation_id, self.correlation);
+        Some(R::Response::decode(&mut frame, version).expect("decode response"))
+    }
+
+    /// True if the server closes the connection within the read timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// One v2 batch of records with values `values`, optionally idempotent.
+pub fn batch(
+    values: &[&[u8]],
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+) -> Bytes {
+    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant.
+            sequence: if seq < 0 {
+                i as i32 - 1
+            } else {
+                seq + i as i32
+            },
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+pub fn get_i16(b: &[u8]) -> i16 {
+    (&b[..2]).get_i16()
+}

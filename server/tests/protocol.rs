@@ -1,0 +1,350 @@
+//! Protocol-level tests against the real `fjord` binary over TCP.
+
+mod common;
+
+use common::{batch, Broker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create(c: &mut common::Client, topic: &str, partitions: i32) -> CreateTopicsResponse {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    c.request(7, &req)
+}
+
+fn produce(
+    c: &mut common::Client,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let r = c.request(9, &req);
+    let p = &r.responses[0].partition_responses[0];
+    if p.error_code != 0 {
+        eprintln!("produce error {}: {:?}", p.error_code, p.error_message);
+    }
+    (p.error_code, p.base_offset)
+}
+
+fn fetch(
+    c: &mut common::Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> fetch_response::PartitionData {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut r = c.request(12, &req);
+    r.responses.remove(0).partitions.remove(0)
+}
+
+fn values(records: &Option<bytes::Bytes>) -> Vec<(i64, Vec<u8>)> {
+    let mut buf = records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
+        for r in set.records {
+            out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[test]
+fn api_versions_advertises_table_and_answers_unknown_version_with_v0() {
+    let broker = Broker::start("apiversions", &[]);
+    let mut c = broker.client();
+    let r = c.request(
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("it"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    assert_eq!(r.error_code, 0);
+    let produce = r.api_keys.iter().find(|k| k.api_key == 0).expect("produce");
+    assert_eq!((produce.min_version, produce.max_version), (0, 13));
+    assert!(
+        r.api_keys
+            .iter()
+            .all(|k| k.api_key != ApiKey::JoinGroup as i16),
+        "no unbuilt APIs"
+    );
+
+    // ApiVersions v99: v0 response with UNSUPPORTED_VERSION and our ranges.
+    let mut raw = bytes::BytesMut::new();
+    use bytes::BufMut;
+    raw.put_i32(0);
+    raw.put_i16(18);
+    raw.put_i16(99);
+    raw.put_i32(42);
+    raw.put_i16(-1);
+    raw.put_u8(0);
+    let n = (raw.len() - 4) as i32;
+    raw[..4].copy_from_slice(&n.to_be_bytes());
+    c.send_raw(&raw);
+    let frame = c.read_frame().expect("response");
+    assert_eq!(&frame[..4], &42i32.to_be_bytes());
+    assert_eq!(common::get_i16(&frame[4..]), 35);
+}
+
+#[test]
+fn garbage_closes_the_connection_and_the_broker_keeps_serving() {
+    let mut broker = Broker::start("garbage", &[]);
+    let cases: Vec<Vec<u8>> = vec![
+        0x7fff_ffffi32.to_be_bytes().to_vec(), // frame over socket.request.max.bytes
+        (-3i32).to_be_bytes().to_vec(),        // negative size
+        [&20i32.to_be_bytes()[..], &[0xAB; 20]].concat(), // random bytes
+        [&10i32.to_be_bytes()[..], &9999i16.to_be_bytes(), &[0; 8]].concat(), // unknown API key
+        [&10i32.to_be_bytes()[..], &1i16.to_be_bytes(), &[0; 8]].concat(), // Fetch v0: unsupported
+        // Metadata v1 with an absurd topics array length.
+        [
+            &18i32.to_be_bytes()[..],
+            &3i16.to_be_bytes(),
+            &1i16.to_be_bytes(),
+            &7i32.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+            &0x7fff_ffffi32.to_be_bytes(),
+            &[0u8; 4],
+        ]
+        .concat(),
+        // Metadata v12 (flexible) with an absurd compact array length.
+        [
+            &19i32.to_be_bytes()[..],
+            &3i16.to_be_bytes(),
+            &12i16.to_be_bytes(),
+            &7i32.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+            &[0u8],
+            &[0xff, 0xff, 0xff, 0xff, 0x0f],
+            &[0u8; 4],
+        ]
+        .concat(),
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        let mut c = broker.client();
+        c.send_raw(bytes);
+        assert!(
+            c.closed_by_server(),
+            "case {i}: connection should be closed"
+        );
+        assert!(broker.is_running(), "case {i}: broker died");
+    }
+    // A truncated frame followed by a hang-up.
+    let mut c = broker.client();
+    c.send_raw(&[0, 0, 0, 100, 0, 3]);
+    drop(c);
+    let mut c = broker.client();
+    let r = c.request(1, &MetadataRequest::default().with_topics(Some(vec![])));
+    assert_eq!(r.brokers.len(), 1);
+}
+
+#[test]
+fn produce_fetch_list_offsets_and_restart() {
+    let mut broker = Broker::start("produce", &["log.segment.bytes=1048576"]);
+    let mut c = broker.client();
+    let r = create(&mut c, "t1", 3);
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(
+        create(&mut c, "t1", 3).topics[0].error_code,
+        36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    assert_eq!(
+        create(&mut c, "bad/name", 1).topics[0].error_code,
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let vals: Vec<Vec<u8>> = (0..5)
+            .map(|j| format!("v{}", i * 5 + j).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
+        let codec = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ][i % 5];
+        let (err, base) = produce(
+            &mut c,
+            "t1",
+            1,
+            batch(&refs, None, codec),
+            if i % 2 == 0 { -1 } else { 1 },
+        );
+        assert_eq!((err, base), (0, i as i64 * 5));
+        expected.extend(
+            vals.into_iter()
+                .enumerate()
+                .map(|(j, v)| ((i * 5 + j) as i64, v)),
+        );
+    }
+    // Fetch everything, then from the middle of a batch: that whole batch comes back.
+    let p = fetch(&mut c, "t1", 1, 0, 100);
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.high_watermark, 100);
+    assert_eq!(values(&p.records), expected);
+    let p = fetch(&mut c, "t1", 1, 7, 100);
+    assert_eq!(values(&p.records)[0].0, 5);
+    assert_eq!(
+        fetch(&mut c, "t1", 1, 101, 100).error_code,
+        1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    // Long poll at the end times out empty.
+    let started = std::time::Instant::now();
+    let p = fetch(&mut c, "t1", 1, 100, 300);
+    assert!(values(&p.records).is_empty());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+
+    let lo = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("t1"))
+            .with_partitions(vec![
+                ListOffsetsPartition::default()
+                    .with_partition_index(1)
+                    .with_timestamp(-2),
+                ListOffsetsPartition::default()
+                    .with_partition_index(1)
+                    .with_timestamp(-1),
+            ])]);
+    let r = c.request(7, &lo);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(
+        r.topics[0].partitions[1].error_code, 42,
+        "duplicate partition is INVALID_REQUEST"
+    );
+    let by_time = |c: &mut common::Client, ts: i64| {
+        let r = c.request(
+            7,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name("t1"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(1)
+                        .with_timestamp(ts)])]),
+        );
+        r.topics[0].partitions[0].offset
+    };
+    assert_eq!(by_time(&mut c, -2), 0);
+    assert_eq!(by_time(&mut c, -1), 100);
+    assert_eq!(
+        by_time(&mut c, 1_700_000_000_003),
+        3,
+        "first record at or after the time"
+    );
+    assert_eq!(by_time(&mut c, 1_800_000_000_000), -1);
+
+    // kill -9 and restart: everything acknowledged is still there.
+    broker.kill9();
+    broker.spawn();
+    let mut c = broker.client();
+    let p = fetch(&mut c, "t1", 1, 0, 100);
+    assert_eq!(values(&p.records), expected);
+    let (err, base) = produce(
+        &mut c,
+        "t1",
+        1,
+        batch(&[b"after"], None, Compression::None),
+        -1,
+    );
+    assert_eq!((err, base), (0, 100));
+    let m = c.request(
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("t1")))
+        ])),
+    );
+    assert_eq!(m.topics[0].partitions.len(), 3);
+}
+
+#[test]
+fn idempotent_producer_sequences() {
+    let broker = Broker::start("idempotent", &[]);
+    let mut c = broker.client();
+    create(&mut c, "idem", 1);
+    let r = c.request(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(r.error_code, 0);
+    let pid = r.producer_id.0;
+    let r2 = c.request(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_ne!(
+        r2.producer_id.0, pid,
+        "each idempotent producer gets its own id"
+    );
+
+    let b0 = batch(&[b"a", b"b"], Some((pid, 0, 0)), Compression::None);
+    assert_eq!(produce(&mut c, "idem", 0, b0.clone(), -1), (0, 0));
+    assert_eq!(
+        produce(&mut c, "idem", 0, b0, -1),
+        (0, 0),
+        "duplicate answered with its original offset"
+    );
+    let gap = batch(&[b"c"], Some((pid, 0, 5)), Compression::None);
+    assert_eq!(
+        produce(&mut c, "idem", 0, gap, -1).0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    let next = batch(&[b"c"], Some((pid, 0, 2)), Compression::None);
+    assert_eq!(produce(&mut c, "idem", 0, next, -1), (0, 2));
+    let bumped = batch(&[b"d"], Some((pid, 1, 0)), Compression::None);
+    assert_eq!(produce(&mut c, "idem", 0, bumped, -1), (0, 3));
+    let fenced = batch(&[b"e"], Some((pid, 0, 3)), Compression::None);
+    assert_eq!(
+        produce(&mut c, "idem", 0, fenced, -1).0,
+        47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+    let p = fetch(&mut c, "idem", 0, 0, 0);
+    assert_eq!(values(&p.records).len(), 4);
+}

@@ -1,0 +1,196 @@
+//! Write completion tracking and group commit for one `Log`. Shared (`Rc`) between the
+//! `Log` and the per-append tasks it spawns; lives on the Log's shard thread.
+//!
+//! Invariants:
+//! - `written_end` only covers a contiguous prefix of completed writes: each append
+//!   task marks itself written only after the previous append's task has.
+//! - `synced_end <= written_end`; at most one fdatasync round is in flight per Log, and
+//!   a round covers every write completed before it started (group commit).
+//! - After a write or sync error the Log is `failed`: nothing advances any more and
+//!   every later append fails (like Kafka taking the log directory offline).
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::io;
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use crate::io::IoEngine;
+
+struct State {
+    written_end: i64,
+    synced_end: i64,
+    sync_in_flight: bool,
+    failed: Option<(io::ErrorKind, String)>,
+    /// Log files that may hold unsynced bytes, oldest first, each with the offset its
+    /// segment ends at (`i64::MAX` for the active one).
+    files: Vec<(Rc<File>, i64)>,
+}
+
+pub(crate) struct Committer {
+    state: RefCell<State>,
+    changed: Notify,
+    io: Rc<IoEngine>,
+    /// Background segment-durability tasks still running (see `Log` roll).
+    pub background: Cell<usize>,
+}
+
+impl Committer {
+    pub fn new(io: Rc<IoEngine>, end: i64, active: Rc<File>) -> Rc<Committer> {
+        Rc::new(Committer {
+            state: RefCell::new(State {
+                written_end: end,
+                synced_end: end,
+                sync_in_flight: false,
+                failed: None,
+                files: vec![(active, i64::MAX)],
+            }),
+            changed: Notify::new(),
+            io,
+            background: Cell::new(0),
+        })
+    }
+
+    pub fn written_end(&self) -> i64 {
+        self.state.borrow().written_end
+    }
+
+    pub fn failure(&self) -> Option<io::Error> {
+        let st = self.state.borrow();
+        st.failed
+            .as_ref()
+            .map(|(k, m)| io::Error::new(*k, m.clone()))
+    }
+
+    pub fn fail(&self, e: &io::Error) {
+        let mut st = self.state.borrow_mut();
+        if st.failed.is_none() {
+            tracing::error!(error = %e, "log write failed; log stops accepting appends");
+            st.failed = Some((e.kind(), e.to_string()));
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    pub fn mark_written(&self, end: i64) {
+        let mut st = self.state.borrow_mut();
+        if st.failed.is_none() && end > st.written_end {
+            st.written_end = end;
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// A new active log file (segment roll); the previous one ends at `prev_end`.
+    pub fn add_file(&self, prev_end: i64, file: Rc<File>) {
+        let mut st = self.state.borrow_mut();
+        if let Some(last) = st.files.last_mut() {
+            last.1 = prev_end;
+        }
+        st.files.push((file, i64::MAX));
+    }
+
+    /// Forgets a deleted segment's file.
+    pub fn remove_file(&self, file: &Rc<File>) {
+        self.state
+            .borrow_mut()
+            .files
+            .retain(|(f, _)| !Rc::ptr_eq(f, file));
+    }
+
+    pub fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once no background segment-durability task is running.
+    pub async fn wait_background(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.background.get() == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves once `written_end >= end` (or with the Log's failure).
+    pub async fn wait_written(&self, end: i64) -> io::Result<()> {
+        loop {
+            let changed = self.changed.notified();
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if self.written_end() >= end {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves once everything below `end` is durable. Callers must already have
+    /// `written_end >= end`. Joins the running fdatasync round only if it started after
+    /// `end` was written; otherwise waits for the next round, which it may lead.
+    pub async fn sync_to(&self, end: i64) -> io::Result<()> {
+        loop {
+            let changed = self.changed.notified();
+            let lead = {
+                let mut st = self.state.borrow_mut();
+                if let Some((k, m)) = &st.failed {
+                    return Err(io::Error::new(*k, m.clone()));
+                }
+                if st.synced_end >= end {
+                    return Ok(());
+                }
+                let lead = !st.sync_in_flight;
+                st.sync_in_flight = true;
+                lead
+            };
+            if !lead {
+                changed.await;
+                continue;
+            }
+            // Clears `sync_in_flight` even if this future is dropped mid-round.
+            let round = RoundGuard(self);
+            // Let the other appends of this reactor turn finish their writes first, so
+            // one round covers them all.
+            tokio::task::yield_now().await;
+            let (target, files) = {
+                let st = self.state.borrow();
+                (st.written_end, st.files.clone())
+            };
+            let mut result = Ok(());
+            for (f, _) in &files {
+                result = self.io.sync(f.clone(), false).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            drop(round);
+            let mut st = self.state.borrow_mut();
+            match result {
+                Ok(()) => {
+                    st.synced_end = st.synced_end.max(target);
+                    // A finished segment is durable once a round covering its end ran.
+                    st.files.retain(|(_, seg_end)| *seg_end > target);
+                    drop(st);
+                    self.changed.notify_waiters();
+                }
+                Err(e) => {
+                    drop(st);
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+struct RoundGuard<'a>(&'a Committer);
+
+impl Drop for RoundGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().sync_in_flight = false;
+        self.0.changed.notify_waiters();
+    }
+}

@@ -1,0 +1,432 @@
+//! `IoEngine`: positional writes and fdatasync for one shard, through io_uring when the
+//! kernel allows it, else through blocking std file I/O.
+//!
+//! io_uring path: one ring per shard. Operations push SQEs and flag the driver; the
+//! driver task (spawned with `spawn_local` by [`IoEngine::new`]) submits everything
+//! queued during the reactor turn in one `io_uring_enter`, and reaps completions when
+//! the eventfd registered with the ring (watched through `AsyncFd`) becomes readable.
+//!
+//! Invariant: a buffer or file handed to an operation stays alive (owned by its op
+//! slot) until the kernel posts the completion, even if the caller's future is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use io_uring::{opcode, squeue, types, IoUring};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+/// Disk I/O for one shard. Owned by one shard thread (`!Send`); every `Log` of that
+/// shard shares it through an `Rc`.
+pub struct IoEngine {
+    uring: Option<Rc<Uring>>,
+    syncs: Cell<u64>,
+}
+
+impl IoEngine {
+    /// Sets up a ring of `ring_entries` SQEs. Must run inside a tokio current-thread
+    /// runtime within a `LocalSet` (it spawns the completion driver with `spawn_local`).
+    /// Falls back to blocking std I/O, with one warning, when io_uring is unavailable.
+    pub fn new(ring_entries: u32) -> io::Result<Rc<IoEngine>> {
+        let attempt = if tokio::runtime::Handle::try_current().is_ok() {
+            Uring::new(ring_entries.max(8))
+        } else {
+            Err(io::Error::other("no tokio runtime on this thread"))
+        };
+        match attempt {
+            Ok(u) => {
+                let u = Rc::new(u);
+                tokio::task::spawn_local(drive(u.clone()));
+                Ok(Rc::new(IoEngine {
+                    uring: Some(u),
+                    syncs: Cell::new(0),
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring unavailable; storage falls back to blocking file I/O");
+                Ok(IoEngine::new_fallback())
+            }
+        }
+    }
+
+    /// Blocking std I/O (pwrite/fdatasync) only; needs no runtime.
+    pub fn new_fallback() -> Rc<IoEngine> {
+        Rc::new(IoEngine {
+            uring: None,
+            syncs: Cell::new(0),
+        })
+    }
+
+    pub fn is_uring(&self) -> bool {
+        self.uring.is_some()
+    }
+
+    /// fsync/fdatasync operations issued so far (for metrics and group-commit tests).
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.get()
+    }
+
+    /// Writes all of `buf` at byte `pos` of `file` (short writes are continued).
+    pub fn write_at(
+        &self,
+        file: Rc<File>,
+        pos: u64,
+        buf: Bytes,
+    ) -> impl Future<Output = io::Result<()>> + 'static {
+        let uring = self.uring.clone();
+        async move {
+            match uring {
+                None => file.write_all_at(&buf, pos),
+                Some(u) => write_all_uring(&u, &file, pos, buf).await,
+            }
+        }
+    }
+
+    /// `fdatasync(file)`; `fsync` semantics when `full` (needed for directories).
+    pub fn sync(
+        &self,
+        file: Rc<File>,
+        full: bool,
+    ) -> impl Future<Output = io::Result<()>> + 'static {
+        self.syncs.set(self.syncs.get() + 1);
+        let uring = self.uring.clone();
+        async move {
+            match uring {
+                None if full => file.sync_all(),
+                None => file.sync_data(),
+                Some(u) => {
+                    let mut ops = u.push(&[fsync_sqe(&file, full)], Keep::file(file.clone()))?;
+                    let Some(op) = ops.pop() else {
+                        return Err(io::Error::other("io_uring: submission lost"));
+                    };
+                    op.await.map(|_| ())
+                }
+            }
+        }
+    }
+
+    /// Writes `buf` at `pos` then fdatasyncs, linked on the ring (`IOSQE_IO_LINK`) so
+    /// both go to the kernel in one submission and the sync starts only after the write.
+    pub fn write_at_and_sync(
+        &self,
+        file: Rc<File>,
+        pos: u64,
+        buf: Bytes,
+    ) -> impl Future<Output = io::Result<()>> + 'static {
+        self.syncs.set(self.syncs.get() + 1);
+        let uring = self.uring.clone();
+        async move {
+            let Some(u) = uring else {
+                file.write_all_at(&buf, pos)?;
+                return file.sync_data();
+            };
+            let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            let write = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), len)
+                .offset(pos)
+                .build()
+                .flags(squeue::Flags::IO_LINK);
+            let keep = Keep {
+                _buf: Some(buf.clone()),
+                _file: Some(file.clone()),
+            };
+            let mut ops = u.push(&[write, fsync_sqe(&file, false)], keep)?.into_iter();
+            let (Some(w), Some(s)) = (ops.next(), ops.next()) else {
+                return Err(io::Error::other("io_uring: linked submission lost"));
+            };
+            let written = w.await;
+            let synced = s.await;
+            let n = written? as usize;
+            if n < buf.len() {
+                // A short write cancels the linked sync: finish the write, then sync.
+                write_all_uring(&u, &file, pos + n as u64, buf.slice(n..)).await?;
+                let mut ops = u.push(&[fsync_sqe(&file, false)], Keep::file(file.clone()))?;
+                let Some(op) = ops.pop() else {
+                    return Err(io::Error::other("io_uring: submission lost"));
+                };
+                return op.await.map(|_| ());
+            }
+            synced.map(|_| ())
+        }
+    }
+}
+
+fn fsync_sqe(file: &File, full: bool) -> squeue::Entry {
+    let flags = if full {
+        types::FsyncFlags::empty()
+    } else {
+        types::FsyncFlags::DATASYNC
+    };
+    opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+        .flags(flags)
+        .build()
+}
+
+async fn write_all_uring(
+    u: &Rc<Uring>,
+    file: &Rc<File>,
+    mut pos: u64,
+    mut buf: Bytes,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let sqe = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), len)
+            .offset(pos)
+            .build();
+        let keep = Keep {
+            _buf: Some(buf.clone()),
+            _file: Some(file.clone()),
+        };
+        let mut ops = u.push(&[sqe], keep)?;
+        let Some(op) = ops.pop() else {
+            return Err(io::Error::other("io_uring: submission lost"));
+        };
+        let n = op.await? as usize;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "io_uring write returned 0",
+            ));
+        }
+        buf = buf.slice(n.min(buf.len())..);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// What an in-flight op keeps alive until its completion arrives.
+#[derive(Default)]
+struct Keep {
+    _buf: Option<Bytes>,
+    _file: Option<Rc<File>>,
+}
+
+impl Keep {
+    fn file(f: Rc<File>) -> Keep {
+        Keep {
+            _buf: None,
+            _file: Some(f),
+        }
+    }
+}
+
+struct Slot {
+    result: Option<i32>,
+    waker: Option<Waker>,
+    /// The op future was dropped: free the slot when the completion arrives.
+    orphaned: bool,
+    _keep: Rc<Keep>,
+}
+
+/// Ring state. Field order matters: `ring` drops first (after `Drop` drained it).
+struct Uring {
+    ring: RefCell<IoUring>,
+    slots: RefCell<Vec<Option<Slot>>>,
+    free: RefCell<Vec<usize>>,
+    in_flight: Cell<usize>,
+    submit_pending: Cell<bool>,
+    kick: Notify,
+    eventfd: AsyncFd<OwnedFd>,
+}
+
+impl Uring {
+    fn new(entries: u32) -> io::Result<Uring> {
+        let ring = IoUring::new(entries)?;
+        // SAFETY: plain syscall; the returned fd is checked and then owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own exclusively.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        ring.submitter().register_eventfd(owned.as_raw_fd())?;
+        // SAFETY: `owned` is a valid open eventfd, owned by the AsyncFd from here on.
+        let eventfd = unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Uring {
+            ring: RefCell::new(ring),
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
+            submit_pending: Cell::new(false),
+            kick: Notify::new(),
+            eventfd,
+        })
+    }
+
+    /// Queues `sqes` (one chain if linked) and returns one op future per SQE. They are
+    /// submitted by the driver at the end of the current reactor turn.
+    fn push(self: &Rc<Self>, sqes: &[squeue::Entry], keep: Keep) -> io::Result<Vec<Op>> {
+        let keep = Rc::new(keep);
+        let mut ring = self.ring.borrow_mut();
+        {
+            let sq = ring.submission();
+            if sq.capacity() - sq.len() < sqes.len() {
+                drop(sq);
+                ring.submit()?;
+            }
+        }
+        let mut ops = Vec::with_capacity(sqes.len());
+        let mut slots = self.slots.borrow_mut();
+        let mut entries = Vec::with_capacity(sqes.len());
+        for sqe in sqes {
+            let idx = match self.free.borrow_mut().pop() {
+                Some(i) => i,
+                None => {
+                    slots.push(None);
+                    slots.len() - 1
+                }
+            };
+            slots[idx] = Some(Slot {
+                result: None,
+                waker: None,
+                orphaned: false,
+                _keep: keep.clone(),
+            });
+            entries.push(sqe.clone().user_data(idx as u64));
+            ops.push(Op {
+                uring: self.clone(),
+                idx,
+            });
+        }
+        // SAFETY: every buffer and fd referenced by the SQEs is owned by `keep`, which the
+        // slots hold until the completion is reaped (or the ring is drained on drop).
+        let pushed = unsafe { ring.submission().push_multiple(&entries) };
+        if pushed.is_err() {
+            for op in &ops {
+                slots[op.idx] = None;
+                self.free.borrow_mut().push(op.idx);
+            }
+            std::mem::forget(ops);
+            return Err(io::Error::other("io_uring submission queue full"));
+        }
+        self.in_flight.set(self.in_flight.get() + sqes.len());
+        self.submit_pending.set(true);
+        self.kick.notify_one();
+        Ok(ops)
+    }
+
+    /// Moves completions into their slots; returns the wakers to wake.
+    fn reap(&self) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        let mut ring = self.ring.borrow_mut();
+        let mut slots = self.slots.borrow_mut();
+        for cqe in ring.completion() {
+            let idx = cqe.user_data() as usize;
+            let Some(Some(slot)) = slots.get_mut(idx) else {
+                continue;
+            };
+            self.in_flight.set(self.in_flight.get().saturating_sub(1));
+            if slot.orphaned {
+                slots[idx] = None;
+                self.free.borrow_mut().push(idx);
+            } else {
+                slot.result = Some(cqe.result());
+                if let Some(w) = slot.waker.take() {
+                    wakers.push(w);
+                }
+            }
+        }
+        wakers
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // Buffers owned by in-flight ops must outlive the kernel's use of them.
+        while self.in_flight.get() > 0 {
+            let want = self.in_flight.get();
+            if self.ring.get_mut().submit_and_wait(want).is_err() {
+                break;
+            }
+            drop(self.reap());
+        }
+    }
+}
+
+/// The completion driver: submits queued SQEs once per wake-up and reaps completions.
+async fn drive(u: Rc<Uring>) {
+    loop {
+        if u.submit_pending.replace(false) {
+            let submitted = u.ring.borrow().submit();
+            if let Err(e) = submitted {
+                // EBUSY/EAGAIN: the completion queue is backed up; reap then retry.
+                tracing::debug!(error = %e, "io_uring submit deferred");
+                u.submit_pending.set(true);
+            }
+        }
+        for w in u.reap() {
+            w.wake();
+        }
+        if u.submit_pending.get() {
+            // A deferred submit retries once reaping has made room, without waiting.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            biased;
+            () = u.kick.notified() => {}
+            ready = u.eventfd.readable() => match ready {
+                Ok(mut guard) => {
+                    let mut counter = [0u8; 8];
+                    // Reset the eventfd before reaping, so any later completion re-arms it.
+                    // SAFETY: reads 8 bytes into a local buffer from our own eventfd.
+                    while unsafe { libc::read(u.eventfd.as_raw_fd(), counter.as_mut_ptr().cast(), 8) } == 8 {}
+                    guard.clear_ready();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "io_uring eventfd failed; driver stops");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// One in-flight SQE. Resolves to the CQE result (`>= 0`) or the errno as an error.
+struct Op {
+    uring: Rc<Uring>,
+    idx: usize,
+}
+
+impl Future for Op {
+    type Output = io::Result<i32>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<i32>> {
+        let mut slots = self.uring.slots.borrow_mut();
+        let Some(Some(slot)) = slots.get_mut(self.idx) else {
+            return Poll::Ready(Err(io::Error::other("io_uring op slot vanished")));
+        };
+        match slot.result {
+            Some(res) if res < 0 => Poll::Ready(Err(io::Error::from_raw_os_error(-res))),
+            Some(res) => Poll::Ready(Ok(res)),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let mut slots = self.uring.slots.borrow_mut();
+        if let Some(entry) = slots.get_mut(self.idx) {
+            match entry {
+                Some(slot) if slot.result.is_none() => slot.orphaned = true,
+                Some(_) => {
+                    *entry = None;
+                    self.uring.free.borrow_mut().push(self.idx);
+                }
+                None => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Fjord storage: Apache Kafka's on-disk log format, written through io_uring.
+//!
+//! Layout:
+//! - `batch.rs`  — pure view of a magic-v2 record batch header and in-place patching
+//!   (base offset, leader epoch, LogAppendTime + CRC-32C).
+//! - `io.rs`     — `IoEngine`: one io_uring ring per shard thread (eventfd-woken), or a
+//!   blocking std fallback when io_uring is unavailable.
+//! - `log.rs`    — `Log`: one partition directory; open/recovery, append, roll, flush.
+//!   `log/read.rs` (fetch reads, timestamp lookups, header scans) and
+//!   `log/retention.rs` (retention, DeleteRecords) extend it.
+//! - `segment.rs` — one segment's files and sparse indexes in Kafka's exact format,
+//!   batch-by-batch validation and index rebuilding.
+//! - `commit.rs` — write completion order, `written_end_offset`, group-commit fdatasync.
+//! - `testing.rs` — builds valid v2 batches for tests (here and in the server).
+//!
+//! The crate never sees Kafka message types: batches are bytes plus a `BatchHeader`.
+//! Every stateful type is owned by exactly one shard thread (`!Send`).
+
+pub mod batch;
+mod commit;
+pub mod io;
+pub mod log;
+mod segment;
+pub mod testing;
+
+pub use batch::{BatchError, BatchHeader};
+pub use io::IoEngine;
+pub use log::{AppendInfo, Log, LogConfig, ReadResult, StorageError};

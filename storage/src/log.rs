@@ -1,0 +1,602 @@
+//! `Log`: one partition directory of Kafka-format segments.
+//!
+//! Invariants:
+//! - `segments` is sorted by base offset, never empty; the last one is active and is the
+//!   only one appended to. Offsets are assigned synchronously in `append`, so
+//!   `log_end_offset` and every segment's `size` are known before the write lands.
+//! - The tail cache holds the most recent appends, contiguous up to `log_end_offset`;
+//!   an entry is evicted only once written, so everything on disk before the cache's
+//!   first entry is fully written and reads never see an in-flight region.
+//! - Append futures resolve in append order; `written_end_offset` advances only over a
+//!   contiguous prefix of completed writes (see `commit.rs`).
+//! - Every segment before the one named in `fjord-recovery-point` is durable; on open,
+//!   that segment and later ones are validated batch by batch.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::batch::{self, BatchHeader};
+use crate::commit::Committer;
+use crate::io::IoEngine;
+use crate::segment::{parse_log_file_name, Segment};
+
+/// Log start offset checkpoint, inside the partition directory.
+pub const LOG_START_OFFSET_FILE: &str = "fjord-log-start-offset";
+/// Base offset of the first segment that may need recovery.
+pub const RECOVERY_POINT_FILE: &str = "fjord-recovery-point";
+/// Most bytes one `read` copies from a segment file (a fetch gets the rest next time),
+/// unless a single first batch is larger and `min_one` asks for it.
+pub const READ_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Per-partition settings, Kafka's topic configs under their Kafka names.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would exceed this (capped at 2 GiB - 1).
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the first and newest timestamps of a segment are this far apart.
+    pub segment_ms: i64,
+    /// `retention.ms`; -1 = unlimited.
+    pub retention_ms: i64,
+    /// `retention.bytes`; -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: u32,
+    /// `segment.index.bytes`: roll when an index would exceed it.
+    pub segment_index_bytes: u32,
+    /// Recent appends kept in memory for tailing consumers.
+    pub tail_cache_bytes: usize,
+    /// `file.delete.delay.ms`: accepted for compatibility; files are deleted at once
+    /// because reads are synchronous on the owning thread and hold no segment.
+    pub file_delete_delay_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            tail_cache_bytes: 4 * 1024 * 1024,
+            file_delete_delay_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Largest batch max timestamp of this append (after LogAppendTime patching).
+    pub max_timestamp: i64,
+    /// Last offset of the first batch carrying `max_timestamp` (Kafka's shallow offset).
+    pub offset_of_max_timestamp: i64,
+    /// -1 unless the batches were stamped with LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    /// Whole batches, byte-exact as stored.
+    pub records: Bytes,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug)]
+pub enum StorageError {
+    OffsetOutOfRange {
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    Corrupt(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+            } => {
+                write!(
+                    f,
+                    "offset out of range [{log_start_offset}, {log_end_offset}]"
+                )
+            }
+            StorageError::Corrupt(m) => write!(f, "corrupt log: {m}"),
+            StorageError::Io(e) => write!(f, "log i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        StorageError::Io(e)
+    }
+}
+
+/// Resolves when an append is written (and fdatasync'd if requested).
+pub type AppendFuture = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+/// Wall-clock milliseconds since the Unix epoch: the default `Log` clock.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One append's bytes, kept for tail reads.
+struct CacheEntry {
+    segment_base: i64,
+    position: u64,
+    base_offset: i64,
+    next_offset: i64,
+    bytes: Bytes,
+}
+
+/// Where a visited batch lives.
+enum Loc<'a> {
+    Disk(&'a Segment, u64, usize),
+    Mem(Bytes),
+}
+
+impl Loc<'_> {
+    fn bytes(&self) -> io::Result<Bytes> {
+        match self {
+            Loc::Mem(b) => Ok(b.clone()),
+            Loc::Disk(seg, pos, size) => {
+                let mut buf = vec![0u8; *size];
+                seg.log.read_exact_at(&mut buf, *pos)?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+/// A partition's log. Owned by exactly one shard thread; `append` and `flush` must run
+/// inside that thread's `LocalSet` (they spawn local tasks).
+pub struct Log {
+    dir: PathBuf,
+    dir_file: Rc<File>,
+    config: LogConfig,
+    io: Rc<IoEngine>,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    tail: VecDeque<CacheEntry>,
+    tail_bytes: usize,
+    commit: Rc<Committer>,
+    last_written: Option<oneshot::Receiver<()>>,
+    last_resolved: Option<oneshot::Receiver<()>>,
+    last_roll_done: Option<oneshot::Receiver<()>>,
+    clock: Rc<dyn Fn() -> i64>,
+}
+
+mod read;
+mod retention;
+
+impl Log {
+    /// Opens (creating if missing) the partition directory and recovers it: segments
+    /// from the recovery point on are validated batch by batch (length, magic 2,
+    /// CRC-32C, offsets) and a torn or corrupt tail is truncated on disk (segments after
+    /// a truncated one are deleted, as Kafka does); missing or insane indexes are
+    /// rebuilt. Returns the log and the number of bytes truncated.
+    pub fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        io: Rc<IoEngine>,
+    ) -> Result<(Log, u64), StorageError> {
+        std::fs::create_dir_all(&dir)?;
+        let now = system_now_ms();
+        let mut bases: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            if let Some(base) = name.to_str().and_then(parse_log_file_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE);
+        let recovery_point = read_checkpoint(&dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
+        let interval = config.index_interval_bytes;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut truncated_total = 0u64;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let (seg, truncated) =
+                Segment::open(&dir, base, last || base >= recovery_point, interval, now)?;
+            truncated_total += truncated;
+            segments.push(seg);
+            if truncated > 0 && !last {
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after a truncated one");
+                    Segment::delete_files(&dir, later)?;
+                }
+                break;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(
+                &dir,
+                checkpointed_start.unwrap_or(0).max(0),
+                now,
+            )?);
+        }
+        let (first_base, active_base, log_end_offset, active_log) =
+            match (segments.first(), segments.last()) {
+                (Some(f), Some(l)) => (f.base_offset, l.base_offset, l.next_offset, l.log.clone()),
+                _ => return Err(StorageError::Corrupt("no segment".into())),
+            };
+        let log_start_offset = checkpointed_start
+            .unwrap_or(first_base)
+            .clamp(first_base, log_end_offset);
+        let dir_file = Rc::new(File::open(&dir)?);
+        dir_file.sync_all()?;
+        write_checkpoint(&dir, RECOVERY_POINT_FILE, active_base)?;
+        let commit = Committer::new(io.clone(), log_end_offset, active_log);
+        let log = Log {
+            dir,
+            dir_file,
+            config,
+            io,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            commit,
+            last_written: None,
+            last_resolved: None,
+            last_roll_done: None,
+            clock: Rc::new(system_now_ms),
+        };
+        Ok((log, truncated_total))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, c: LogConfig) {
+        self.config = c;
+    }
+
+    /// Replaces the wall clock used for `segment.ms` rolling (tests).
+    pub fn set_clock(&mut self, clock: Rc<dyn Fn() -> i64>) {
+        self.clock = clock;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    /// End of the contiguous prefix whose writes have completed.
+    pub fn written_end_offset(&self) -> i64 {
+        self.commit.written_end()
+    }
+
+    /// Bytes in all segment files (including writes in flight).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        // Invariant: never empty.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Appends one or more complete v2 batches (already validated by the caller).
+    /// Synchronously rolls if needed, assigns offsets, patches leader epoch (and
+    /// LogAppendTime), updates indexes and the tail cache and submits the write. The
+    /// returned future resolves after the bytes are written — and fdatasync'd when
+    /// `sync` (group commit) — never before an earlier append's future.
+    pub fn append(
+        &mut self,
+        mut records: BytesMut,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        sync: bool,
+    ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        if let Some(e) = self.commit.failure() {
+            return Err(StorageError::Io(e));
+        }
+        let ranges =
+            batch::split_batches(&records).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        if ranges.is_empty() {
+            return Err(StorageError::Corrupt("append of no batches".into()));
+        }
+        let mut count = 0i64;
+        let mut max_timestamp = -1i64;
+        for r in &ranges {
+            let h = BatchHeader::parse(&records[r.clone()])
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            count += i64::from(h.last_offset_delta) + 1;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        if let Some(now) = log_append_time {
+            max_timestamp = now;
+        }
+        let first_offset = self.log_end_offset;
+        let last_offset = first_offset + count - 1;
+        self.maybe_roll(
+            records.len() as u64,
+            ranges.len(),
+            max_timestamp,
+            last_offset,
+        )?;
+        if last_offset - self.active().base_offset > i64::from(i32::MAX) {
+            return Err(StorageError::Corrupt(
+                "append spans more offsets than a segment holds".into(),
+            ));
+        }
+
+        let interval = self.config.index_interval_bytes;
+        let seg_index = self.segments.len() - 1;
+        let seg = &mut self.segments[seg_index];
+        let position = seg.size;
+        let mut next = first_offset;
+        let mut info = AppendInfo {
+            base_offset: first_offset,
+            last_offset,
+            max_timestamp: i64::MIN,
+            offset_of_max_timestamp: -1,
+            log_append_time_ms: log_append_time.unwrap_or(-1),
+            log_start_offset: self.log_start_offset,
+        };
+        for r in &ranges {
+            let b = &mut records[r.clone()];
+            batch::set_base_offset(b, next);
+            batch::set_partition_leader_epoch(b, leader_epoch);
+            if let Some(now) = log_append_time {
+                batch::set_log_append_time(b, now);
+            }
+            let h = BatchHeader::parse(b).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            seg.on_batch(position + r.start as u64, &h, interval);
+            if h.max_timestamp > info.max_timestamp {
+                info.max_timestamp = h.max_timestamp;
+                info.offset_of_max_timestamp = h.last_offset();
+            }
+            next = h.next_offset();
+        }
+        let bytes = records.freeze();
+        let file = seg.log.clone();
+        let segment_base = seg.base_offset;
+        self.log_end_offset = next;
+        self.tail_bytes += bytes.len();
+        self.tail.push_back(CacheEntry {
+            segment_base,
+            position,
+            base_offset: first_offset,
+            next_offset: next,
+            bytes: bytes.clone(),
+        });
+        self.evict_tail();
+
+        let write = self.io.write_at(file, position, bytes);
+        let fut = self.spawn_completion(write, next, sync);
+        Ok((info, fut))
+    }
+
+    /// Spawns the task that orders one append's completion after its predecessors'.
+    fn spawn_completion(
+        &mut self,
+        write: impl Future<Output = io::Result<()>> + 'static,
+        end: i64,
+        sync: bool,
+    ) -> AppendFuture {
+        let (written_tx, written_rx) = oneshot::channel();
+        let (resolved_tx, resolved_rx) = oneshot::channel();
+        let (result_tx, result_rx) = oneshot::channel();
+        let prev_written = self.last_written.replace(written_rx);
+        let prev_resolved = self.last_resolved.replace(resolved_rx);
+        let commit = self.commit.clone();
+        tokio::task::spawn_local(async move {
+            let written = write.await;
+            if let Some(prev) = prev_written {
+                let _ = prev.await;
+            }
+            match &written {
+                Ok(()) => commit.mark_written(end),
+                Err(e) => commit.fail(e),
+            }
+            let _ = written_tx.send(());
+            let result = match (written, commit.failure()) {
+                (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+                (Ok(()), None) if sync => commit.sync_to(end).await,
+                (Ok(()), None) => Ok(()),
+            };
+            if let Some(prev) = prev_resolved {
+                let _ = prev.await;
+            }
+            let _ = result_tx.send(result);
+            let _ = resolved_tx.send(());
+        });
+        Box::pin(async move {
+            result_rx
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("append completion task dropped")))
+        })
+    }
+
+    fn evict_tail(&mut self) {
+        let written = self.commit.written_end();
+        while self.tail_bytes > self.config.tail_cache_bytes {
+            match self.tail.front() {
+                Some(e) if e.next_offset <= written => {
+                    self.tail_bytes -= e.bytes.len();
+                    self.tail.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Kafka's `shouldRoll`: size, `segment.ms`, full index, relative offset overflow.
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        batches: usize,
+        max_timestamp: i64,
+        last_offset: i64,
+    ) -> Result<(), StorageError> {
+        let now = (self.clock)();
+        let cfg = &self.config;
+        let seg = self.active();
+        if seg.size == 0 {
+            return Ok(());
+        }
+        let segment_bytes = cfg.segment_bytes.min(i32::MAX as u64);
+        let waited_ms = match seg.rolling_base_timestamp {
+            Some(first) if first >= 0 && max_timestamp >= 0 => max_timestamp - first,
+            _ => now - seg.created_ms,
+        };
+        if seg.size + bytes > segment_bytes
+            || waited_ms > cfg.segment_ms
+            || seg.index_full(cfg.segment_index_bytes, batches)
+            || last_offset - seg.base_offset > i64::from(i32::MAX)
+        {
+            self.roll(now)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at `log_end_offset`; the finished one (log and
+    /// indexes) is made durable in the background, then the recovery point moves past it.
+    fn roll(&mut self, now: i64) -> Result<(), StorageError> {
+        let new_base = self.log_end_offset;
+        let new = Segment::create(&self.dir, new_base, now)?;
+        let old_index = self.segments.len() - 1;
+        let old = &mut self.segments[old_index];
+        old.seal_time_index();
+        let [index_bytes, time_bytes] = old.index_bytes();
+        let (log, index, time, old_end) = (
+            old.log.clone(),
+            old.index_file.clone(),
+            old.time_file.clone(),
+            old.next_offset,
+        );
+        self.commit.add_file(old_end, new.log.clone());
+        self.segments.push(new);
+
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let prev_roll = self.last_roll_done.replace(done_rx);
+        let (commit, io, dir, dir_file) = (
+            self.commit.clone(),
+            self.io.clone(),
+            self.dir.clone(),
+            self.dir_file.clone(),
+        );
+        commit.background.set(commit.background.get() + 1);
+        tokio::task::spawn_local(async move {
+            let result = async {
+                commit.wait_written(old_end).await?;
+                io.sync(log, false).await?;
+                io.write_at_and_sync(index, 0, index_bytes).await?;
+                io.write_at_and_sync(time, 0, time_bytes).await?;
+                io.sync(dir_file, true).await?;
+                if let Some(prev) = prev_roll {
+                    let _ = prev.await;
+                }
+                write_checkpoint(&dir, RECOVERY_POINT_FILE, new_base)
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(dir = %dir.display(), error = %e, "making a rolled segment durable failed");
+            }
+            let _ = done_tx.send(());
+            commit
+                .background
+                .set(commit.background.get().saturating_sub(1));
+            commit.notify();
+        });
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable: data, the active segment's indexes and
+    /// rolled segments. Used at clean shutdown. The future owns what it needs.
+    pub fn flush(&self) -> AppendFuture {
+        let end = self.log_end_offset;
+        let active = self.active();
+        let [index_bytes, time_bytes] = active.index_bytes();
+        let (index, time) = (active.index_file.clone(), active.time_file.clone());
+        let (commit, io, dir_file) = (self.commit.clone(), self.io.clone(), self.dir_file.clone());
+        Box::pin(async move {
+            commit.wait_written(end).await?;
+            commit.sync_to(end).await?;
+            index.set_len(index_bytes.len() as u64)?;
+            io.write_at_and_sync(index, 0, index_bytes).await?;
+            time.set_len(time_bytes.len() as u64)?;
+            io.write_at_and_sync(time, 0, time_bytes).await?;
+            commit.wait_background().await;
+            io.sync(dir_file, true).await
+        })
+    }
+
+    /// Removes the partition directory (DeleteTopics). In-flight writes land in
+    /// unlinked files and are discarded.
+    pub fn delete(self) -> io::Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+    }
+}
+
+/// Reads a checkpoint file holding one decimal offset; None if missing or unreadable.
+fn read_checkpoint(dir: &Path, name: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(name)).ok()?;
+    match text.trim().parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::warn!(dir = %dir.display(), file = name, "ignoring unreadable checkpoint");
+            None
+        }
+    }
+}
+
+/// Atomically replaces a checkpoint (temp file, fdatasync, rename, directory fsync).
+/// Blocking, but small and rare (open, roll, retention, DeleteRecords).
+fn write_checkpoint(dir: &Path, name: &str, value: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let f = File::create(&tmp)?;
+        f.write_all_at(format!("{value}\n").as_bytes(), 0)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}

@@ -98,7 +98,7 @@ fn api_versions_advertises_table_and_answers_unknown_version_with_v0() {
     assert!(
         r.api_keys
             .iter()
-            .all(|k| k.api_key != ApiKey::JoinGroup as i16),
+            .all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16),
         "no unbuilt APIs"
     );
 
@@ -347,4 +347,86 @@ fn idempotent_producer_sequences() {
     );
     let p = fetch(&mut c, "idem", 0, 0, 0);
     assert_eq!(values(&p.records).len(), 4);
+}
+
+#[test]
+fn log_append_time_topic_and_metrics_endpoint() {
+    let metrics_port = common::free_port();
+    let listener = format!("fjord.metrics.listener=127.0.0.1:{metrics_port}");
+    let broker = Broker::start("logappend", &[&listener]);
+    let mut c = broker.client();
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name("lat"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![
+                create_topics_request::CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("message.timestamp.type"))
+                    .with_value(Some(StrBytes::from_static_str("LogAppendTime"))),
+            ])]);
+    let r = c.request(7, &req);
+    assert_eq!(r.topics[0].error_code, 0);
+    let bad = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("badcfg"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_value(Some(StrBytes::from_static_str("soon")))])]);
+    assert_eq!(
+        c.request(7, &bad).topics[0].error_code,
+        40,
+        "INVALID_CONFIG"
+    );
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("lat"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[b"x", b"y"], None, Compression::None)))])]);
+    let r = c.request(8, &req);
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(
+        p.log_append_time_ms >= before,
+        "broker time, not the producer's"
+    );
+    let fetched = fetch(&mut c, "lat", 0, 0, 0);
+    let mut buf = fetched.records.expect("records");
+    let header = fjord_storage::BatchHeader::parse(&buf).expect("header");
+    assert!(header.timestamp_type_log_append());
+    assert_eq!(header.max_timestamp, p.log_append_time_ms);
+    assert!(
+        fjord_storage::batch::crc_is_valid(&buf),
+        "CRC recomputed after the rewrite"
+    );
+    let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
+    let log_append = kafka_protocol::records::TimestampType::LogAppend;
+    assert!(set.records.iter().all(|r| r.timestamp_type == log_append));
+
+    // The Prometheus endpoint reports requests by API and the log end offset.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    assert!(
+        text.contains("fjord_requests_total{api=\"Produce\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fjord_log_end_offset{topic=\"lat\",partition=\"0\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("fjord_request_latency_seconds"), "{text}");
 }

@@ -6,6 +6,7 @@
 //! partitions' high watermarks to move. No fetch sessions: every response carries
 //! session id 0, which clients treat as "full fetch each time".
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -50,14 +51,31 @@ impl ReadOutcome {
     }
 }
 
-async fn read_on_owner(shard: Rc<Shard>, r: Read) -> ReadOutcome {
+/// Reads `reads` in order on their owning shard, within `budget` bytes in all; only
+/// the first partition with data may exceed it (one whole batch).
+fn read_many(shard: &Shard, reads: Vec<(usize, Read)>, mut budget: usize) -> Vec<(usize, ReadOutcome)> {
+    let mut out = Vec::with_capacity(reads.len());
+    let mut min_one = true;
+    for (i, mut r) in reads {
+        r.max_bytes = r.max_bytes.min(budget);
+        let o = read_on_owner(shard, r, min_one);
+        if !o.records.is_empty() {
+            min_one = false;
+        }
+        budget = budget.saturating_sub(o.records.len());
+        out.push((i, o));
+    }
+    out
+}
+
+fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
     let partition = match shard.partition(&r.topic_id, r.index) {
         Ok(Some(p)) => p,
         Ok(None) => return ReadOutcome::error(ResponseError::UnknownTopicOrPartition.code()),
         Err(_) => return ReadOutcome::error(ResponseError::KafkaStorageError.code()),
     };
     let watch = Some(partition.watch_high_watermark());
-    match partition.read(r.offset, r.max_bytes, true) {
+    match partition.read(r.offset, r.max_bytes, min_one) {
         Ok(f) => ReadOutcome {
             error: 0,
             records: f.records,
@@ -134,30 +152,31 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         }
     }
 
-    let reads: Vec<(usize, (usize, Read))> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, _, s))| {
-            s.as_ref()
-                .ok()
-                .map(|r| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
-        })
-        .collect();
+    // Reads grouped by owning shard; each shard reads its partitions in request order
+    // within the request's byte budget, so at most (shards x max_bytes) is read.
+    let mut by_owner: HashMap<usize, Vec<(usize, Read)>> = HashMap::new();
+    for (i, (_, _, s)) in slots.iter().enumerate() {
+        if let Ok(r) = s {
+            by_owner.entry(shard.owner(&r.topic_id, r.index)).or_default().push((i, r.clone()));
+        }
+    }
     let mut outcomes: Vec<Option<ReadOutcome>>;
     loop {
         outcomes = (0..slots.len()).map(|_| None).collect();
-        let results = shard
-            .scatter(
-                reads.clone(),
-                |s: Rc<Shard>, (i, r): (usize, Read)| async move { (i, read_on_owner(s, r).await) },
-                || {
-                    (
-                        usize::MAX,
-                        ReadOutcome::error(ResponseError::NotLeaderOrFollower.code()),
-                    )
-                },
-            )
-            .await;
+        let mut handles = Vec::with_capacity(by_owner.len());
+        for (&owner, reads) in &by_owner {
+            let reads = reads.clone();
+            let me = shard.clone();
+            handles.push(tokio::task::spawn_local(async move {
+                me.invoke_on(owner, move |s| async move { read_many(&s, reads, max_bytes) })
+                    .await
+                    .unwrap_or_default()
+            }));
+        }
+        let mut results = Vec::new();
+        for h in handles {
+            results.extend(h.await.unwrap_or_default());
+        }
         let mut bytes = 0usize;
         let mut any_error = false;
         for (i, o) in results {
@@ -169,7 +188,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         }
         if bytes >= req.min_bytes.max(1) as usize
             || any_error
-            || reads.is_empty()
+            || by_owner.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
             break;

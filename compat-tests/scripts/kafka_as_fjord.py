@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Apache Kafka 4.1 behind Fjord's command line: a self-test of the suite's Fjord code path.
+
+    FJORD_BIN=compat-tests/scripts/kafka_as_fjord.py FJORD_GROUPS=1 compat-tests/run.sh --broker fjord
+
+Accepts `--override key=value` (and `--config file.properties`) as Fjord does, maps them onto a
+single-node KRaft configuration, formats log.dirs on first start, then execs the JVM so that
+this process *is* the broker (signals, kill -9 and exit codes behave as Fjord's would). The
+controller listener's port is kept next to log.dirs so a restart reuses it.
+"""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.brokers import KafkaBroker, free_port  # noqa: E402
+from harness.java import java_command  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    props: dict[str, str] = {}
+    it = iter(argv)
+    for arg in it:
+        if arg == "--override":
+            k, _, v = next(it).partition("=")
+            props[k] = v
+        elif arg == "--config":
+            for line in Path(next(it)).read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#") and "=" in line:
+                    k, _, v = line.partition("=")
+                    props[k.strip()] = v.strip()
+        else:
+            sys.exit(f"kafka_as_fjord: unknown argument {arg!r}")
+    return props
+
+
+def main() -> None:
+    props = parse_args(sys.argv[1:])
+    data_dir = Path(props.pop("log.dirs"))
+    root = data_dir.parent / (data_dir.name + ".kafka-shim")
+    root.mkdir(parents=True, exist_ok=True)
+    port_file = root / "controller.port"
+    if not port_file.exists():
+        port_file.write_text(str(free_port()))
+    host, port = props.pop("listeners").split("://", 1)[1].rsplit(":", 1)
+    assert host == "127.0.0.1", host
+    props.pop("advertised.listeners", None)
+    props.pop("fjord.cores", None)
+
+    broker = KafkaBroker(root, port=int(port), extra={"log.dirs": str(data_dir), **props})
+    broker.controller_port = int(port_file.read_text())
+    broker.data_dir = data_dir
+    broker._prepare()  # writes server.properties, formats data_dir once
+    cmd = java_command("kafka.Kafka", [str(broker.config_path)], logs_dir=broker.logs_dir,
+                       jvm_opts=KafkaBroker.JVM_OPTS)
+    os.execvp(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

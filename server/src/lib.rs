@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod group;
 pub mod metadata;
 pub mod net;
 pub mod partition;

@@ -64,6 +64,8 @@ pub struct Shard {
     /// Producer ids `[next, end)` still free in this shard's block.
     producer_ids: Cell<(i64, i64)>,
     connections: Arc<std::sync::atomic::AtomicI64>,
+    /// The groups and offsets of the `__consumer_offsets` partitions this shard owns.
+    pub groups: crate::group::coordinator::Coordinator,
 }
 
 impl Shard {
@@ -385,6 +387,9 @@ async fn run(
         io,
         producer_ids: Cell::new((0, 0)),
         connections,
+        groups: crate::group::coordinator::Coordinator::new(
+            start.config.group_initial_rebalance_delay_ms,
+        ),
     });
     shard.reconcile();
 

@@ -1,0 +1,432 @@
+//! The group coordinator on one shard: the groups and committed offsets of the
+//! `__consumer_offsets` partitions this shard owns.
+//!
+//! Exists once per shard (a field of `Shard`), touched only on that shard's thread;
+//! every method must be called on the shard owning the group's offsets partition
+//! ([`Loc`]), which the api layer reaches with `invoke_on`.
+//!
+//! Invariants:
+//! - a partition's groups are replayed from its log before any request touches them
+//!   (`ensure_loaded`, synchronous, so no request interleaves with a load);
+//! - in-memory offsets change only after their record is durable, and a record never
+//!   overwrites a newer one (`Committed::log_offset` orders them);
+//! - parked JoinGroup/SyncGroup requests are oneshot senders in `waiters`, completed
+//!   by the state machine's effects; deadlines run on tokio timers of this shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::classic::{ClassicGroup, Effect, JoinResponse, Limits, SyncResponse, Waiter};
+use super::records::{GroupMetadataValue, OffsetCommitValue, RecordKey};
+use super::store;
+use crate::partition::now_ms;
+use crate::shard::Shard;
+
+mod admin;
+pub mod offsets;
+pub use admin::{GroupDescription, GroupSummary, MemberDescription};
+
+/// Where a group lives: the offsets topic's id and the partition index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
+/// A committed offset and the log offset of the record that committed it.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub value: OffsetCommitValue,
+    log_offset: i64,
+}
+
+/// A group's state machine and its committed offsets, keyed by (topic, partition).
+pub struct GroupEntry {
+    pub group: ClassicGroup,
+    pub offsets: BTreeMap<(String, i32), Committed>,
+    loc: Loc,
+}
+
+#[derive(Default)]
+struct Waiters {
+    join: HashMap<Waiter, oneshot::Sender<JoinResponse>>,
+    sync: HashMap<Waiter, oneshot::Sender<SyncResponse>>,
+}
+
+pub struct Coordinator {
+    limits: Limits,
+    loaded: RefCell<HashSet<Loc>>,
+    groups: RefCell<HashMap<String, GroupEntry>>,
+    waiters: RefCell<Waiters>,
+    next_waiter: Cell<Waiter>,
+    /// Per group, the deadline a sleeping timer task will wake up for.
+    armed: RefCell<HashMap<String, i64>>,
+}
+
+impl Coordinator {
+    pub fn new(initial_rebalance_delay_ms: i64) -> Coordinator {
+        Coordinator {
+            limits: Limits {
+                initial_rebalance_delay_ms,
+                ..Limits::default()
+            },
+            loaded: RefCell::new(HashSet::new()),
+            groups: RefCell::new(HashMap::new()),
+            waiters: RefCell::new(Waiters::default()),
+            next_waiter: Cell::new(1),
+            armed: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Replays `loc`'s log into memory the first time the partition is used.
+    /// Err: COORDINATOR_NOT_AVAILABLE (the partition cannot be read).
+    pub fn ensure_loaded(&self, shard: &Rc<Shard>, loc: Loc) -> Result<(), i16> {
+        if self.loaded.borrow().contains(&loc) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let limits = self.limits;
+        let mut groups: HashMap<String, GroupEntry> = HashMap::new();
+        let result = store::load(shard, &loc.topic_id, loc.partition, &mut |offset, k, v| {
+            replay(&mut groups, loc, limits, now, offset, &k, v.as_deref());
+        });
+        if let Err(e) = result {
+            tracing::error!(partition = loc.partition, error = %e, "cannot load __consumer_offsets");
+            return Err(ResponseError::CoordinatorNotAvailable.code());
+        }
+        let ids: Vec<String> = groups.keys().cloned().collect();
+        tracing::info!(
+            partition = loc.partition,
+            groups = ids.len(),
+            "loaded groups"
+        );
+        self.groups.borrow_mut().extend(groups);
+        self.loaded.borrow_mut().insert(loc);
+        for id in ids {
+            self.arm(shard, &id);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the group's entry, if it exists.
+    pub fn with_group<R>(&self, group_id: &str, f: impl FnOnce(&mut GroupEntry) -> R) -> Option<R> {
+        self.groups.borrow_mut().get_mut(group_id).map(f)
+    }
+
+    /// Runs `f` on the group, creating an empty one at `loc` if needed.
+    fn with_group_or_create<R>(
+        &self,
+        group_id: &str,
+        loc: Loc,
+        f: impl FnOnce(&mut GroupEntry) -> R,
+    ) -> R {
+        let mut groups = self.groups.borrow_mut();
+        let entry = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupEntry {
+                group: ClassicGroup::new(group_id, self.limits),
+                offsets: BTreeMap::new(),
+                loc,
+            });
+        f(entry)
+    }
+
+    fn remove_group(&self, group_id: &str) {
+        self.groups.borrow_mut().remove(group_id);
+    }
+
+    fn new_waiter(&self) -> Waiter {
+        let w = self.next_waiter.get();
+        self.next_waiter.set(w + 1);
+        w
+    }
+
+    /// JoinGroup on the owner shard. The caller checked the group id and session
+    /// timeout; a missing group is created only for a member without an id.
+    pub async fn join(
+        shard: &Rc<Shard>,
+        loc: Loc,
+        group_id: &str,
+        req: super::classic::JoinRequest,
+    ) -> JoinResponse {
+        let c = &shard.groups;
+        if let Err(e) = c.ensure_loaded(shard, loc) {
+            return JoinResponse::error(e, &req.member_id);
+        }
+        let exists = c.groups.borrow().contains_key(group_id);
+        if !exists && !req.member_id.is_empty() {
+            let e = ResponseError::UnknownMemberId.code();
+            return JoinResponse::error(e, &req.member_id);
+        }
+        let member_id = req.member_id.clone();
+        let waiter = c.new_waiter();
+        let (tx, rx) = oneshot::channel();
+        c.waiters.borrow_mut().join.insert(waiter, tx);
+        c.with_group_or_create(group_id, loc, |e| e.group.join(req, waiter, now_ms()));
+        c.drain(shard, group_id);
+        rx.await.unwrap_or_else(|_| {
+            JoinResponse::error(ResponseError::CoordinatorNotAvailable.code(), &member_id)
+        })
+    }
+
+    /// SyncGroup on the owner shard.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        shard: &Rc<Shard>,
+        loc: Loc,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResponse {
+        let c = &shard.groups;
+        if let Err(e) = c.ensure_loaded(shard, loc) {
+            return SyncResponse::error(e);
+        }
+        let waiter = c.new_waiter();
+        let (tx, rx) = oneshot::channel();
+        c.waiters.borrow_mut().sync.insert(waiter, tx);
+        let found = c.with_group(group_id, |e| {
+            e.group.sync(
+                member_id,
+                instance_id,
+                generation_id,
+                protocol_type,
+                protocol_name,
+                assignments,
+                waiter,
+                now_ms(),
+            )
+        });
+        if found.is_none() {
+            c.waiters.borrow_mut().sync.remove(&waiter);
+            return SyncResponse::error(ResponseError::UnknownMemberId.code());
+        }
+        c.drain(shard, group_id);
+        rx.await
+            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable.code()))
+    }
+
+    /// Heartbeat on the owner shard: the error code.
+    pub fn heartbeat(
+        shard: &Rc<Shard>,
+        loc: Loc,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> i16 {
+        let c = &shard.groups;
+        if let Err(e) = c.ensure_loaded(shard, loc) {
+            return e;
+        }
+        let code = c.with_group(group_id, |e| {
+            e.group
+                .heartbeat(member_id, instance_id, generation_id, now_ms())
+        });
+        c.drain(shard, group_id);
+        code.unwrap_or(ResponseError::UnknownMemberId.code())
+    }
+
+    /// LeaveGroup on the owner shard: one error code per (member id, instance id).
+    pub fn leave(
+        shard: &Rc<Shard>,
+        loc: Loc,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, i16> {
+        let c = &shard.groups;
+        c.ensure_loaded(shard, loc)?;
+        let codes = c.with_group(group_id, |e| {
+            members
+                .iter()
+                .map(|(m, i)| e.group.leave(m, i.as_deref(), now_ms()))
+                .collect::<Vec<i16>>()
+        });
+        c.drain(shard, group_id);
+        codes.ok_or(ResponseError::UnknownMemberId.code())
+    }
+
+    /// Hands the group's queued effects out: answers parked requests, starts writes,
+    /// and arms the group's next deadline.
+    fn drain(&self, shard: &Rc<Shard>, group_id: &str) {
+        let Some((effects, loc)) = self.with_group(group_id, |e| (e.group.take_effects(), e.loc))
+        else {
+            return;
+        };
+        for effect in effects {
+            match effect {
+                Effect::Join(w, r) => {
+                    if let Some(tx) = self.waiters.borrow_mut().join.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::Sync(w, r) => {
+                    if let Some(tx) = self.waiters.borrow_mut().sync.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::WriteAssignment { generation, value } => {
+                    let s = shard.clone();
+                    let gid = group_id.to_string();
+                    tokio::task::spawn_local(async move {
+                        let ok = write_group(&s, loc, &gid, &value).await;
+                        let c = &s.groups;
+                        c.with_group(&gid, |e| {
+                            e.group.assignment_written(generation, &value, ok, now_ms())
+                        });
+                        c.drain(&s, &gid);
+                    });
+                }
+                Effect::WriteGroup(value) => {
+                    let s = shard.clone();
+                    let gid = group_id.to_string();
+                    tokio::task::spawn_local(async move {
+                        write_group(&s, loc, &gid, &value).await;
+                    });
+                }
+            }
+        }
+        self.arm(shard, group_id);
+    }
+
+    /// Makes sure a timer task wakes up by the group's next deadline.
+    fn arm(&self, shard: &Rc<Shard>, group_id: &str) {
+        let Some(Some(deadline)) = self.with_group(group_id, |e| e.group.next_deadline()) else {
+            return;
+        };
+        {
+            let mut armed = self.armed.borrow_mut();
+            if armed.get(group_id).is_some_and(|a| *a <= deadline) {
+                return;
+            }
+            armed.insert(group_id.to_string(), deadline);
+        }
+        let s = shard.clone();
+        let gid = group_id.to_string();
+        tokio::task::spawn_local(async move {
+            let wait_ms = (deadline - now_ms()).max(1) as u64;
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            let c = &s.groups;
+            {
+                let mut armed = c.armed.borrow_mut();
+                if armed.get(&gid) == Some(&deadline) {
+                    armed.remove(&gid);
+                }
+            }
+            c.with_group(&gid, |e| e.group.tick(now_ms()));
+            c.drain(&s, &gid);
+        });
+    }
+}
+
+/// Persists a group record; false if the write failed.
+async fn write_group(
+    shard: &Rc<Shard>,
+    loc: Loc,
+    group_id: &str,
+    value: &GroupMetadataValue,
+) -> bool {
+    let key = RecordKey::GroupMetadata {
+        group: group_id.to_string(),
+    }
+    .encode();
+    match store::append(
+        shard,
+        &loc.topic_id,
+        loc.partition,
+        vec![(key, Some(value.encode()))],
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(group = group_id, error = %e, "cannot write group metadata");
+            false
+        }
+    }
+}
+
+/// Applies one `__consumer_offsets` record to the groups being loaded.
+fn replay(
+    groups: &mut HashMap<String, GroupEntry>,
+    loc: Loc,
+    limits: Limits,
+    now: i64,
+    offset: i64,
+    key: &[u8],
+    value: Option<&[u8]>,
+) {
+    let new_entry = |group: &str| GroupEntry {
+        group: ClassicGroup::new(group, limits),
+        offsets: BTreeMap::new(),
+        loc,
+    };
+    match RecordKey::decode(key) {
+        Ok(RecordKey::OffsetCommit {
+            group,
+            topic,
+            partition,
+        }) => match value.map(OffsetCommitValue::decode) {
+            Some(Ok(v)) => {
+                let entry = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| new_entry(&group));
+                entry.offsets.insert(
+                    (topic, partition),
+                    Committed {
+                        value: v,
+                        log_offset: offset,
+                    },
+                );
+            }
+            Some(Err(e)) => tracing::warn!(offset, ?e, "skipping a malformed offset commit"),
+            None => {
+                if let Some(entry) = groups.get_mut(&group) {
+                    entry.offsets.remove(&(topic, partition));
+                    if entry.offsets.is_empty()
+                        && entry.group.is_empty()
+                        && entry.group.generation() == 0
+                    {
+                        groups.remove(&group);
+                    }
+                }
+            }
+        },
+        Ok(RecordKey::GroupMetadata { group }) => match value.map(GroupMetadataValue::decode) {
+            Some(Ok(v)) => {
+                let entry = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| new_entry(&group));
+                entry.group = ClassicGroup::from_record(&group, &v, limits, now);
+            }
+            Some(Err(e)) => tracing::warn!(offset, ?e, "skipping a malformed group record"),
+            None => {
+                let keep = groups.get(&group).is_some_and(|e| !e.offsets.is_empty());
+                if keep {
+                    if let Some(entry) = groups.get_mut(&group) {
+                        entry.group = ClassicGroup::new(&group, limits);
+                    }
+                } else {
+                    groups.remove(&group);
+                }
+            }
+        },
+        Ok(RecordKey::Other(_)) => {}
+        Err(e) => tracing::warn!(offset, ?e, "skipping a malformed record key"),
+    }
+}

@@ -1,0 +1,115 @@
+//! Reading and writing `__consumer_offsets` partitions: group records go through
+//! `Partition::append` with `sync = true` (acks=all), and a shard rebuilds its groups
+//! by replaying the partitions it owns. Runs on the partition's owner shard only.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_storage::batch::split_batches;
+use fjord_storage::BatchHeader;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use uuid::Uuid;
+
+use crate::partition::{now_ms, Partition};
+use crate::shard::Shard;
+
+/// Reads at most this many bytes of the log per step while loading.
+const LOAD_READ_BYTES_MAX: usize = 1 << 20;
+
+/// One record: key and value (None = tombstone).
+pub type KeyValue = (Bytes, Option<Bytes>);
+
+fn partition(shard: &Rc<Shard>, topic_id: &Uuid, index: i32) -> Result<Rc<Partition>, String> {
+    shard
+        .partition(topic_id, index)?
+        .ok_or_else(|| format!("__consumer_offsets-{index} does not exist"))
+}
+
+/// Appends `records` as one batch (atomically) and waits until it is durable.
+/// Returns the offset of the first record.
+pub async fn append(
+    shard: &Rc<Shard>,
+    topic_id: &Uuid,
+    index: i32,
+    records: Vec<KeyValue>,
+) -> Result<i64, String> {
+    let p = partition(shard, topic_id, index)?;
+    let now = now_ms();
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: p.leader_epoch,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch when offset - sequence changes.
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    let header = BatchHeader::parse(&buf).map_err(|e| format!("{e:?}"))?;
+    let appended = p
+        .append(buf, header, None, true)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(appended.base_offset)
+}
+
+/// Calls `replay(offset, key, value)` for every record of the partition, in order.
+pub fn load(
+    shard: &Rc<Shard>,
+    topic_id: &Uuid,
+    index: i32,
+    replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
+) -> Result<(), String> {
+    let p = partition(shard, topic_id, index)?;
+    let mut offset = p.log_start_offset();
+    let end = p.high_watermark();
+    while offset < end {
+        let fetched = p
+            .read(offset, LOAD_READ_BYTES_MAX, true)
+            .map_err(|e| e.to_string())?;
+        if fetched.records.is_empty() {
+            break;
+        }
+        let ranges = split_batches(&fetched.records).map_err(|e| format!("{e:?}"))?;
+        let before = offset;
+        for range in ranges {
+            let mut batch = fetched.records.slice(range);
+            let header = BatchHeader::parse(&batch).map_err(|e| format!("{e:?}"))?;
+            let next = header.next_offset();
+            if !header.is_control() && next > offset {
+                let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| e.to_string())?;
+                for r in set.records {
+                    if r.offset < offset {
+                        continue;
+                    }
+                    if let Some(key) = r.key {
+                        replay(r.offset, key, r.value);
+                    }
+                }
+            }
+            offset = offset.max(next);
+        }
+        if offset == before {
+            return Err(format!("no progress loading at offset {offset}"));
+        }
+    }
+    Ok(())
+}

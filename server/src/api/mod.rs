@@ -6,12 +6,23 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -57,7 +68,30 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
 ];
+
+tokio::task_local! {
+    /// The client's address, set by the connection loop around each request.
+    pub static CLIENT_ADDR: std::net::SocketAddr;
+}
+
+/// The client's host as Kafka reports it in group descriptions ("/127.0.0.1").
+pub fn client_host() -> String {
+    CLIENT_ADDR
+        .try_with(|a| format!("/{}", a.ip()))
+        .unwrap_or_default()
+}
 
 /// The versions the decoder accepts for `key`, or None if the API is not served.
 pub fn accepted_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -95,6 +129,39 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
         RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
             init_producer_id::handle(&shard, version, r).await,
         )),
+        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
+            find_coordinator::handle(&shard, version, r).await,
+        )),
+        RequestKind::JoinGroup(r) => Some(ResponseKind::JoinGroup(
+            join_group::handle(&shard, version, req.header.client_id.clone(), r).await,
+        )),
+        RequestKind::SyncGroup(r) => Some(ResponseKind::SyncGroup(
+            sync_group::handle(&shard, version, r).await,
+        )),
+        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(
+            heartbeat::handle(&shard, version, r).await,
+        )),
+        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(
+            leave_group::handle(&shard, version, r).await,
+        )),
+        RequestKind::OffsetCommit(r) => Some(ResponseKind::OffsetCommit(
+            offset_commit::handle(&shard, version, r).await,
+        )),
+        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(
+            offset_fetch::handle(&shard, version, r).await,
+        )),
+        RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
+            offset_delete::handle(&shard, version, r).await,
+        )),
+        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
+            describe_groups::handle(&shard, version, r).await,
+        )),
+        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(
+            list_groups::handle(&shard, version, r).await,
+        )),
+        RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
+            delete_groups::handle(&shard, version, r).await,
+        )),
         other => {
             // The decoder only admits APIs in the table; reaching here is a table bug.
             tracing::error!(
@@ -129,6 +196,17 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
         _ => "Other",
     }
 }

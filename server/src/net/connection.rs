@@ -80,7 +80,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         let shard = shard.clone();
         let handle = tokio::task::spawn_local(async move {
             match decoded {
-                Decoded::Request(req) => api::handle(shard, *req).await,
+                Decoded::Request(req) => {
+                    api::CLIENT_ADDR.scope(peer, api::handle(shard, *req)).await
+                }
                 Decoded::ApiVersionsUnsupported { correlation_id } => {
                     api::api_versions::unsupported_version_response(correlation_id)
                 }

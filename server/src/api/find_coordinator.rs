@@ -1,0 +1,160 @@
+//! FindCoordinator (key 10), versions 0–6 (batched keys from v4). Also where group
+//! requests find their coordinator shard: [`locate`] creates `__consumer_offsets` on
+//! first need and maps a group to its partition and that partition's owner shard.
+//! Transaction coordinators do not exist yet: key type 1 answers
+//! COORDINATOR_NOT_AVAILABLE.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::create_topics::create_topic;
+use crate::group::coordinator::Loc;
+use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::metadata::topics::{CreateTopic, TopicError};
+use crate::metadata::TopicImage;
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Kafka's `offsets.topic.segment.bytes` default.
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+/// The offsets topic, created with `offsets.topic.num.partitions` partitions and
+/// `cleanup.policy=compact` if it does not exist yet. Fjord has no log cleaner yet, so
+/// time and size retention are switched off on it: committed offsets must not vanish
+/// with old segments. Err: COORDINATOR_NOT_AVAILABLE.
+pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
+    if let Some(t) = shard.image().topic(OFFSETS_TOPIC) {
+        return Ok(t.clone());
+    }
+    let configs: BTreeMap<String, String> = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", OFFSETS_SEGMENT_BYTES),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let req = CreateTopic {
+        name: OFFSETS_TOPIC,
+        num_partitions: shard.config.offsets_topic_num_partitions as i32,
+        replication_factor: -1,
+        assignments: Vec::new(),
+        configs,
+    };
+    match create_topic(shard, req, false).await {
+        Ok(t) => Ok(t),
+        // Another shard created it first.
+        Err(TopicError::AlreadyExists(_)) => shard
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .cloned()
+            .ok_or(ResponseError::CoordinatorNotAvailable.code()),
+        Err(e) => {
+            tracing::error!(error = e.message(), "cannot create __consumer_offsets");
+            Err(ResponseError::CoordinatorNotAvailable.code())
+        }
+    }
+}
+
+/// The group's offsets partition and the shard that owns it.
+pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(Loc, usize), i16> {
+    let topic = offsets_topic(shard).await?;
+    let partition = partition_for(group_id, topic.partitions.len());
+    let loc = Loc {
+        topic_id: topic.id,
+        partition,
+    };
+    Ok((loc, shard.owner(&topic.id, partition)))
+}
+
+/// This broker's advertised address as (node id, host, port).
+fn this_broker(shard: &Shard) -> (i32, String, i32) {
+    let id = shard.config.node_id;
+    match shard.image().brokers.get(&id) {
+        Some(b) => (id, b.host.clone(), b.port as i32),
+        None => {
+            let l = shard.config.advertised();
+            (id, l.host.clone(), l.port as i32)
+        }
+    }
+}
+
+/// The coordinator for one key: Ok(node) or an error code.
+async fn coordinator_for(
+    shard: &Rc<Shard>,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), i16> {
+    match key_type {
+        KEY_TYPE_GROUP => {
+            locate(shard, key).await?;
+            Ok(this_broker(shard))
+        }
+        KEY_TYPE_TRANSACTION => Err(ResponseError::CoordinatorNotAvailable.code()),
+        _ => Err(ResponseError::InvalidRequest.code()),
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let key_type = if version >= 1 {
+        req.key_type
+    } else {
+        KEY_TYPE_GROUP
+    };
+    if version < 4 {
+        let resp = FindCoordinatorResponse::default();
+        return match coordinator_for(shard, key_type, req.key.as_str()).await {
+            Ok((id, host, port)) => resp
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+            Err(code) => {
+                super::count_error("FindCoordinator", code);
+                resp.with_error_code(code)
+                    .with_error_message((version >= 1).then(|| error_message(code)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+            }
+        };
+    }
+    let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+    for key in req.coordinator_keys {
+        let c = Coordinator::default().with_key(key.clone());
+        coordinators.push(match coordinator_for(shard, key_type, key.as_str()).await {
+            Ok((id, host, port)) => c
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+            Err(code) => {
+                super::count_error("FindCoordinator", code);
+                c.with_error_code(code)
+                    .with_error_message(Some(error_message(code)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+            }
+        });
+    }
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+fn error_message(code: i16) -> StrBytes {
+    let text = match ResponseError::try_from_code(code) {
+        Some(ResponseError::CoordinatorNotAvailable) => "The coordinator is not available.",
+        Some(ResponseError::InvalidRequest) => "Unknown coordinator key type.",
+        _ => "The coordinator cannot be found.",
+    };
+    StrBytes::from_static_str(text)
+}

@@ -53,7 +53,11 @@ impl ReadOutcome {
 
 /// Reads `reads` in order on their owning shard, within `budget` bytes in all; only
 /// the first partition with data may exceed it (one whole batch).
-fn read_many(shard: &Shard, reads: Vec<(usize, Read)>, mut budget: usize) -> Vec<(usize, ReadOutcome)> {
+fn read_many(
+    shard: &Shard,
+    reads: Vec<(usize, Read)>,
+    mut budget: usize,
+) -> Vec<(usize, ReadOutcome)> {
     let mut out = Vec::with_capacity(reads.len());
     let mut min_one = true;
     for (i, mut r) in reads {
@@ -157,7 +161,10 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
     let mut by_owner: HashMap<usize, Vec<(usize, Read)>> = HashMap::new();
     for (i, (_, _, s)) in slots.iter().enumerate() {
         if let Ok(r) = s {
-            by_owner.entry(shard.owner(&r.topic_id, r.index)).or_default().push((i, r.clone()));
+            by_owner
+                .entry(shard.owner(&r.topic_id, r.index))
+                .or_default()
+                .push((i, r.clone()));
         }
     }
     let mut outcomes: Vec<Option<ReadOutcome>>;
@@ -168,9 +175,12 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
             let reads = reads.clone();
             let me = shard.clone();
             handles.push(tokio::task::spawn_local(async move {
-                me.invoke_on(owner, move |s| async move { read_many(&s, reads, max_bytes) })
-                    .await
-                    .unwrap_or_default()
+                me.invoke_on(
+                    owner,
+                    move |s| async move { read_many(&s, reads, max_bytes) },
+                )
+                .await
+                .unwrap_or_default()
             }));
         }
         let mut results = Vec::new();

@@ -107,7 +107,10 @@ def test_stored_batches_keep_producer_codec(broker, producer, codec):
     topic, recs = produced_topic(broker, producer, codec)
     batches = wire.all_batch_headers(broker.bootstrap, topic)
     assert batches, "no batches fetched"
-    assert {b.compression for b in batches} == {codec}
+    # The broker passes codecs through. A producer may send a small batch uncompressed
+    # when compressing would not shrink it (librdkafka does), so 'none' may appear too.
+    assert codec in {b.compression for b in batches}
+    assert {b.compression for b in batches} <= {codec, "none"}
     assert sum(b.record_count for b in batches) == N
     assert batches[0].base_offset == 0
     for prev, nxt in zip(batches, batches[1:]):

@@ -260,6 +260,14 @@ pub struct Config {
     /// `host:port` of the Prometheus endpoint, or None (the default: off).
     pub metrics_listener: Option<String>,
     pub cluster_id: String,
+    /// Every key given in the file or by `--override`, as given (validated): the
+    /// static layer of the config model (`configs`).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `config.rs`'s default of a key, if it has one (Kafka's unless Fjord's own).
+pub fn default_of(name: &str) -> Option<&'static str> {
+    KEYS.iter().find(|k| k.name == name).map(|k| k.default)
 }
 
 /// Parses a Kafka-style properties text: `key=value` or `key: value` lines, `#`/`!`
@@ -343,11 +351,13 @@ impl Config {
     /// fills in Kafka's defaults.
     pub fn from_map(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         for (k, v) in values {
-            let key = KEYS
-                .iter()
-                .find(|key| key.name == k)
-                .ok_or_else(|| ConfigError(format!("{k}: unknown configuration key")))?;
-            check(key, v)?;
+            match KEYS.iter().find(|key| key.name == k) {
+                Some(key) => check(key, v)?,
+                // The broker name of a topic config (log.cleanup.policy, ...).
+                None => {
+                    crate::configs::broker::validate_static(k, v).map_err(|e| ConfigError(e.0))?
+                }
+            }
         }
         let get = |name: &str| -> &str {
             values.get(name).map(String::as_str).unwrap_or_else(|| {
@@ -419,6 +429,7 @@ impl Config {
             io_uring_entries: int("fjord.io.uring.entries") as u32,
             metrics_listener: (!metrics.is_empty()).then(|| metrics.to_string()),
             cluster_id,
+            properties: values.clone(),
         })
     }
 

@@ -2,6 +2,7 @@
 //!
 //! Layout (request path: `net` → `wire` → `api` → `partition` → storage):
 //! - `config`     — Kafka-style properties, defaults, validation.
+//! - `configs/`   — the topic/broker config model: names, types, docs, precedence.
 //! - `shard`      — one pinned runtime per core, partition→shard ownership, `invoke_on`.
 //! - `net/`       — SO_REUSEPORT listeners; the connection loop (pipelined, in-order).
 //! - `wire/`      — frames (incomplete vs invalid) and kafka-protocol coding.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod config;
+pub mod configs;
 pub mod group;
 pub mod metadata;
 pub mod net;

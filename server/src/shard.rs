@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::configs::{Layers, TopicSettings};
 use crate::metadata::{ClusterImage, Command, MetadataHandle, TopicImage};
 use crate::partition::Partition;
 
@@ -212,25 +213,38 @@ impl Shard {
         self.config.log_dirs.join(format!("{topic}-{index}"))
     }
 
-    /// Storage settings for a topic: topic overrides over broker defaults.
+    /// The effective settings of a topic in `image`: topic overrides, then dynamic
+    /// broker configs, then static ones, then Kafka's defaults (see `configs`).
+    pub fn topic_settings(&self, image: &ClusterImage, topic: &TopicImage) -> TopicSettings {
+        TopicSettings::resolve(&topic.configs, &self.config_layers(image))
+    }
+
+    /// The broker-level config layers of `image` as seen by this node.
+    pub fn config_layers<'a>(&'a self, image: &'a ClusterImage) -> Layers<'a> {
+        Layers {
+            dynamic_broker: image.broker_configs.get(&self.config.node_id.to_string()),
+            dynamic_default: image.broker_configs.get(""),
+            static_props: &self.config.properties,
+        }
+    }
+
+    /// Storage settings for a topic, from its effective settings. Without
+    /// `cleanup.policy=delete`, time and size retention do not apply.
     pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
-        let c = &self.config;
-        let get = |k: &str, d: i64| {
-            topic
-                .configs
-                .get(k)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
+        let s = self.topic_settings(&self.image(), topic);
         LogConfig {
-            segment_bytes: get("segment.bytes", c.log_segment_bytes) as u64,
-            segment_ms: get("segment.ms", c.log_roll_ms),
-            retention_ms: get("retention.ms", c.log_retention_ms),
-            retention_bytes: get("retention.bytes", c.log_retention_bytes),
-            index_interval_bytes: get("index.interval.bytes", c.log_index_interval_bytes) as u32,
-            segment_index_bytes: c.log_index_size_max_bytes as u32,
-            tail_cache_bytes: c.tail_cache_bytes,
-            file_delete_delay_ms: get("file.delete.delay.ms", c.log_segment_delete_delay_ms),
+            segment_bytes: s.segment_bytes.max(0) as u64,
+            segment_ms: s.segment_ms,
+            retention_ms: if s.cleanup_delete { s.retention_ms } else { -1 },
+            retention_bytes: if s.cleanup_delete {
+                s.retention_bytes
+            } else {
+                -1
+            },
+            index_interval_bytes: s.index_interval_bytes.clamp(0, u32::MAX as i64) as u32,
+            segment_index_bytes: s.segment_index_bytes.clamp(4, u32::MAX as i64) as u32,
+            tail_cache_bytes: self.config.tail_cache_bytes,
+            file_delete_delay_ms: s.file_delete_delay_ms,
         }
     }
 
@@ -296,10 +310,19 @@ impl Shard {
             }
         }
         for topic in image.topics.values() {
+            let log_config = self.log_config(topic);
             for index in 0..topic.partitions.len() as i32 {
                 if self.owner(&topic.id, index) == self.id {
-                    if let Err(e) = self.partition(&topic.id, index) {
-                        tracing::error!(error = %e, "cannot open partition");
+                    match self.partition(&topic.id, index) {
+                        // Config changes take effect at once; a retention change is
+                        // enforced at once too.
+                        Ok(Some(p)) => {
+                            if p.set_log_config(log_config.clone()) {
+                                p.enforce_retention();
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot open partition"),
                     }
                 }
             }

@@ -137,69 +137,23 @@ pub async fn handle(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// The topic's effective configs, as CreateTopics v5+ reports them.
+/// The topic's effective configs, as CreateTopics v5+ reports them (the config model's
+/// values and sources, as DescribeConfigs).
 fn describe_configs(shard: &Shard, topic: &TopicImage) -> Vec<CreatableTopicConfigs> {
-    const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-    const DEFAULT_CONFIG: i8 = 5;
-    const STATIC_BROKER_CONFIG: i8 = 4;
-    let c = &shard.config;
-    let defaults: [(&str, String, i8); 6] = [
-        ("cleanup.policy", "delete".into(), DEFAULT_CONFIG),
-        (
-            "max.message.bytes",
-            c.message_max_bytes.to_string(),
-            STATIC_BROKER_CONFIG,
-        ),
-        (
-            "retention.bytes",
-            c.log_retention_bytes.to_string(),
-            STATIC_BROKER_CONFIG,
-        ),
-        (
-            "retention.ms",
-            c.log_retention_ms.to_string(),
-            STATIC_BROKER_CONFIG,
-        ),
-        (
-            "segment.bytes",
-            c.log_segment_bytes.to_string(),
-            STATIC_BROKER_CONFIG,
-        ),
-        (
-            "message.timestamp.type",
-            if c.log_message_timestamp_type_log_append {
-                "LogAppendTime"
-            } else {
-                "CreateTime"
-            }
-            .into(),
-            STATIC_BROKER_CONFIG,
-        ),
-    ];
-    let mut out: Vec<CreatableTopicConfigs> = defaults
-        .into_iter()
-        .map(|(k, v, source)| {
-            let (value, source) = match topic.configs.get(k) {
-                Some(v) => (v.clone(), DYNAMIC_TOPIC_CONFIG),
-                None => (v, source),
-            };
+    let image = shard.image();
+    let layers = shard.config_layers(&image);
+    crate::configs::topic::TOPIC_CONFIGS
+        .iter()
+        .map(|t| {
+            let d = t.describe(&topic.configs, &layers);
             CreatableTopicConfigs::default()
-                .with_name(StrBytes::from_static_str(k))
-                .with_value(Some(StrBytes::from_string(value)))
-                .with_config_source(source)
+                .with_name(StrBytes::from_string(d.name))
+                .with_value(d.value.map(StrBytes::from_string))
+                .with_read_only(d.read_only)
+                .with_config_source(d.source as i8)
+                .with_is_sensitive(d.sensitive)
         })
-        .collect();
-    for (k, v) in &topic.configs {
-        if !out.iter().any(|c| c.name.as_str() == k) {
-            out.push(
-                CreatableTopicConfigs::default()
-                    .with_name(StrBytes::from_string(k.clone()))
-                    .with_value(Some(StrBytes::from_string(v.clone())))
-                    .with_config_source(DYNAMIC_TOPIC_CONFIG),
-            );
-        }
-    }
-    out
+        .collect()
 }
 
 /// A Metadata-triggered creation with broker defaults.

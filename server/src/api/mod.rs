@@ -4,14 +4,23 @@
 //! it and the decoder refuses anything outside it. An API is listed only when every
 //! version in its range is implemented completely.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -79,6 +88,15 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::ElectLeaders, 0, 2),
 ];
 
 tokio::task_local! {
@@ -162,6 +180,33 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
         RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
             delete_groups::handle(&shard, version, r).await,
         )),
+        RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
+            describe_configs::handle(&shard, version, r).await,
+        )),
+        RequestKind::AlterConfigs(r) => Some(ResponseKind::AlterConfigs(
+            alter_configs::handle(&shard, version, r).await,
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => Some(ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(&shard, version, r).await,
+        )),
+        RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
+            create_partitions::handle(&shard, version, r).await,
+        )),
+        RequestKind::DeleteRecords(r) => Some(ResponseKind::DeleteRecords(
+            delete_records::handle(&shard, version, r).await,
+        )),
+        RequestKind::DescribeLogDirs(r) => Some(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(&shard, version, r).await,
+        )),
+        RequestKind::DescribeProducers(r) => Some(ResponseKind::DescribeProducers(
+            describe_producers::handle(&shard, version, r).await,
+        )),
+        RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
+            describe_cluster::handle(&shard, version, r).await,
+        )),
+        RequestKind::ElectLeaders(r) => Some(ResponseKind::ElectLeaders(
+            elect_leaders::handle(&shard, version, r).await,
+        )),
         other => {
             // The decoder only admits APIs in the table; reaching here is a table bug.
             tracing::error!(
@@ -207,6 +252,15 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::ElectLeaders => "ElectLeaders",
         _ => "Other",
     }
 }

@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::metadata::TopicImage;
+use crate::configs::TopicSettings;
 use crate::partition::{now_ms, AppendError, Appended};
 use crate::shard::Shard;
 
@@ -86,12 +86,29 @@ fn validate(
     Ok(header)
 }
 
-fn topic_config_i64(topic: &TopicImage, key: &str, default: i64) -> i64 {
-    topic
-        .configs
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The topic's own rules: Kafka's CreateTime timestamp bounds (checked on the batch's
+/// first and max timestamps) and `min.insync.replicas` for acks=all.
+fn check_topic_rules(
+    settings: &TopicSettings,
+    header: &BatchHeader,
+    acks: i16,
+    isr: i64,
+    now: i64,
+) -> Result<BatchHeader, (i16, String)> {
+    settings
+        .check_timestamps(header.base_timestamp, header.max_timestamp, now)
+        .map_err(|m| (ResponseError::InvalidTimestamp.code(), m))?;
+    if acks == -1 && isr < settings.min_insync_replicas {
+        return Err((
+            ResponseError::NotEnoughReplicas.code(),
+            format!(
+                "The size of the current ISR {isr} is insufficient to satisfy the min.isr \
+                 requirement of {}",
+                settings.min_insync_replicas
+            ),
+        ));
+    }
+    Ok(*header)
 }
 
 pub async fn handle(
@@ -132,14 +149,16 @@ pub async fn handle(
                         Some(Err((ResponseError::UnknownTopicOrPartition.code(), None)))
                     }
                     Some(tp) => {
-                        let max_message = topic_config_i64(
-                            tp,
-                            "max.message.bytes",
-                            shard.config.message_max_bytes,
-                        );
-                        let segment =
-                            topic_config_i64(tp, "segment.bytes", shard.config.log_segment_bytes);
-                        match validate(&part.records, max_message, segment) {
+                        // The topic's effective configs: overrides, dynamic, static, default.
+                        let settings = shard.topic_settings(&image, tp);
+                        let isr = tp.partitions[part.index as usize].isr.len() as i64;
+                        match validate(
+                            &part.records,
+                            settings.max_message_bytes,
+                            settings.segment_bytes,
+                        )
+                        .and_then(|h| check_topic_rules(&settings, &h, acks, isr, now))
+                        {
                             Err((code, msg)) => Some(Err((code, Some(msg)))),
                             Ok(header) => {
                                 let records = part
@@ -147,10 +166,8 @@ pub async fn handle(
                                     .as_deref()
                                     .map(BytesMut::from)
                                     .unwrap_or_default();
-                                let log_append = match tp.configs.get("message.timestamp.type") {
-                                    Some(v) => v == "LogAppendTime",
-                                    None => shard.config.log_message_timestamp_type_log_append,
-                                };
+                                let log_append = settings.log_append_time;
+                                let sync = sync || settings.flush_messages == 1;
                                 let owner = shard.owner(&tp.id, part.index);
                                 appends.push((
                                     slots.len(),

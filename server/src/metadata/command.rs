@@ -25,6 +25,29 @@ pub enum Command {
     AllocateProducerIds {
         count: i64,
     },
+    /// Changes one resource's dynamic configs: with `replace_all` the existing ones are
+    /// dropped first (AlterConfigs), then `delete` keys are removed and `set` applied.
+    /// Values were validated by the proposer.
+    AlterConfigs {
+        resource: ConfigResource,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        replace_all: bool,
+    },
+    /// Adds partitions to a topic: `partitions[i]` is the replica list of partition
+    /// `current count + i`.
+    CreatePartitions {
+        id: Uuid,
+        partitions: Vec<Vec<i32>>,
+    },
+}
+
+/// What a dynamic config belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConfigResource {
+    Topic(Uuid),
+    /// A broker's id as text, or "" for the cluster-wide default.
+    Broker(String),
 }
 
 /// Why a command was refused; the image is unchanged when this is returned.

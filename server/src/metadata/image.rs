@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::command::{Command, CommandError};
+use super::command::{Command, CommandError, ConfigResource};
 
 /// A broker as clients see it in Metadata responses.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +55,9 @@ pub struct ClusterImage {
     pub topic_names_by_id: HashMap<Uuid, String>,
     /// The next producer id to hand out; ids below it were allocated before.
     pub next_producer_id: i64,
+    /// Dynamic broker configs by resource name: "" is the cluster-wide default, "1"
+    /// broker 1's own. Keys are broker config names (`log.retention.ms`).
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// What applying a command produced, for the caller that proposed it.
@@ -138,6 +141,63 @@ impl ClusterImage {
                     count: *count,
                 }
             }
+            Command::AlterConfigs {
+                resource,
+                set,
+                delete,
+                replace_all,
+            } => {
+                let edit = |configs: &mut BTreeMap<String, String>| {
+                    if *replace_all {
+                        configs.clear();
+                    }
+                    for k in delete {
+                        configs.remove(k);
+                    }
+                    configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                };
+                match resource {
+                    ConfigResource::Topic(id) => {
+                        let name = self
+                            .topic_names_by_id
+                            .get(id)
+                            .ok_or(CommandError::UnknownTopicId(*id))?;
+                        if let Some(topic) = self.topics.get_mut(name) {
+                            edit(&mut Arc::make_mut(topic).configs);
+                        }
+                    }
+                    ConfigResource::Broker(name) => {
+                        let configs = self.broker_configs.entry(name.clone()).or_default();
+                        edit(configs);
+                        if configs.is_empty() {
+                            self.broker_configs.remove(name);
+                        }
+                    }
+                }
+                Applied::Done
+            }
+            Command::CreatePartitions { id, partitions } => {
+                let name = self
+                    .topic_names_by_id
+                    .get(id)
+                    .ok_or(CommandError::UnknownTopicId(*id))?;
+                if partitions.iter().any(|r| r.is_empty()) {
+                    return Err(CommandError::Invalid(
+                        "a new partition needs at least one replica".into(),
+                    ));
+                }
+                if let Some(topic) = self.topics.get_mut(name) {
+                    Arc::make_mut(topic)
+                        .partitions
+                        .extend(partitions.iter().map(|replicas| PartitionImage {
+                            leader: replicas[0],
+                            isr: replicas.clone(),
+                            replicas: replicas.clone(),
+                            leader_epoch: 0,
+                        }));
+                }
+                Applied::Done
+            }
         };
         self.applied_index = index;
         Ok(out)
@@ -202,5 +262,93 @@ mod tests {
         ));
         assert_eq!(img.applied_index, before);
         assert_eq!(img.topic("a").map(|t| t.partitions.len()), Some(1));
+    }
+
+    #[test]
+    fn alter_configs_and_create_partitions() {
+        let mut img = ClusterImage::default();
+        img.apply(1, &create("a", 2)).expect("apply");
+        let id = Uuid::from_u128(2);
+        let set = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let alter = |resource: ConfigResource, s: &[(&str, &str)], d: &[&str], all: bool| {
+            Command::AlterConfigs {
+                resource,
+                set: set(s),
+                delete: d.iter().map(|k| k.to_string()).collect(),
+                replace_all: all,
+            }
+        };
+        let topic = ConfigResource::Topic(id);
+        img.apply(
+            2,
+            &alter(
+                topic.clone(),
+                &[("retention.ms", "1"), ("segment.ms", "9")],
+                &[],
+                false,
+            ),
+        )
+        .expect("set");
+        img.apply(
+            3,
+            &alter(
+                topic.clone(),
+                &[("cleanup.policy", "compact")],
+                &["segment.ms"],
+                false,
+            ),
+        )
+        .expect("incremental");
+        assert_eq!(
+            img.topic("a").map(|t| t.configs.clone()),
+            Some(set(&[("cleanup.policy", "compact"), ("retention.ms", "1")]))
+        );
+        img.apply(4, &alter(topic, &[("max.message.bytes", "10")], &[], true))
+            .expect("replace");
+        assert_eq!(
+            img.topic("a").map(|t| t.configs.clone()),
+            Some(set(&[("max.message.bytes", "10")]))
+        );
+        let cluster = ConfigResource::Broker(String::new());
+        img.apply(
+            5,
+            &alter(cluster.clone(), &[("log.retention.ms", "5")], &[], false),
+        )
+        .expect("broker");
+        assert_eq!(img.broker_configs[""]["log.retention.ms"], "5");
+        img.apply(6, &alter(cluster, &[], &["log.retention.ms"], false))
+            .expect("delete");
+        assert!(img.broker_configs.is_empty());
+        let unknown = alter(ConfigResource::Topic(Uuid::from_u128(99)), &[], &[], false);
+        assert!(matches!(
+            img.apply(7, &unknown),
+            Err(CommandError::UnknownTopicId(_))
+        ));
+
+        img.apply(
+            7,
+            &Command::CreatePartitions {
+                id,
+                partitions: vec![vec![1], vec![1]],
+            },
+        )
+        .expect("grow");
+        let t = img.topic("a").expect("topic");
+        assert_eq!(t.partitions.len(), 4);
+        assert_eq!(
+            (t.partitions[3].leader, t.partitions[3].leader_epoch),
+            (1, 0)
+        );
+        let bad = Command::CreatePartitions {
+            id,
+            partitions: vec![vec![]],
+        };
+        assert!(img.apply(8, &bad).is_err());
+        assert_eq!(img.applied_index, 7);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use command::{Command, CommandError};
+pub use command::{Command, CommandError, ConfigResource};
 pub use image::{Applied, BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 
 type Reply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>;

@@ -1,5 +1,5 @@
-//! Topic rules: legal names, known topic configs, and turning a create request into a
-//! [`Command`] with an explicit replica assignment. Pure.
+//! Topic rules: legal names, topic config validation (through `configs`), and turning
+//! a create or grow request into a [`Command`] with an explicit replica assignment. Pure.
 
 use std::collections::BTreeMap;
 
@@ -62,74 +62,19 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum ConfigKind {
-    Long { min: i64 },
-    Int { min: i64 },
-    OneOf(&'static [&'static str]),
-    CleanupPolicy,
+/// Validates topic config overrides with the config model: known keys, values of the
+/// right type and range, Kafka's cross-field rules.
+pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    crate::configs::topic::validate_overrides(configs).map_err(|e| TopicError::InvalidConfig(e.0))
 }
 
-/// The topic configs Fjord accepts, with their types.
-const TOPIC_CONFIGS: &[(&str, ConfigKind)] = &[
-    ("cleanup.policy", ConfigKind::CleanupPolicy),
-    ("retention.ms", ConfigKind::Long { min: -1 }),
-    ("retention.bytes", ConfigKind::Long { min: -1 }),
-    ("segment.bytes", ConfigKind::Int { min: 14 }),
-    ("segment.ms", ConfigKind::Long { min: 1 }),
-    ("max.message.bytes", ConfigKind::Int { min: 0 }),
-    (
-        "message.timestamp.type",
-        ConfigKind::OneOf(&["CreateTime", "LogAppendTime"]),
-    ),
-    ("min.insync.replicas", ConfigKind::Int { min: 1 }),
-    ("index.interval.bytes", ConfigKind::Int { min: 0 }),
-    ("file.delete.delay.ms", ConfigKind::Long { min: 0 }),
-    (
-        "compression.type",
-        ConfigKind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
-    ),
-];
-
-/// Validates topic config overrides: known keys, values of the right type.
-pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
-    for (k, v) in configs {
-        let Some((_, kind)) = TOPIC_CONFIGS.iter().find(|(name, _)| name == k) else {
-            return Err(TopicError::InvalidConfig(format!(
-                "Unknown topic config name: {k}"
-            )));
-        };
-        let invalid =
-            || TopicError::InvalidConfig(format!("Invalid value {v} for configuration {k}"));
-        match kind {
-            ConfigKind::Long { min } => {
-                let n: i64 = v.trim().parse().map_err(|_| invalid())?;
-                if n < *min {
-                    return Err(invalid());
-                }
-            }
-            ConfigKind::Int { min } => {
-                let n: i32 = v.trim().parse().map_err(|_| invalid())?;
-                if (n as i64) < *min {
-                    return Err(invalid());
-                }
-            }
-            ConfigKind::OneOf(values) => {
-                if !values.contains(&v.trim()) {
-                    return Err(invalid());
-                }
-            }
-            ConfigKind::CleanupPolicy => {
-                if !v
-                    .split(',')
-                    .all(|p| matches!(p.trim(), "delete" | "compact"))
-                {
-                    return Err(invalid());
-                }
-            }
-        }
-    }
-    Ok(())
+/// Replica lists for partitions `first..first + count`: round-robin over the
+/// registered brokers, `rf` distinct brokers each (the consistent-hash ring replaces
+/// this when clusters arrive). New topics and CreatePartitions both place this way.
+pub fn place_replicas(brokers: &[i32], first: usize, count: usize, rf: usize) -> Vec<Vec<i32>> {
+    (first..first + count)
+        .map(|p| (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect())
+        .collect()
 }
 
 /// A request to create one topic, already defaulted by the caller.
@@ -210,15 +155,7 @@ pub fn plan_create(
                 brokers.len()
             )));
         }
-        // Round-robin over registered brokers; the consistent-hash ring replaces this
-        // when clusters arrive.
-        (0..n as usize)
-            .map(|p| {
-                (0..rf as usize)
-                    .map(|r| brokers[(p + r) % brokers.len()])
-                    .collect()
-            })
-            .collect()
+        place_replicas(&brokers, 0, n as usize, rf as usize)
     };
     Ok(Command::CreateTopic {
         name: req.name.to_string(),

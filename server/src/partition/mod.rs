@@ -253,6 +253,39 @@ impl Partition {
         self.log.borrow().batch_with_max_timestamp()
     }
 
+    /// Installs new storage settings (a config change); true when retention settings
+    /// changed, so the caller can enforce them at once.
+    pub fn set_log_config(&self, config: LogConfig) -> bool {
+        let mut log = self.log.borrow_mut();
+        let old = log.config();
+        let retention_changed = old.retention_ms != config.retention_ms
+            || old.retention_bytes != config.retention_bytes;
+        log.set_config(config);
+        retention_changed
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark)
+    /// and deletes segments wholly below it. Returns the new log start offset (Kafka's
+    /// low watermark). Offsets beyond the high watermark are out of range.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, StorageError> {
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        let mut log = self.log.borrow_mut();
+        if target < 0 || target > hw {
+            return Err(StorageError::OffsetOutOfRange {
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: hw,
+            });
+        }
+        log.advance_log_start_offset(target)?;
+        Ok(log.log_start_offset())
+    }
+
+    /// The idempotent producers this partition knows, for DescribeProducers.
+    pub fn producers(&self) -> Vec<producer_state::ProducerSummary> {
+        self.producers.borrow().summaries()
+    }
+
     pub fn enforce_retention(&self) {
         let now = now_ms();
         match self.log.borrow_mut().enforce_retention(now) {
@@ -287,6 +320,11 @@ fn batch_meta(h: &BatchHeader, base_offset: i64, log_append_time_ms: i64) -> Bat
         base_offset,
         last_offset: base_offset + h.last_offset_delta as i64,
         log_append_time_ms,
+        max_timestamp: if log_append_time_ms >= 0 {
+            log_append_time_ms
+        } else {
+            h.max_timestamp
+        },
     }
 }
 

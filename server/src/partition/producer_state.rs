@@ -26,6 +26,17 @@ pub struct BatchMeta {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_append_time_ms: i64,
+    /// The batch's max timestamp (its append time under LogAppendTime).
+    pub max_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it: its epoch and its last batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -90,6 +101,25 @@ impl ProducerStateTable {
         }
     }
 
+    /// Every known producer with its last batch, ordered by producer id.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| {
+                let last = e.batches.back()?;
+                Some(ProducerSummary {
+                    producer_id: *pid,
+                    epoch: e.epoch,
+                    last_sequence: last.last_seq,
+                    last_timestamp: last.max_timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// Records an appended batch (also used when replaying the log on start-up).
     pub fn record(&mut self, pid: i64, epoch: i16, meta: BatchMeta) {
         let entry = self.producers.entry(pid).or_default();
@@ -115,6 +145,7 @@ mod tests {
             base_offset: off,
             last_offset: off + (last - first) as i64,
             log_append_time_ms: -1,
+            max_timestamp: 1000 + off,
         }
     }
 
@@ -147,5 +178,31 @@ mod tests {
         let mut t = ProducerStateTable::default();
         t.record(2, 0, meta(i32::MAX - 1, i32::MAX, 0));
         assert_eq!(t.check(2, 0, 0, 3), Verdict::Append);
+    }
+
+    #[test]
+    fn summaries_report_the_last_batch() {
+        let mut t = ProducerStateTable::default();
+        t.record(9, 2, meta(0, 4, 0));
+        t.record(9, 2, meta(5, 7, 5));
+        t.record(3, 0, meta(0, 0, 8));
+        let s = t.summaries();
+        assert_eq!(
+            s,
+            vec![
+                ProducerSummary {
+                    producer_id: 3,
+                    epoch: 0,
+                    last_sequence: 0,
+                    last_timestamp: 1008
+                },
+                ProducerSummary {
+                    producer_id: 9,
+                    epoch: 2,
+                    last_sequence: 7,
+                    last_timestamp: 1005
+                },
+            ]
+        );
     }
 }

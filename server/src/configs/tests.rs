@@ -1,0 +1,230 @@
+use std::collections::BTreeMap;
+
+use super::broker::{describe_broker, describe_cluster_default, validate_dynamic, validate_static};
+use super::topic::{find, validate_overrides, TOPIC_CONFIGS};
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn syn(name: &str, value: &str, source: Source) -> Synonym {
+    Synonym {
+        name: name.into(),
+        value: Some(value.into()),
+        source,
+    }
+}
+
+#[test]
+fn defaults_validate_and_names_are_unique() {
+    for t in TOPIC_CONFIGS {
+        if let Some(d) = t.def.default {
+            t.def.validate(d).expect(t.def.name);
+        }
+        assert_eq!(
+            TOPIC_CONFIGS
+                .iter()
+                .filter(|o| o.def.name == t.def.name)
+                .count(),
+            1
+        );
+    }
+    assert_eq!(
+        TOPIC_CONFIGS.len(),
+        33,
+        "Kafka 4.1 describes 33 topic configs"
+    );
+}
+
+#[test]
+fn topic_defaults_and_synonyms_match_kafka() {
+    let empty = BTreeMap::new();
+    let layers = Layers {
+        dynamic_broker: None,
+        dynamic_default: None,
+        static_props: &empty,
+    };
+    let d = |n: &str| find(n).expect(n).describe(&empty, &layers);
+    // As Kafka 4.1 answers for a fresh topic on a broker with no log settings.
+    let seg = d("segment.bytes");
+    assert_eq!(seg.value.as_deref(), Some("1073741824"));
+    assert_eq!(seg.source, Source::Default);
+    assert_eq!(
+        seg.synonyms,
+        vec![syn("log.segment.bytes", "1073741824", Source::Default)]
+    );
+    let ret = d("retention.ms");
+    assert_eq!(ret.value.as_deref(), Some("604800000"));
+    assert!(ret.synonyms.is_empty(), "log.retention.ms is null: dropped");
+    assert_eq!(d("cleanup.policy").ty, ConfigType::List);
+    assert_eq!(d("min.cleanable.dirty.ratio").ty, ConfigType::Double);
+    assert!(d("remote.storage.enable").synonyms.is_empty());
+}
+
+#[test]
+fn precedence_topic_then_dynamic_broker_then_default_then_static() {
+    let statics = map(&[
+        ("log.retention.ms", "1000"),
+        ("log.segment.bytes", "2097152"),
+    ]);
+    let cluster = map(&[("log.retention.ms", "2000")]);
+    let node = map(&[("log.retention.ms", "3000")]);
+    let overrides = map(&[("retention.ms", "4000")]);
+    let mut layers = Layers {
+        dynamic_broker: None,
+        dynamic_default: None,
+        static_props: &statics,
+    };
+    let def = find("retention.ms").expect("def");
+    let d = def.describe(&BTreeMap::new(), &layers);
+    assert_eq!(
+        (d.value.as_deref(), d.source),
+        (Some("1000"), Source::StaticBroker)
+    );
+    assert_eq!(
+        d.synonyms,
+        vec![
+            syn("log.retention.ms", "1000", Source::StaticBroker),
+            syn("log.retention.hours", "168", Source::Default)
+        ]
+    );
+    layers.dynamic_default = Some(&cluster);
+    assert_eq!(def.value(&BTreeMap::new(), &layers), "2000");
+    layers.dynamic_broker = Some(&node);
+    let d = def.describe(&BTreeMap::new(), &layers);
+    assert_eq!(
+        (d.value.as_deref(), d.source),
+        (Some("3000"), Source::DynamicBroker)
+    );
+    let d = def.describe(&overrides, &layers);
+    assert_eq!(
+        (d.value.as_deref(), d.source),
+        (Some("4000"), Source::DynamicTopic)
+    );
+    assert_eq!(d.synonyms.len(), 5);
+    let s = TopicSettings::resolve(&overrides, &layers);
+    assert_eq!(s.retention_ms, 4000);
+    assert_eq!(s.segment_bytes, 2_097_152);
+    assert!(s.cleanup_delete && !s.cleanup_compact);
+}
+
+#[test]
+fn invalid_values_name_the_key() {
+    let e = validate_overrides(&map(&[("segment.bytes", "100")])).expect_err("too small");
+    assert!(
+        e.0.contains("segment.bytes") && e.0.contains("at least 1048576"),
+        "{e}"
+    );
+    let e = validate_overrides(&map(&[("no.such", "1")])).expect_err("unknown");
+    assert_eq!(e.0, "Unknown topic config name: no.such");
+    for (k, v) in [
+        ("retention.ms", "-2"),
+        ("retention.ms", "x"),
+        ("max.message.bytes", "3000000000"),
+        ("cleanup.policy", "delete,forever"),
+        ("message.timestamp.type", "Now"),
+        ("min.cleanable.dirty.ratio", "1.5"),
+        ("unclean.leader.election.enable", "maybe"),
+        ("compression.type", "brotli"),
+        ("preallocate", "true"),
+        ("leader.replication.throttled.replicas", "1:1"),
+    ] {
+        let e = validate_overrides(&map(&[(k, v)])).expect_err(k);
+        assert!(e.0.contains(k), "{e}");
+    }
+    // Defaults of configs Fjord ignores may be restated.
+    validate_overrides(&map(&[
+        ("preallocate", "false"),
+        ("cleanup.policy", "compact,delete"),
+    ]))
+    .expect("ok");
+    let e = validate_overrides(&map(&[
+        ("min.compaction.lag.ms", "10"),
+        ("max.compaction.lag.ms", "5"),
+    ]))
+    .expect_err("conflict");
+    assert!(e.0.contains("min.compaction.lag.ms"), "{e}");
+}
+
+#[test]
+fn broker_configs_describe_and_validate() {
+    let statics = map(&[("num.partitions", "3")]);
+    let cluster = map(&[("log.retention.ms", "5000")]);
+    let layers = Layers {
+        dynamic_broker: None,
+        dynamic_default: Some(&cluster),
+        static_props: &statics,
+    };
+    let all = describe_broker(&layers, |n| (n == "num.partitions").then_some("1"));
+    let get = |n: &str| all.iter().find(|d| d.name == n).expect(n).clone();
+    let np = get("num.partitions");
+    assert!(np.read_only);
+    assert_eq!(
+        np.synonyms,
+        vec![
+            syn("num.partitions", "3", Source::StaticBroker),
+            syn("num.partitions", "1", Source::Default)
+        ]
+    );
+    let lr = get("log.retention.ms");
+    assert!(!lr.read_only);
+    assert_eq!(
+        (lr.value.as_deref(), lr.source),
+        (Some("5000"), Source::DynamicDefaultBroker)
+    );
+    let cd = describe_cluster_default(&layers);
+    assert_eq!(cd.len(), 1);
+    assert_eq!(cd[0].source, Source::DynamicDefaultBroker);
+
+    let empty = BTreeMap::new();
+    let bare = Layers {
+        dynamic_broker: None,
+        dynamic_default: None,
+        static_props: &empty,
+    };
+    let all = describe_broker(&bare, |_| None);
+    let lr = all
+        .iter()
+        .find(|d| d.name == "log.retention.ms")
+        .expect("lr");
+    assert_eq!((lr.value.as_deref(), lr.source), (None, Source::Default));
+
+    assert_eq!(
+        validate_dynamic("message.max.bytes", " 2000 ").as_deref(),
+        Ok("2000")
+    );
+    assert!(validate_dynamic("num.partitions", "2").is_err());
+    assert!(validate_dynamic("log.local.retention.ms", "5").is_err());
+    assert!(validate_dynamic("nope", "1")
+        .expect_err("unknown")
+        .0
+        .contains("nope"));
+    assert!(validate_static("log.cleanup.policy", "compact").is_ok());
+    assert!(validate_static("log.cleanup.policy", "x").is_err());
+}
+
+#[test]
+fn settings_timestamps_and_compact_policy() {
+    let empty = BTreeMap::new();
+    let layers = Layers {
+        dynamic_broker: None,
+        dynamic_default: None,
+        static_props: &empty,
+    };
+    let s = TopicSettings::resolve(&map(&[("cleanup.policy", "compact")]), &layers);
+    assert!(s.cleanup_compact && !s.cleanup_delete);
+    assert_eq!(s.max_message_bytes, 1_048_588);
+    let now = 10_000_000;
+    assert!(s.check_timestamps(now - 5, now, now).is_ok());
+    assert!(s.check_timestamps(now, now + 3_600_001, now).is_err());
+    let s = TopicSettings::resolve(
+        &map(&[("message.timestamp.before.max.ms", "1000")]),
+        &layers,
+    );
+    assert!(s.check_timestamps(now - 1001, now, now).is_err());
+    assert!(s.check_timestamps(-1, -1, now).is_ok());
+}

@@ -1,0 +1,329 @@
+//! Topic configs: the 33 Kafka 4.1 lists in DescribeConfigs for a topic, each linked
+//! to the broker config that supplies its default (Kafka's `TOPIC_CONFIG_SYNONYMS`).
+
+use std::collections::BTreeMap;
+
+use super::{ConfigDef, ConfigError, ConfigType, Described, Layers, Source, Synonym, Valid};
+
+/// A topic config and its broker-level synonym.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicConfigDef {
+    pub def: ConfigDef,
+    /// The broker config that sets this topic config's default, if any.
+    pub broker: Option<BrokerSynonym>,
+}
+
+/// The broker name of a topic config.
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerSynonym {
+    pub name: &'static str,
+    /// Kafka's default of the broker config (None: null, e.g. `log.retention.ms`,
+    /// whose default comes from `log.retention.hours`).
+    pub default: Option<&'static str>,
+    /// A coarser broker config Kafka falls back to, with its default (not settable in
+    /// Fjord; reported as Kafka reports it).
+    pub fallback: Option<(&'static str, &'static str)>,
+    /// Settable as a dynamic broker config (cluster default or per broker).
+    pub dynamic: bool,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const INT: (i64, i64) = (i32::MIN as i64, i32::MAX as i64);
+
+const fn at_least(min: i64) -> Valid {
+    Valid::Range { min, max: i64::MAX }
+}
+
+const fn int_at_least(min: i64) -> Valid {
+    Valid::Range { min, max: INT.1 }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn t(
+    name: &'static str,
+    ty: ConfigType,
+    default: &'static str,
+    valid: Valid,
+    fjord_acts: bool,
+    broker: Option<BrokerSynonym>,
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        def: ConfigDef {
+            name,
+            ty,
+            default: Some(default),
+            valid,
+            fjord_acts,
+            doc,
+        },
+        broker,
+    }
+}
+
+const fn b(name: &'static str, default: &'static str) -> Option<BrokerSynonym> {
+    Some(BrokerSynonym {
+        name,
+        default: Some(default),
+        fallback: None,
+        dynamic: true,
+    })
+}
+
+const fn b_null(
+    name: &'static str,
+    fallback: (&'static str, &'static str),
+    dynamic: bool,
+) -> Option<BrokerSynonym> {
+    Some(BrokerSynonym {
+        name,
+        default: None,
+        fallback: Some(fallback),
+        dynamic,
+    })
+}
+
+const fn b_static(name: &'static str, default: &'static str) -> Option<BrokerSynonym> {
+    Some(BrokerSynonym {
+        name,
+        default: Some(default),
+        fallback: None,
+        dynamic: false,
+    })
+}
+
+use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
+
+const CODECS: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+const POLICIES: &[&str] = &["compact", "delete"];
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+
+/// Every topic config, in Kafka's definition order.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    t("segment.bytes", Int, "1073741824", int_at_least(1024 * 1024), true,
+      b("log.segment.bytes", "1073741824"),
+      "The largest size of one segment file; the active segment rolls before an append \
+       would exceed it. Retention deletes whole segments."),
+    t("segment.ms", Long, "604800000", at_least(1), true,
+      b_null("log.roll.ms", ("log.roll.hours", "168"), true),
+      "The active segment rolls once its records span this long, even if not full, so \
+       that retention can delete old data."),
+    t("segment.jitter.ms", Long, "0", at_least(0), false,
+      b_null("log.roll.jitter.ms", ("log.roll.jitter.hours", "0"), false),
+      "A random jitter subtracted from the time-based roll. Fjord does not apply jitter; \
+       only 0 may be set."),
+    t("segment.index.bytes", Int, "10485760", int_at_least(4), true,
+      b("log.index.size.max.bytes", "10485760"),
+      "The largest size of a segment's offset and time indexes; the segment rolls when \
+       one is full."),
+    t("flush.messages", Long, LONG_MAX, at_least(1), true,
+      b("log.flush.interval.messages", LONG_MAX),
+      "Fsync after this many messages. Fjord fsyncs every append when this is 1; \
+       otherwise appends are made durable by acks=all (group commit) and at roll."),
+    t("flush.ms", Long, LONG_MAX, at_least(0), false,
+      b_null("log.flush.interval.ms", ("log.flush.scheduler.interval.ms", LONG_MAX), false),
+      "Fsync at this interval. Fjord has no time-based flusher; only the default may \
+       be set."),
+    t("retention.bytes", Long, "-1", Valid::Any, true,
+      b("log.retention.bytes", "-1"),
+      "The largest size a partition may grow to before its oldest segments are deleted \
+       (cleanup.policy=delete). -1: no size limit. Checked every \
+       log.retention.check.interval.ms and whenever the topic's retention changes."),
+    t("retention.ms", Long, "604800000", at_least(-1), true,
+      b_null("log.retention.ms", ("log.retention.hours", "168"), true),
+      "How long a segment is kept after its newest record before it is deleted \
+       (cleanup.policy=delete). -1: no time limit. Checked every \
+       log.retention.check.interval.ms and whenever the topic's retention changes."),
+    t("max.message.bytes", Int, "1048588", int_at_least(0), true,
+      b("message.max.bytes", "1048588"),
+      "The largest record batch the broker accepts (after compression); larger batches \
+       get MESSAGE_TOO_LARGE."),
+    t("index.interval.bytes", Int, "4096", int_at_least(0), true,
+      b("log.index.interval.bytes", "4096"),
+      "Bytes of log between entries of the sparse offset and time indexes."),
+    t("delete.retention.ms", Long, "86400000", at_least(0), true,
+      b("log.cleaner.delete.retention.ms", "86400000"),
+      "How long tombstones are kept on compacted topics. Fjord has no log cleaner yet: the value is stored and \
+       reported, but compaction does not run."),
+    t("min.compaction.lag.ms", Long, "0", at_least(0), true,
+      b("log.cleaner.min.compaction.lag.ms", "0"),
+      "The minimum time a record stays uncompacted. Fjord has no log cleaner yet: the value is stored and \
+       reported, but compaction does not run."),
+    t("max.compaction.lag.ms", Long, LONG_MAX, at_least(1), true,
+      b("log.cleaner.max.compaction.lag.ms", LONG_MAX),
+      "The maximum time a record stays ineligible for compaction. Fjord has no log cleaner yet: the value is stored and \
+       reported, but compaction does not run."),
+    t("file.delete.delay.ms", Long, "60000", at_least(0), true,
+      b("log.segment.delete.delay.ms", "60000"),
+      "The delay before a deleted segment's files are removed. Fjord removes them at \
+       once: reads run on the partition's own thread and never hold a deleted segment."),
+    t("min.cleanable.dirty.ratio", Double, "0.5", Valid::DoubleRange { min: 0.0, max: 1.0 }, true,
+      b("log.cleaner.min.cleanable.ratio", "0.5"),
+      "The share of a compacted log that must be uncleaned before the cleaner runs. Fjord has no log cleaner yet: the value is stored and \
+       reported, but compaction does not run."),
+    t("cleanup.policy", List, "delete", Valid::ListOf(POLICIES), true,
+      b("log.cleanup.policy", "delete"),
+      "delete: old segments go by retention.ms / retention.bytes. compact: time and size \
+       retention do not apply; Kafka then keeps the latest record per key, but Fjord has \
+       no log cleaner yet, so compacted topics keep every record. compact,delete: \
+       retention applies."),
+    t("unclean.leader.election.enable", Boolean, "false", Valid::Any, false,
+      b("unclean.leader.election.enable", "false"),
+      "Whether an out-of-sync replica may become leader. Fjord has no replication yet; \
+       only false may be set."),
+    t("min.insync.replicas", Int, "1", int_at_least(1), true,
+      b("min.insync.replicas", "1"),
+      "With acks=all, a produce fails with NOT_ENOUGH_REPLICAS when fewer replicas than \
+       this are in sync."),
+    t("compression.type", Str, "producer", Valid::OneOf(CODECS), true,
+      b("compression.type", "producer"),
+      "The codec stored batches should use; producer keeps the producer's codec. Fjord \
+       stores batches as produced and does not recompress yet: other values are stored \
+       and reported only."),
+    t("compression.gzip.level", Int, "-1", Valid::LevelOrDefault { min: 1, max: 9 }, false,
+      b("compression.gzip.level", "-1"),
+      "The gzip level when recompressing. Fjord does not recompress; only the default \
+       may be set."),
+    t("compression.lz4.level", Int, "9", Valid::Range { min: 1, max: 17 }, false,
+      b("compression.lz4.level", "9"),
+      "The lz4 level when recompressing. Fjord does not recompress; only the default may \
+       be set."),
+    t("compression.zstd.level", Int, "3", Valid::Range { min: -131072, max: 22 }, false,
+      b("compression.zstd.level", "3"),
+      "The zstd level when recompressing. Fjord does not recompress; only the default \
+       may be set."),
+    t("preallocate", Boolean, "false", Valid::Any, false,
+      b("log.preallocate", "false"),
+      "Whether segment files are preallocated. Fjord does not preallocate; only false \
+       may be set."),
+    t("message.timestamp.type", Str, "CreateTime", Valid::OneOf(TIMESTAMP_TYPES), true,
+      b("log.message.timestamp.type", "CreateTime"),
+      "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the \
+       broker's clock on append."),
+    t("message.timestamp.before.max.ms", Long, LONG_MAX, at_least(0), true,
+      b("log.message.timestamp.before.max.ms", LONG_MAX),
+      "With CreateTime, a batch whose timestamps are more than this far behind the \
+       broker's clock gets INVALID_TIMESTAMP. Fjord checks the batch's first and max \
+       timestamps, not every record's."),
+    t("message.timestamp.after.max.ms", Long, "3600000", at_least(0), true,
+      b("log.message.timestamp.after.max.ms", "3600000"),
+      "With CreateTime, a batch whose timestamps are more than this far ahead of the \
+       broker's clock gets INVALID_TIMESTAMP. Fjord checks the batch's first and max \
+       timestamps, not every record's."),
+    t("leader.replication.throttled.replicas", List, "", Valid::ThrottledReplicas, false, None,
+      "Replicas whose replication the leader throttles. Fjord has no replication yet; \
+       only the empty default may be set."),
+    t("follower.replication.throttled.replicas", List, "", Valid::ThrottledReplicas, false, None,
+      "Replicas whose replication the follower throttles. Fjord has no replication yet; \
+       only the empty default may be set."),
+    t("remote.storage.enable", Boolean, "false", Valid::Any, false, None,
+      "Tiered storage. Fjord has none; only false may be set."),
+    t("local.retention.ms", Long, "-2", at_least(-2), false,
+      b_static("log.local.retention.ms", "-2"),
+      "Local retention under tiered storage. Fjord has none; only -2 may be set."),
+    t("local.retention.bytes", Long, "-2", at_least(-2), false,
+      b_static("log.local.retention.bytes", "-2"),
+      "Local retention under tiered storage. Fjord has none; only -2 may be set."),
+    t("remote.log.copy.disable", Boolean, "false", Valid::Any, false, None,
+      "Tiered storage. Fjord has none; only false may be set."),
+    t("remote.log.delete.on.disable", Boolean, "false", Valid::Any, false, None,
+      "Tiered storage. Fjord has none; only false may be set."),
+];
+
+/// The topic config named `name`.
+pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|c| c.def.name == name)
+}
+
+/// Validates a whole set of topic overrides: known names, good values, and Kafka's
+/// cross-field rule (`min.compaction.lag.ms` <= `max.compaction.lag.ms`).
+pub fn validate_overrides(configs: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (k, v) in configs {
+        let def = find(k).ok_or_else(|| ConfigError(format!("Unknown topic config name: {k}")))?;
+        def.def.validate_settable(v)?;
+    }
+    let lag = |k: &str, d: i64| {
+        configs
+            .get(k)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(d)
+    };
+    let (min, max) = (
+        lag("min.compaction.lag.ms", 0),
+        lag("max.compaction.lag.ms", i64::MAX),
+    );
+    if min > max {
+        return Err(ConfigError(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min}) > \
+             max.compaction.lag.ms ({max})"
+        )));
+    }
+    Ok(())
+}
+
+impl TopicConfigDef {
+    /// The broker names this config falls back to, the config's own first.
+    fn chain(&self) -> Vec<&'static str> {
+        match self.broker {
+            None => Vec::new(),
+            Some(b) => std::iter::once(b.name)
+                .chain(b.fallback.map(|f| f.0))
+                .collect(),
+        }
+    }
+
+    /// The config as DescribeConfigs reports it for a topic with `overrides`.
+    pub fn describe(&self, overrides: &BTreeMap<String, String>, layers: &Layers<'_>) -> Described {
+        let mut synonyms = Vec::new();
+        if let Some(v) = overrides.get(self.def.name) {
+            synonyms.push(Synonym {
+                name: self.def.name.to_string(),
+                value: Some(v.clone()),
+                source: Source::DynamicTopic,
+            });
+        }
+        if let Some(b) = self.broker {
+            let chain = self.chain();
+            synonyms.extend(layers.broker_synonyms(&chain, |n| {
+                if n == b.name {
+                    b.default
+                } else {
+                    b.fallback.map(|f| f.1)
+                }
+            }));
+        }
+        let (value, source) = match synonyms.first() {
+            Some(s) => (s.value.clone(), s.source),
+            None => (self.def.default.map(str::to_string), Source::Default),
+        };
+        Described {
+            name: self.def.name.to_string(),
+            value,
+            source,
+            read_only: false,
+            sensitive: false,
+            ty: self.def.ty,
+            doc: self.def.doc,
+            synonyms,
+        }
+    }
+
+    /// The effective value for a topic with `overrides`.
+    pub fn value(&self, overrides: &BTreeMap<String, String>, layers: &Layers<'_>) -> String {
+        if let Some(v) = overrides.get(self.def.name) {
+            return v.clone();
+        }
+        if let Some(b) = self.broker {
+            for map in [
+                layers.dynamic_broker,
+                layers.dynamic_default,
+                Some(layers.static_props),
+            ] {
+                if let Some(v) = map.and_then(|m| m.get(b.name)) {
+                    return v.clone();
+                }
+            }
+        }
+        self.def.default.unwrap_or("").to_string()
+    }
+}

@@ -108,11 +108,22 @@ pub fn encode_response(
     // ApiVersions responses always use header v0 (KIP-511).
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(256);
+    // One allocation of the exact size: a fetch response can be many MiB.
+    let size = 4 + header.compute_size(header_version)? + body_size_hint(body, version);
+    let mut buf = BytesMut::with_capacity(size);
     buf.put_i32(0);
     header.encode(&mut buf, header_version)?;
     body.encode(&mut buf, version)?;
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)
+}
+
+/// The encoded size of large responses (fetches carry records), a small guess for the
+/// rest; the buffer still grows if a guess is short.
+fn body_size_hint(body: &ResponseKind, version: i16) -> usize {
+    match body {
+        ResponseKind::Fetch(f) => f.compute_size(version).unwrap_or(0),
+        _ => 256,
+    }
 }

@@ -103,12 +103,13 @@ fn describe(
             )))
         }
     };
+    // Null or empty keys: every config (Kafka answers both alike).
     Ok(match &r.configuration_keys {
-        Some(keys) => all
+        Some(keys) if !keys.is_empty() => all
             .into_iter()
             .filter(|d| keys.iter().any(|k| k.as_str() == d.name))
             .collect(),
-        None => all,
+        _ => all,
     })
 }
 

@@ -430,3 +430,214 @@ fn log_append_time_topic_and_metrics_endpoint() {
     );
     assert!(text.contains("fjord_request_latency_seconds"), "{text}");
 }
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::Encodable;
+    let broker = Broker::start("pipeline", &[]);
+    let mut c = broker.client();
+    create(&mut c, "pipe", 4);
+    // 50 requests written back to back (a long-polling fetch among them), then read.
+    let mut out = bytes::BytesMut::new();
+    for i in 0..50i32 {
+        let mut frame = bytes::BytesMut::new();
+        frame.put_i32(0);
+        let (key, version) = if i == 10 { (1i16, 12i16) } else { (3, 9) };
+        RequestHeader::default()
+            .with_request_api_key(key)
+            .with_request_api_version(version)
+            .with_correlation_id(1000 + i)
+            .encode(&mut frame, 2)
+            .expect("header");
+        if i == 10 {
+            FetchRequest::default()
+                .with_max_wait_ms(300)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(name("pipe"))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])])
+                .encode(&mut frame, version)
+                .expect("fetch");
+        } else {
+            MetadataRequest::default()
+                .with_topics(None)
+                .encode(&mut frame, version)
+                .expect("metadata");
+        }
+        let n = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&frame);
+    }
+    c.send_raw(&out);
+    for i in 0..50i32 {
+        let frame = c.read_frame().expect("response");
+        assert_eq!(
+            &frame[..4],
+            &(1000 + i).to_be_bytes(),
+            "response {i} out of order"
+        );
+    }
+}
+
+#[test]
+fn acks_zero_validate_only_delete_by_name_and_id() {
+    let broker = Broker::start("admin-basics", &[]);
+    let mut c = broker.client();
+    // validate_only creates nothing.
+    let req = CreateTopicsRequest::default()
+        .with_validate_only(true)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name("v"))
+            .with_num_partitions(2)
+            .with_replication_factor(1)]);
+    let r = c.request(7, &req);
+    assert_eq!((r.topics[0].error_code, r.topics[0].num_partitions), (0, 2));
+    let m = c.request(
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("v")))
+            ])),
+    );
+    assert_eq!(m.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r = create(&mut c, "rf", 1);
+    assert_eq!(r.topics[0].error_code, 0);
+    let too_many = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("rf3"))
+        .with_num_partitions(1)
+        .with_replication_factor(3)]);
+    assert_eq!(
+        c.request(7, &too_many).topics[0].error_code,
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+
+    // acks=0: no response; the next request's answer comes straight back.
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("rf"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(
+                    &[b"fire", b"forget"],
+                    None,
+                    Compression::None,
+                )))])]);
+    {
+        use bytes::BufMut;
+        use kafka_protocol::protocol::Encodable;
+        let mut frame = bytes::BytesMut::new();
+        frame.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(0)
+            .with_request_api_version(9)
+            .with_correlation_id(77)
+            .encode(&mut frame, 2)
+            .expect("header");
+        req.encode(&mut frame, 9).expect("produce");
+        let n = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&n.to_be_bytes());
+        c.send_raw(&frame);
+    }
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = values(&fetch(&mut c, "rf", 0, 0, 100).records);
+        if got.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(got, vec![(0, b"fire".to_vec()), (1, b"forget".to_vec())]);
+
+    // Delete by name (v5), then by id (v6).
+    let d = c.request(
+        5,
+        &DeleteTopicsRequest::default().with_topic_names(vec![name("rf"), name("nope")]),
+    );
+    assert_eq!(d.responses[0].error_code, 0);
+    assert_eq!(d.responses[1].error_code, 3);
+    let id = create(&mut c, "byid", 1).topics[0].topic_id;
+    let d = c.request(
+        6,
+        &DeleteTopicsRequest::default().with_topics(vec![
+            delete_topics_request::DeleteTopicState::default().with_topic_id(id),
+        ]),
+    );
+    assert_eq!(d.responses[0].error_code, 0);
+    let m = c.request(12, &MetadataRequest::default().with_topics(None));
+    assert!(m.topics.is_empty(), "{:?}", m.topics);
+    assert!(
+        !broker.dir.join("rf-0").exists(),
+        "deleted topic's data is removed"
+    );
+}
+
+#[test]
+fn producer_state_and_max_timestamp_survive_restart() {
+    let mut broker = Broker::start("pstate", &[]);
+    let mut c = broker.client();
+    create(&mut c, "ps", 1);
+    let pid = c
+        .request(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .producer_id
+        .0;
+    let b0 = batch(&[b"a", b"b", b"c"], Some((pid, 0, 0)), Compression::Lz4);
+    assert_eq!(produce(&mut c, "ps", 0, b0.clone(), -1), (0, 0));
+    broker.kill9();
+    broker.spawn();
+    let mut c = broker.client();
+    assert_eq!(
+        produce(&mut c, "ps", 0, b0, -1),
+        (0, 0),
+        "a retry after restart is still a duplicate"
+    );
+    let gap = batch(&[b"d"], Some((pid, 0, 9)), Compression::None);
+    assert_eq!(produce(&mut c, "ps", 0, gap, -1).0, 45);
+    let lo = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("ps"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-3)])]);
+    let r = c.request(7, &lo);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.offset, p.timestamp),
+        (0, 2, 1_700_000_000_002)
+    );
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_the_key() {
+    for (arg, key) in [
+        ("no.such.key=1", "no.such.key"),
+        ("num.partitions=zero", "num.partitions"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+            .args([
+                "--override",
+                arg,
+                "--override",
+                "log.dirs=/nonexistent/never-created",
+            ])
+            .output()
+            .expect("run fjord");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{err}");
+    }
+}

@@ -7,8 +7,8 @@
 #   venv/                 Python venv from requirements.txt (rebuilt when that file changes)
 #   kafka-4.1.0/libs/     Apache Kafka 4.1.0 jars from Maven Central (kafka/pom.xml)
 # It does not build Fjord: build it first (cargo build --release) or set FJORD_BIN.
-# Fjord has no group coordinator yet: tests marked needs_groups are deselected for
-# fjord unless FJORD_GROUPS=1.
+# Tests marked needs_groups run against fjord too (it has a group coordinator); set
+# FJORD_GROUPS=0 to deselect them for fjord.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,8 +74,9 @@ if [[ "$BROKER" != kafka ]]; then
     exit 4
   fi
   FJORD_BIN="$(cd "$(dirname "$FJORD_BIN")" && pwd)/$(basename "$FJORD_BIN")"
-  if [[ "${FJORD_GROUPS:-}" != 1 ]]; then
-    log "tests marked needs_groups are deselected for fjord (set FJORD_GROUPS=1 to run them)"
+  export FJORD_GROUPS="${FJORD_GROUPS:-1}"
+  if [[ "$FJORD_GROUPS" != 1 ]]; then
+    log "tests marked needs_groups are deselected for fjord (FJORD_GROUPS=$FJORD_GROUPS)"
   fi
 fi
 

@@ -93,6 +93,11 @@ const KEYS: &[Key] = &[
         kind: int(1, i64::MAX),
     },
     Key {
+        name: "log.cleaner.backoff.ms",
+        default: "15000",
+        kind: int(1, i64::MAX),
+    },
+    Key {
         name: "log.index.interval.bytes",
         default: "4096",
         kind: int(0, i32::MAX as i64),
@@ -240,6 +245,8 @@ pub struct Config {
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: i64,
+    /// How often each shard looks for compacted partitions due for cleaning.
+    pub log_cleaner_backoff_ms: i64,
     pub log_index_interval_bytes: i64,
     pub log_index_size_max_bytes: i64,
     pub log_segment_delete_delay_ms: i64,
@@ -409,6 +416,7 @@ impl Config {
             log_retention_ms: int("log.retention.ms"),
             log_retention_bytes: int("log.retention.bytes"),
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
+            log_cleaner_backoff_ms: int("log.cleaner.backoff.ms"),
             log_index_interval_bytes: int("log.index.interval.bytes"),
             log_index_size_max_bytes: int("log.index.size.max.bytes"),
             log_segment_delete_delay_ms: int("log.segment.delete.delay.ms"),

@@ -248,6 +248,24 @@ impl Shard {
         }
     }
 
+    /// Runs a cleaning round on every local partition whose topic is compacted.
+    pub async fn clean_compacted_partitions(&self) {
+        for p in self.all_partitions() {
+            let image = self.image();
+            let Some(topic) = image.topic_by_id(&p.topic_id) else {
+                continue;
+            };
+            let settings = self.topic_settings(&image, topic);
+            if !settings.cleanup_compact {
+                continue;
+            }
+            let config = crate::partition::compaction::compaction_config(&settings);
+            if let Err(e) = p.clean(&config).await {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cleaning failed");
+            }
+        }
+    }
+
     /// Takes one producer id, fetching a new block from the metadata log when needed.
     pub async fn next_producer_id(&self) -> Result<i64, String> {
         let (next, end) = self.producer_ids.get();
@@ -435,6 +453,16 @@ async fn run(
             for p in s.all_partitions() {
                 p.enforce_retention();
             }
+        }
+    });
+
+    // The log cleaner: compacted partitions, one round at a time per shard.
+    let s = shard.clone();
+    tokio::task::spawn_local(async move {
+        let period = Duration::from_millis(s.config.log_cleaner_backoff_ms as u64);
+        loop {
+            tokio::time::sleep(period).await;
+            s.clean_compacted_partitions().await;
         }
     });
 

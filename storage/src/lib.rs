@@ -25,4 +25,5 @@ pub mod testing;
 
 pub use batch::{BatchError, BatchHeader};
 pub use io::IoEngine;
+pub use log::compact::{CleanOutcome, CleanPlan, CompactionConfig, RecordCodec, RecordInfo};
 pub use log::{AppendInfo, Log, LogConfig, ReadResult, StorageError};

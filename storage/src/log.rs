@@ -195,6 +195,7 @@ pub struct Log {
     clock: Rc<dyn Fn() -> i64>,
 }
 
+pub mod compact;
 mod read;
 mod retention;
 
@@ -210,6 +211,7 @@ impl Log {
         io: Rc<IoEngine>,
     ) -> Result<(Log, u64), StorageError> {
         std::fs::create_dir_all(&dir)?;
+        compact::recover_cleaning(&dir)?;
         let now = system_now_ms();
         let mut bases: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {

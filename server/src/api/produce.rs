@@ -111,6 +111,25 @@ fn check_topic_rules(
     Ok(*header)
 }
 
+/// Compacted topics refuse records without a key, as Kafka does.
+fn check_keys(
+    settings: &TopicSettings,
+    records: &Option<Bytes>,
+    header: BatchHeader,
+) -> Result<BatchHeader, (i16, String)> {
+    let Some(records) = records.as_ref().filter(|_| settings.cleanup_compact) else {
+        return Ok(header);
+    };
+    match crate::partition::compaction::all_records_keyed(records) {
+        Ok(true) => Ok(header),
+        Ok(false) => Err((
+            ResponseError::InvalidRecord.code(),
+            "Compacted topic cannot accept message without key".into(),
+        )),
+        Err(e) => Err((ResponseError::CorruptMessage.code(), e)),
+    }
+}
+
 pub async fn handle(
     shard: &Rc<Shard>,
     version: i16,
@@ -158,6 +177,7 @@ pub async fn handle(
                             settings.segment_bytes,
                         )
                         .and_then(|h| check_topic_rules(&settings, &h, acks, isr, now))
+                        .and_then(|h| check_keys(&settings, &part.records, h))
                         {
                             Err((code, msg)) => Some(Err((code, Some(msg)))),
                             Ok(header) => {

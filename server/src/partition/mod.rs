@@ -8,6 +8,7 @@
 //! - producer state is updated synchronously with the log append, before any await, so
 //!   a retried batch arriving while the first is being written is seen as a duplicate.
 
+pub mod compaction;
 pub mod producer_state;
 
 use std::cell::{Cell, RefCell};

@@ -19,6 +19,7 @@ pub mod group;
 pub mod metadata;
 pub mod net;
 pub mod partition;
+pub mod placement;
 pub mod shard;
 pub mod telemetry;
 pub mod wire;

@@ -94,7 +94,7 @@ fn plan(image: &ClusterImage, t: &CreatePartitionsTopic) -> Result<Command, Fail
         return invalid_partitions(format!("Topic already has {current} partition(s)."));
     }
     let added = (t.count - current) as usize;
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers = image.placeable_brokers();
     let invalid_assignment =
         |m: String| Err((ResponseError::InvalidReplicaAssignment.code(), Some(m)));
     let partitions = match &t.assignments {
@@ -144,7 +144,14 @@ fn plan(image: &ClusterImage, t: &CreatePartitionsTopic) -> Result<Command, Fail
                     )),
                 ));
             }
-            place_replicas(&brokers, current as usize, added, rf)
+            {
+                let existing: Vec<Vec<i32>> = topic
+                    .partitions
+                    .iter()
+                    .map(|p| p.replicas.clone())
+                    .collect();
+                place_replicas(&brokers, topic.id, &existing, added, rf)
+            }
         }
     };
     Ok(Command::CreatePartitions {

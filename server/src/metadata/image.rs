@@ -76,6 +76,11 @@ impl ClusterImage {
         self.topics.get(name)
     }
 
+    /// The brokers new replicas may be placed on, ascending.
+    pub fn placeable_brokers(&self) -> Vec<i32> {
+        self.brokers.keys().copied().collect()
+    }
+
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
         self.topic_names_by_id
             .get(id)

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::command::Command;
 use super::image::ClusterImage;
+use crate::placement::Ring;
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -68,13 +69,18 @@ pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicE
     crate::configs::topic::validate_overrides(configs).map_err(|e| TopicError::InvalidConfig(e.0))
 }
 
-/// Replica lists for partitions `first..first + count`: round-robin over the
-/// registered brokers, `rf` distinct brokers each (the consistent-hash ring replaces
-/// this when clusters arrive). New topics and CreatePartitions both place this way.
-pub fn place_replicas(brokers: &[i32], first: usize, count: usize, rf: usize) -> Vec<Vec<i32>> {
-    (first..first + count)
-        .map(|p| (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect())
-        .collect()
+/// Replica lists for `count` new partitions of the topic `topic_id`, whose partitions
+/// so far have the replica lists `existing`: the consistent-hash ring over `brokers`
+/// (see `placement`), `rf` distinct brokers each. New topics and CreatePartitions
+/// both place this way.
+pub fn place_replicas(
+    brokers: &[i32],
+    topic_id: Uuid,
+    existing: &[Vec<i32>],
+    count: usize,
+    rf: usize,
+) -> Vec<Vec<i32>> {
+    Ring::with_brokers(brokers).assign(topic_id.as_u128(), existing, count as u32, rf)
 }
 
 /// A request to create one topic, already defaulted by the caller.
@@ -104,7 +110,8 @@ pub fn plan_create(
         )));
     }
     validate_configs(&req.configs)?;
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers = image.placeable_brokers();
+    let id = Uuid::new_v4();
     let partitions = if !req.assignments.is_empty() {
         if req.num_partitions != -1 || req.replication_factor != -1 {
             return Err(TopicError::InvalidReplicaAssignment(
@@ -155,11 +162,11 @@ pub fn plan_create(
                 brokers.len()
             )));
         }
-        place_replicas(&brokers, 0, n as usize, rf as usize)
+        place_replicas(&brokers, id, &[], n as usize, rf as usize)
     };
     Ok(Command::CreateTopic {
         name: req.name.to_string(),
-        id: Uuid::new_v4(),
+        id,
         partitions,
         configs: req.configs,
     })

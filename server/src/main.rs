@@ -97,10 +97,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let bootstrap = metadata.current().applied_index == 0;
     if metadata.current().brokers.get(&me.id) != Some(&me) {
         runtime
             .block_on(metadata.propose(Command::RegisterBroker(me)))
             .map_err(|e| anyhow::anyhow!("registering this broker: {e}"))?;
+    }
+    if bootstrap {
+        // Like a freshly formatted Kafka 4.1 cluster (eligible leader replicas on),
+        // the cluster-wide default of min.insync.replicas is recorded at bootstrap, so
+        // DescribeConfigs reports the same source (DYNAMIC_DEFAULT_BROKER_CONFIG).
+        let value = config
+            .properties
+            .get("min.insync.replicas")
+            .cloned()
+            .unwrap_or_else(|| "1".to_string());
+        let cmd = Command::AlterConfigs {
+            resource: fjord::metadata::ConfigResource::Broker(String::new()),
+            set: [("min.insync.replicas".to_string(), value)].into(),
+            delete: Vec::new(),
+            replace_all: false,
+        };
+        runtime
+            .block_on(metadata.propose(cmd))
+            .map_err(|e| anyhow::anyhow!("recording the bootstrap configs: {e}"))?;
     }
 
     let addr = net::listener::client_addr(&config)?;

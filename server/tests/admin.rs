@@ -241,8 +241,10 @@ fn configs_describe_alter_and_take_effect_at_once() {
     eventually(|| produce(&mut c, "cfg2", 0, &[&big], 1).0 == 10);
     let d = describe(&mut c, 2, "cfg2");
     assert_eq!(config(&d, "max.message.bytes").config_source, 3);
+    // The cluster default: min.insync.replicas recorded at bootstrap, plus the change.
     let d = describe(&mut c, 4, "");
-    assert_eq!(d.configs.len(), 1);
+    assert_eq!(d.configs.len(), 2);
+    assert_eq!(config(&d, "message.max.bytes").config_source, 3);
     let d = describe(&mut c, 4, "1");
     assert!(config(&d, "num.partitions").read_only);
     assert!(!config(&d, "message.max.bytes").read_only);

@@ -142,7 +142,7 @@ pub struct TopicLayout {
     pub partitions: Vec<i32>,
 }
 
-/// Polls Metadata (up to 30 s) until `topic` has at least `partitions_min` partitions,
+/// Polls Metadata (up to `timeout`) until `topic` has at least `partitions_min` partitions,
 /// each with a leader. Only single-leader layouts are supported: all partitions must
 /// be led by the same broker. Metadata may auto-create the topic only when
 /// `auto_create` is set.
@@ -152,8 +152,9 @@ pub async fn wait_for_topic(
     topic: &str,
     partitions_min: i32,
     auto_create: bool,
+    timeout: Duration,
 ) -> Result<TopicLayout> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
     let (mut tx, mut rx) = connect(bootstrap).await?;
     loop {
         let req = MetadataRequest::default()
@@ -197,7 +198,7 @@ pub async fn wait_for_topic(
             return Ok(layout);
         }
         if Instant::now() > deadline {
-            bail!("topic {topic} has no leader for all of its {partitions_min}+ partitions after 30 s");
+            bail!("topic {topic} has no leader for all of its {partitions_min}+ partitions after {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,5 +1,7 @@
 //! The fetch workload: read every partition from its start to its high watermark,
-//! then start over, until the duration is up.
+//! then start over, until the duration is up. Variants: `once` reads each partition
+//! start to end a single time; `tail_records` reads (and re-reads) only the last
+//! records of each partition, the data a caught-up consumer asks for.
 //!
 //! One Fetch request per partition is outstanding at a time (the next offset is only
 //! known from the previous answer); all partitions share one connection and their
@@ -24,6 +26,10 @@ pub struct FetchOptions {
     pub duration: Duration,
     /// `partition_max_bytes` and the request's `max_bytes`.
     pub max_bytes: i32,
+    /// Stop reading a partition at its high watermark instead of starting over.
+    pub once: bool,
+    /// Read only the last this-many records of each partition (start over from there).
+    pub tail_records: Option<i64>,
 }
 
 /// Bytes of a v2 record batch header; `records_count` is its last field.
@@ -37,6 +43,8 @@ struct Cursor {
     offset: i64,
     /// False once the partition is known to be empty (or unreadable).
     active: bool,
+    /// Where reading starts over; `None` until the first answer tells (tail mode).
+    start: Option<i64>,
 }
 
 /// Runs the fetch workload against every partition in `layout`.
@@ -62,6 +70,11 @@ pub async fn run(
             partition: *p,
             offset: 0,
             active: true,
+            start: if opts.tail_records.is_some() {
+                None
+            } else {
+                Some(0)
+            },
         })
         .collect();
     let mut report = FetchReport {
@@ -98,6 +111,16 @@ pub async fn run(
         report.errors.add(data.error_code);
         let log_start = data.log_start_offset.max(0);
         match ResponseError::try_from_code(data.error_code) {
+            None if cursor.start.is_none() => {
+                // Tail mode: the first answer only tells where the tail begins.
+                let tail = opts.tail_records.unwrap_or(0);
+                let start = (data.high_watermark - tail).max(log_start);
+                cursor.start = Some(start);
+                cursor.offset = start;
+                if data.high_watermark <= log_start {
+                    cursor.active = false;
+                }
+            }
             None => {
                 let scan = scan_batches(data.records.as_deref().unwrap_or_default())?;
                 report.records += scan.records;
@@ -108,7 +131,12 @@ pub async fn run(
                 if data.high_watermark <= log_start {
                     cursor.active = false; // empty partition: nothing to read
                 } else if cursor.offset >= data.high_watermark {
-                    cursor.offset = log_start; // reached the end: start over
+                    if opts.once {
+                        cursor.active = false; // read it all once: done
+                    } else {
+                        // Reached the end: start over.
+                        cursor.offset = cursor.start.unwrap_or(0).max(log_start);
+                    }
                 }
             }
             Some(ResponseError::OffsetOutOfRange) if data.log_start_offset > cursor.offset => {
@@ -140,6 +168,19 @@ async fn send(
     c: &Cursor,
     max_bytes: i32,
 ) -> Result<i32> {
+    send_at(tx, topic, version, c.partition, c.offset, max_bytes).await
+}
+
+/// Sends a Fetch (waiting up to 500 ms for data) for one partition at `offset`;
+/// returns the correlation id.
+pub async fn send_at(
+    tx: &mut Sender,
+    topic: &str,
+    version: i16,
+    partition: i32,
+    offset: i64,
+    max_bytes: i32,
+) -> Result<i32> {
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(MAX_WAIT_MS)
@@ -151,9 +192,9 @@ async fn send(
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic_name(topic))
             .with_partitions(vec![FetchPartition::default()
-                .with_partition(c.partition)
+                .with_partition(partition)
                 .with_current_leader_epoch(-1)
-                .with_fetch_offset(c.offset)
+                .with_fetch_offset(offset)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(max_bytes)])]);
@@ -178,6 +219,26 @@ pub fn scan_batches(buf: &[u8]) -> Result<Scan> {
         bytes: 0,
         next_offset: None,
     };
+    for_each_batch(buf, |b| {
+        scan.records += b.records;
+        scan.bytes += b.bytes;
+        scan.next_offset = Some(b.next_offset);
+    })?;
+    Ok(scan)
+}
+
+/// Header facts of one complete batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSeen {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Calls `f` for each complete v2 batch in `buf`, reading only batch headers, with
+/// the same rules as [`scan_batches`].
+pub fn for_each_batch(buf: &[u8], mut f: impl FnMut(BatchSeen)) -> Result<()> {
     let mut pos = 0;
     while buf.len() - pos >= BATCH_HEADER_BYTES {
         let b = &buf[pos..];
@@ -200,12 +261,15 @@ pub fn scan_batches(buf: &[u8]) -> Result<Scan> {
         );
         let last_offset_delta = i32::from_be_bytes(field(b, 23)?);
         let records_count = i32::from_be_bytes(field(b, 57)?);
-        scan.records += u64::try_from(records_count).unwrap_or(0);
-        scan.bytes += size as u64;
-        scan.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
+        f(BatchSeen {
+            base_offset,
+            next_offset: base_offset + i64::from(last_offset_delta) + 1,
+            records: u64::try_from(records_count).unwrap_or(0),
+            bytes: size as u64,
+        });
         pos += size;
     }
-    Ok(scan)
+    Ok(())
 }
 
 /// `N` bytes of `b` starting at `at`.

@@ -7,6 +7,9 @@
 //! - `cluster.rs` ApiVersions negotiation, CreateTopics, Metadata (leader lookup)
 //! - `produce.rs` pre-encoded batches sent in pipelined Produce requests
 //! - `fetch.rs`   start-to-end Fetch loops, records counted from batch headers
+//! - `e2e.rs`     end-to-end latency: fixed-rate produce, long-poll fetch
+//! - `probe.rs`   start-up probe: first acknowledged produce of a starting broker
+//! - `scale.rs`   many partitions: creation time, Metadata latency
 //! - `stats.rs`   error tallies, latency percentiles, printed reports
 //!
 //! Every command prints human-readable lines and `RESULT <phase> key=value ...` lines
@@ -14,8 +17,11 @@
 
 mod client;
 mod cluster;
+mod e2e;
 mod fetch;
+mod probe;
 mod produce;
+mod scale;
 mod stats;
 
 use std::time::Duration;
@@ -24,6 +30,7 @@ use anyhow::{ensure, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{TopicLayout, Versions};
+use crate::e2e::E2eOptions;
 use crate::fetch::FetchOptions;
 use crate::produce::ProduceOptions;
 use crate::stats::{mib_per_sec, per_sec};
@@ -63,6 +70,33 @@ enum Command {
         produce: ProduceArgs,
         #[command(flatten)]
         fetch: FetchArgs,
+    },
+    /// End-to-end latency: produce at `--rate-mib` to a fresh topic while fetching it.
+    E2e {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        produce: ProduceArgs,
+    },
+    /// Wait for a starting broker, then produce one batch until it is acknowledged.
+    Probe {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "fjord-bench-probe")]
+        topic: String,
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Create one topic with `--partitions` partitions and time Metadata for it.
+    Partitions {
+        #[command(flatten)]
+        common: Common,
+        /// Metadata requests to time, one after another.
+        #[arg(long, default_value_t = 200)]
+        metadata_requests: usize,
+        /// Longest wait for every partition to have a leader.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
     },
 }
 
@@ -107,6 +141,13 @@ struct ProduceArgs {
     /// Produce requests in flight per connection.
     #[arg(long, default_value_t = 8)]
     inflight: usize,
+    /// Send at this fixed rate of record-value MiB/s (latency is timed from each
+    /// request's scheduled send time); default: as fast as the broker answers.
+    #[arg(long)]
+    rate_mib: Option<f64>,
+    /// Stop after this many MiB of record values (or the duration, if sooner).
+    #[arg(long)]
+    total_mib: Option<f64>,
 }
 
 #[derive(Args)]
@@ -114,15 +155,36 @@ struct FetchArgs {
     /// Bytes per Fetch (request and partition limit).
     #[arg(long, default_value_t = 1024 * 1024)]
     max_bytes: i32,
+    /// Read each partition start to end once instead of looping for the duration.
+    #[arg(long)]
+    once: bool,
+    /// Read (and re-read) only the last N records of each partition.
+    #[arg(long, conflicts_with = "once")]
+    tail_records: Option<i64>,
+}
+
+impl FetchArgs {
+    fn options(&self, common: &Common) -> FetchOptions {
+        FetchOptions {
+            duration: Duration::from_secs(common.duration_secs),
+            max_bytes: self.max_bytes,
+            once: self.once,
+            tail_records: self.tail_records,
+        }
+    }
 }
 
 impl ProduceArgs {
-    fn options(&self, common: &Common) -> ProduceOptions {
-        let batch_records = match (self.batch_records, self.batch_bytes) {
+    fn batch_records(&self) -> usize {
+        match (self.batch_records, self.batch_bytes) {
             (Some(n), _) => n,
             (None, Some(bytes)) => (bytes / self.record_bytes.max(1)).max(1),
             (None, None) => 16,
-        };
+        }
+    }
+
+    fn options(&self, common: &Common) -> ProduceOptions {
+        let batch_records = self.batch_records();
         ProduceOptions {
             record_bytes: self.record_bytes,
             batch_records,
@@ -131,16 +193,23 @@ impl ProduceArgs {
             warmup: Duration::from_secs(common.warmup_secs),
             connections: self.connections,
             inflight: self.inflight,
+            rate_bytes_per_sec: self.rate_mib.map(|m| m * MIB),
+            total_bytes: self.total_mib.map(|m| (m * MIB) as u64),
         }
     }
 }
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Produce { common, .. }
         | Command::Fetch { common, .. }
-        | Command::All { common, .. } => common.threads,
+        | Command::All { common, .. }
+        | Command::E2e { common, .. }
+        | Command::Partitions { common, .. } => common.threads,
+        Command::Probe { .. } => 1,
     };
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -166,13 +235,46 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Fetch { common, fetch } => {
             let (versions, layout) = prepare(&common, false).await?;
-            let opts = FetchOptions {
-                duration: Duration::from_secs(common.duration_secs),
-                max_bytes: fetch.max_bytes,
-            };
-            fetch::run(&layout, &common.topic, &versions, &opts)
+            fetch::run(&layout, &common.topic, &versions, &fetch.options(&common))
                 .await?
                 .print();
+        }
+        Command::E2e { common, produce } => {
+            let (versions, layout) = prepare(&common, true).await?;
+            let Some(rate_mib) = produce.rate_mib else {
+                anyhow::bail!("e2e needs --rate-mib");
+            };
+            let opts = E2eOptions {
+                record_bytes: produce.record_bytes,
+                batch_records: produce.batch_records(),
+                acks: produce.acks,
+                rate_bytes_per_sec: rate_mib * MIB,
+                duration: Duration::from_secs(common.duration_secs),
+                warmup: Duration::from_secs(common.warmup_secs),
+            };
+            e2e::run(&layout, &common.topic, &versions, &opts).await?;
+        }
+        Command::Probe {
+            bootstrap,
+            topic,
+            timeout_secs,
+        } => probe::run(&bootstrap, &topic, Duration::from_secs(timeout_secs)).await?,
+        Command::Partitions {
+            common,
+            metadata_requests,
+            timeout_secs,
+        } => {
+            ensure!(common.partitions > 0, "--partitions must be > 0");
+            let versions = cluster::negotiate(&common.bootstrap).await?;
+            scale::run(
+                &common.bootstrap,
+                &versions,
+                &common.topic,
+                common.partitions,
+                metadata_requests,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
         }
         Command::All {
             common,
@@ -190,7 +292,7 @@ async fn run(command: Command) -> Result<()> {
                 &versions,
                 &FetchOptions {
                     duration,
-                    max_bytes: fetch.max_bytes,
+                    ..fetch.options(&common)
                 },
             )
             .await?;
@@ -248,6 +350,7 @@ async fn prepare(common: &Common, create: bool) -> Result<(Versions, TopicLayout
         &common.topic,
         common.partitions,
         auto_create,
+        Duration::from_secs(30),
     )
     .await?;
     layout.partitions.retain(|p| *p < common.partitions);

@@ -3,7 +3,10 @@
 //!
 //! Per connection a writer task sends while it holds an in-flight permit and a reader
 //! task reads responses in order (Kafka answers in request order), timing each one
-//! from just before its send to its arrival.
+//! from just before its send to its arrival. With a fixed rate (`rate_bytes_per_sec`)
+//! the writer sends on a schedule and each latency is timed from the request's
+//! scheduled send time, so a broker that falls behind is charged for the queueing it
+//! causes (no coordinated omission).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +40,19 @@ pub struct ProduceOptions {
     pub connections: usize,
     /// Produce requests outstanding per connection, at most.
     pub inflight: usize,
+    /// Record-value bytes per second over all connections; `None` = as fast as possible.
+    pub rate_bytes_per_sec: Option<f64>,
+    /// Stop after sending this many record-value bytes (over all connections).
+    pub total_bytes: Option<u64>,
+}
+
+/// When the writer of one connection sends.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Time between two requests on this connection; `None` = whenever a permit frees.
+    interval: Option<Duration>,
+    /// Requests this connection sends at most.
+    requests_max: u64,
 }
 
 /// What one connection measured.
@@ -103,6 +119,10 @@ pub async fn run(
             versions.produce,
             layout.partitions.len(),
             opts.inflight,
+            Pace {
+                interval: None,
+                requests_max: u64::MAX,
+            },
             Instant::now() + opts.warmup,
         )
         .await?;
@@ -113,6 +133,23 @@ pub async fn run(
         );
     }
 
+    let request_value_bytes =
+        (layout.partitions.len() * opts.batch_records * opts.record_bytes).max(1) as f64;
+    let connections = opts.connections as f64;
+    let pace = Pace {
+        interval: match opts.rate_bytes_per_sec {
+            Some(rate) => {
+                ensure!(rate > 0.0, "--rate-mib must be > 0");
+                Some(Duration::from_secs_f64(
+                    request_value_bytes * connections / rate,
+                ))
+            }
+            None => None,
+        },
+        requests_max: opts.total_bytes.map_or(u64::MAX, |total| {
+            (total as f64 / request_value_bytes / connections).ceil() as u64
+        }),
+    };
     let mut conns = Vec::with_capacity(opts.connections);
     for _ in 0..opts.connections {
         conns.push(connect(&layout.leader_addr).await?);
@@ -127,7 +164,7 @@ pub async fn run(
             let version = versions.produce;
             let inflight = opts.inflight;
             tokio::spawn(async move {
-                drive(tx, rx, body, version, partitions, inflight, deadline).await
+                drive(tx, rx, body, version, partitions, inflight, pace, deadline).await
             })
         })
         .collect();
@@ -163,7 +200,7 @@ pub async fn run(
 /// Sends the request until one response accepts every partition (at most 30 s).
 /// A new topic's leader can answer NOT_LEADER_OR_FOLLOWER for a moment after
 /// Metadata already names it (Apache Kafka does), which must not count as load.
-async fn wait_until_writable(addr: &str, body: &EncodedBody, version: i16) -> Result<()> {
+pub async fn wait_until_writable(addr: &str, body: &EncodedBody, version: i16) -> Result<()> {
     let (mut tx, mut rx) = connect(addr).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -190,7 +227,9 @@ async fn wait_until_writable(addr: &str, body: &EncodedBody, version: i16) -> Re
     }
 }
 
-/// Drives one connection until `deadline`, then waits for the outstanding responses.
+/// Drives one connection until `deadline` (or `pace.requests_max` requests), then
+/// waits for the outstanding responses.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     mut tx: Sender,
     mut rx: Receiver,
@@ -198,6 +237,7 @@ async fn drive(
     version: i16,
     partitions: usize,
     inflight: usize,
+    pace: Pace,
     deadline: Instant,
 ) -> Result<ConnectionStats> {
     let permits = Arc::new(Semaphore::new(inflight));
@@ -205,13 +245,23 @@ async fn drive(
 
     let writer_permits = permits.clone();
     let writer = tokio::spawn(async move {
-        while Instant::now() < deadline {
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < pace.requests_max {
+            let scheduled = pace.interval.map(|i| start + i.mul_f64(sent as f64));
+            if let Some(at) = scheduled {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
             // A closed semaphore means the reader gave up; stop sending.
             let Ok(permit) = writer_permits.acquire().await else {
                 break;
             };
             permit.forget();
-            let sent_at = Instant::now();
+            sent += 1;
+            let sent_at = scheduled.unwrap_or_else(Instant::now);
             let correlation_id = tx.send_encoded(&body).await?;
             if sent_tx.send((correlation_id, sent_at)).is_err() {
                 break;

@@ -131,13 +131,15 @@ impl ProduceReport {
         );
         println!("produce errors: {}", self.errors.describe());
         println!(
-            "RESULT produce records_per_sec={:.0} mib_per_sec={:.1} p50_us={} p99_us={} p999_us={} errors={}",
+            "RESULT produce records_per_sec={:.0} mib_per_sec={:.1} p50_us={} p99_us={} p999_us={} errors={} bytes={} secs={:.3}",
             per_sec(self.records, self.elapsed),
             mib_per_sec(self.value_bytes, self.elapsed),
             self.p50_us,
             self.p99_us,
             self.p999_us,
-            self.errors.total()
+            self.errors.total(),
+            self.value_bytes,
+            self.elapsed.as_secs_f64()
         );
     }
 }
@@ -154,10 +156,12 @@ impl FetchReport {
         );
         println!("fetch errors: {}", self.errors.describe());
         println!(
-            "RESULT fetch records_per_sec={:.0} mib_per_sec={:.1} errors={}",
+            "RESULT fetch records_per_sec={:.0} mib_per_sec={:.1} errors={} bytes={} secs={:.3}",
             per_sec(self.records, self.elapsed),
             mib_per_sec(self.batch_bytes, self.elapsed),
-            self.errors.total()
+            self.errors.total(),
+            self.batch_bytes,
+            self.elapsed.as_secs_f64()
         );
     }
 }

@@ -17,6 +17,9 @@ enum Kind {
     Str,
     Listeners,
     TimestampType,
+    Voters,
+    ProcessRoles,
+    ProtocolMap,
 }
 
 /// One known key: its name, Kafka's default and its type.
@@ -153,6 +156,36 @@ const KEYS: &[Key] = &[
         kind: int(1, 1_000_000),
     },
     Key {
+        name: "controller.quorum.voters",
+        default: "",
+        kind: Kind::Voters,
+    },
+    Key {
+        name: "controller.listener.names",
+        default: "CONTROLLER",
+        kind: Kind::Str,
+    },
+    Key {
+        name: "process.roles",
+        default: "broker,controller",
+        kind: Kind::ProcessRoles,
+    },
+    Key {
+        name: "listener.security.protocol.map",
+        default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        kind: Kind::ProtocolMap,
+    },
+    Key {
+        name: "broker.session.timeout.ms",
+        default: "9000",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
+        name: "broker.heartbeat.interval.ms",
+        default: "2000",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
         name: "fjord.cores",
         default: "0",
         kind: int(0, 1024),
@@ -267,6 +300,13 @@ pub struct Config {
     /// `host:port` of the Prometheus endpoint, or None (the default: off).
     pub metrics_listener: Option<String>,
     pub cluster_id: String,
+    /// `controller.quorum.voters`: voter id → `host:port` of its controller listener.
+    /// Empty: this node is a one-voter quorum.
+    pub quorum_voters: BTreeMap<u64, String>,
+    /// `controller.listener.names`: listeners that carry controller traffic only.
+    pub controller_listener_names: Vec<String>,
+    pub broker_session_timeout_ms: i64,
+    pub broker_heartbeat_interval_ms: i64,
     /// Every key given in the file or by `--override`, as given (validated): the
     /// static layer of the config model (`configs`).
     pub properties: BTreeMap<String, String>,
@@ -326,6 +366,28 @@ fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
     Ok(out)
 }
 
+/// Parses `controller.quorum.voters`: `id@host:port,...`.
+fn parse_voters(v: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let err = || {
+            ConfigError(format!(
+                "controller.quorum.voters: '{item}' is not id@host:port"
+            ))
+        };
+        let (id, addr) = item.split_once('@').ok_or_else(err)?;
+        let id: u64 = id.parse().map_err(|_| err())?;
+        let (_, port) = addr.rsplit_once(':').ok_or_else(err)?;
+        port.parse::<u16>().map_err(|_| err())?;
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError(format!(
+                "controller.quorum.voters: voter {id} is listed twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| ConfigError(format!("{}: invalid value '{v}': {why}", key.name));
     match key.kind {
@@ -347,6 +409,26 @@ fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
         }
         Kind::Listeners => {
             parse_listeners(key.name, v)?;
+        }
+        Kind::Voters => {
+            parse_voters(v)?;
+        }
+        Kind::ProcessRoles => {
+            let mut roles: Vec<&str> = v.split(',').map(str::trim).collect();
+            roles.sort_unstable();
+            if roles != ["broker", "controller"] {
+                return Err(bad(
+                    "Fjord runs in combined mode only: process.roles=broker,controller",
+                ));
+            }
+        }
+        Kind::ProtocolMap => {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match item.split_once(':') {
+                    Some((_, "PLAINTEXT")) => {}
+                    _ => return Err(bad("only PLAINTEXT listeners are supported")),
+                }
+            }
         }
         Kind::Str => {}
     }
@@ -382,6 +464,28 @@ impl Config {
                 "listeners: at least one listener is required".into(),
             ));
         }
+        let controller_listener_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if listeners
+            .iter()
+            .all(|l| controller_listener_names.contains(&l.name))
+        {
+            return Err(ConfigError(
+                "listeners: a listener for clients (not in controller.listener.names) is required"
+                    .into(),
+            ));
+        }
+        let quorum_voters = parse_voters(get("controller.quorum.voters"))?;
+        let node_id = int("node.id");
+        if !quorum_voters.is_empty() && !quorum_voters.contains_key(&(node_id as u64)) {
+            return Err(ConfigError(format!(
+                "controller.quorum.voters: node.id {node_id} is not a voter (combined mode needs \
+                 every node to be one)"
+            )));
+        }
         let mut advertised = parse_listeners("advertised.listeners", get("advertised.listeners"))?;
         if advertised.is_empty() {
             advertised = listeners.clone();
@@ -403,7 +507,7 @@ impl Config {
             s => s.to_string(),
         };
         Ok(Config {
-            node_id: int("node.id") as i32,
+            node_id: node_id as i32,
             listeners,
             advertised_listeners: advertised,
             log_dirs: PathBuf::from(get("log.dirs")),
@@ -437,18 +541,40 @@ impl Config {
             io_uring_entries: int("fjord.io.uring.entries") as u32,
             metrics_listener: (!metrics.is_empty()).then(|| metrics.to_string()),
             cluster_id,
+            quorum_voters,
+            controller_listener_names,
+            broker_session_timeout_ms: int("broker.session.timeout.ms"),
+            broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
             properties: values.clone(),
         })
     }
 
-    /// The listener clients connect to (the first one).
+    fn is_controller_listener(&self, l: &Listener) -> bool {
+        self.controller_listener_names.contains(&l.name)
+    }
+
+    /// The listener clients connect to (the first one not for controller traffic;
+    /// `from_map` checks there is one).
     pub fn client_listener(&self) -> &Listener {
-        &self.listeners[0]
+        self.listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+            .unwrap_or(&self.listeners[0])
+    }
+
+    /// The listener for controller traffic (Raft), if one is configured.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| self.is_controller_listener(l))
     }
 
     /// The address advertised to clients in Metadata.
     pub fn advertised(&self) -> &Listener {
-        &self.advertised_listeners[0]
+        self.advertised_listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+            .unwrap_or_else(|| self.client_listener())
     }
 }
 
@@ -489,6 +615,36 @@ mod tests {
         let e = Config::from_map(&bad).expect_err("bad value").to_string();
         assert!(e.contains("num.partitions"), "{e}");
         assert!(parse_override("a").is_err());
+
+        let kraft = parse_properties(
+            "node.id=2\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.2:9092,CONTROLLER://127.0.0.2:19093\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.2:19093,3@127.0.0.3:19093\n",
+        )
+        .expect("parse");
+        let c = Config::from_map(&kraft).expect("kraft config");
+        assert_eq!(c.client_listener().port, 9092);
+        assert_eq!(c.advertised().port, 9092);
+        assert_eq!(c.controller_listener().map(|l| l.port), Some(19093));
+        assert_eq!(c.quorum_voters.len(), 3);
+        assert_eq!(c.quorum_voters[&2], "127.0.0.2:19093");
+        assert_eq!(c.broker_session_timeout_ms, 9000);
+        for (k, v) in [
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("listener.security.protocol.map", "PLAINTEXT:SSL"),
+            ("controller.quorum.voters", "1@nohost"),
+        ] {
+            let mut bad = kraft.clone();
+            bad.insert(k.into(), v.into());
+            let e = Config::from_map(&bad).expect_err(k).to_string();
+            assert!(
+                e.contains("controller.quorum.voters") || e.contains(k),
+                "{e}"
+            );
+        }
         assert_eq!(
             parse_override("a=b=c").expect("ok"),
             ("a".into(), "b=c".into())

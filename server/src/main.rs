@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -69,7 +70,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft reports every election and vote at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -85,8 +87,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(addr) = &config.metrics_listener {
         fjord::telemetry::start(addr).context("fjord.metrics.listener")?;
     }
-    let metadata = metadata::start(&config.log_dirs.join("__cluster_metadata"))?;
-
     let advertised = config.advertised();
     let me = BrokerInfo {
         id: config.node_id,
@@ -94,11 +94,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         port: advertised.port,
         rack: None,
     };
+    let quorum = metadata::Quorum {
+        node_id: config.node_id as u64,
+        voters: config.quorum_voters.clone(),
+        listen: config.controller_listener().map(|l| {
+            format!(
+                "{}:{}",
+                if l.host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &l.host
+                },
+                l.port
+            )
+        }),
+        broker: me.clone(),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms as u64),
+    };
+    let lone = quorum.voters.len() <= 1;
+    let metadata = metadata::start(&config.log_dirs.join("__cluster_metadata"), quorum)?;
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let bootstrap = metadata.current().applied_index == 0;
-    if metadata.current().brokers.get(&me.id) != Some(&me) {
+    // Whether this node starts a new cluster: no broker has registered yet (Raft's
+    // own entries, membership and a new leader's blank entry, are applied already).
+    let bootstrap = metadata.current().brokers.is_empty();
+    // A lone node registers before serving. In a quorum the controller's heartbeat
+    // loop registers this broker as soon as a leader is elected, so nodes can start
+    // in any order.
+    let current = metadata.current();
+    if lone && (current.brokers.get(&me.id) != Some(&me) || !current.is_live(me.id)) {
         runtime
             .block_on(metadata.propose(Command::RegisterBroker(me)))
             .map_err(|e| anyhow::anyhow!("registering this broker: {e}"))?;
@@ -118,9 +145,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             delete: Vec::new(),
             replace_all: false,
         };
-        runtime
-            .block_on(metadata.propose(cmd))
-            .map_err(|e| anyhow::anyhow!("recording the bootstrap configs: {e}"))?;
+        if lone {
+            runtime
+                .block_on(metadata.propose(cmd))
+                .map_err(|e| anyhow::anyhow!("recording the bootstrap configs: {e}"))?;
+        } else {
+            // In a quorum, written once a leader is elected (runs while main waits).
+            let m = metadata.clone();
+            runtime.spawn(async move {
+                if let Err(e) = m.propose(cmd).await {
+                    tracing::warn!(error = %e, "recording the bootstrap configs");
+                }
+            });
+        }
     }
 
     let addr = net::listener::client_addr(&config)?;

@@ -3,6 +3,9 @@
 //! Invariants:
 //! - partition (topic id, index) is owned by shard `shard_for(topic_id, index, n)`;
 //!   only that shard's thread touches its [`Partition`] (log, producer state);
+//! - a shard opens only partitions whose leader in the image is this node; requests
+//!   for a partition led by another broker are answered NOT_LEADER_OR_FOLLOWER by
+//!   the api layer ([`Shard::leads`]) before they reach a shard;
 //! - work for a partition owned elsewhere goes through [`Shard::invoke_on`];
 //! - each shard holds the latest `Arc<ClusterImage>`, refreshed from the control
 //!   plane's watch channel, and reads it without locking.
@@ -85,6 +88,14 @@ impl Shard {
         if image.applied_index > cur.applied_index {
             *cur = image;
         }
+    }
+
+    /// Whether this node leads partition `index` of `topic` (and so serves it).
+    pub fn leads(&self, topic: &TopicImage, index: i32) -> bool {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .is_some_and(|p| p.leader == self.config.node_id)
     }
 
     /// The shard owning a partition.
@@ -170,7 +181,8 @@ impl Shard {
     }
 
     /// The local partition, opening its log on first use. Must be called on the
-    /// owning shard. None if the topic or partition does not exist.
+    /// owning shard. None if the topic or partition does not exist or another broker
+    /// leads it.
     pub fn partition(&self, topic_id: &Uuid, index: i32) -> Result<Option<Rc<Partition>>, String> {
         if let Some(p) = self.partitions.borrow().get(&(*topic_id, index)) {
             return Ok(Some(p.clone()));
@@ -184,7 +196,7 @@ impl Shard {
         let Some(topic) = image.topic_by_id(topic_id) else {
             return Ok(None);
         };
-        if index < 0 || index as usize >= topic.partitions.len() {
+        if !self.leads(topic, index) {
             return Ok(None);
         }
         let p = self.open_partition(topic, index)?;
@@ -330,7 +342,7 @@ impl Shard {
         for topic in image.topics.values() {
             let log_config = self.log_config(topic);
             for index in 0..topic.partitions.len() as i32 {
-                if self.owner(&topic.id, index) == self.id {
+                if self.owner(&topic.id, index) == self.id && self.leads(topic, index) {
                     match self.partition(&topic.id, index) {
                         // Config changes take effect at once; a retention change is
                         // enforced at once too.

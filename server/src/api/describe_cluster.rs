@@ -1,8 +1,8 @@
 //! DescribeCluster (key 60), versions 0–2: cluster id, controller and brokers, as a
 //! Kafka broker answers it. A broker listener answers only for endpoint type BROKER
-//! (1); asking it for controllers gets MISMATCHED_ENDPOINT_TYPE, as in Kafka. Fjord's
-//! controller runs in-process, so the controller id is this node's id (as in
-//! Metadata), and no broker is ever fenced.
+//! (1); asking it for controllers gets MISMATCHED_ENDPOINT_TYPE, as in Kafka. The
+//! controller is the Raft leader (-1 while none is elected); fenced brokers are
+//! listed only when v2's `include_fenced_brokers` asks, flagged `is_fenced`.
 
 use std::rc::Rc;
 
@@ -44,17 +44,18 @@ pub async fn handle(
         return resp;
     }
     let image = shard.image();
-    resp.controller_id = BrokerId(shard.config.node_id);
+    resp.controller_id = BrokerId(shard.metadata.controller_id().unwrap_or(-1));
     resp.brokers = image
         .brokers
         .values()
+        .filter(|b| req.include_fenced_brokers || image.is_live(b.id))
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(StrBytes::from_string(b.host.clone()))
                 .with_port(b.port as i32)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
-                .with_is_fenced(false)
+                .with_is_fenced(!image.is_live(b.id))
         })
         .collect();
     if req.include_cluster_authorized_operations {

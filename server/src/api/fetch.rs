@@ -145,6 +145,9 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
                 Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
                     Err(ResponseError::UnknownTopicOrPartition.code())
                 }
+                Some(tp) if !shard.leads(tp, p.partition) => {
+                    Err(ResponseError::NotLeaderOrFollower.code())
+                }
                 Some(tp) => Ok(Read {
                     topic_id: tp.id,
                     index: p.partition,

@@ -65,10 +65,14 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
     }
 }
 
-/// The group's offsets partition and the shard that owns it.
+/// The group's offsets partition and the shard that owns it. NOT_COORDINATOR when
+/// another broker leads that partition.
 pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(Loc, usize), i16> {
     let topic = offsets_topic(shard).await?;
     let partition = partition_for(group_id, topic.partitions.len());
+    if !shard.leads(&topic, partition) {
+        return Err(ResponseError::NotCoordinator.code());
+    }
     let loc = Loc {
         topic_id: topic.id,
         partition,
@@ -76,15 +80,18 @@ pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(Loc, usize), i
     Ok((loc, shard.owner(&topic.id, partition)))
 }
 
-/// This broker's advertised address as (node id, host, port).
-fn this_broker(shard: &Shard) -> (i32, String, i32) {
-    let id = shard.config.node_id;
-    match shard.image().brokers.get(&id) {
-        Some(b) => (id, b.host.clone(), b.port as i32),
-        None => {
-            let l = shard.config.advertised();
-            (id, l.host.clone(), l.port as i32)
-        }
+/// The live broker leading the group's offsets partition, as (node id, host, port).
+async fn group_coordinator(shard: &Rc<Shard>, group_id: &str) -> Result<(i32, String, i32), i16> {
+    let topic = offsets_topic(shard).await?;
+    let partition = partition_for(group_id, topic.partitions.len());
+    let image = shard.image();
+    let leader = topic
+        .partitions
+        .get(partition as usize)
+        .map_or(-1, |p| p.leader);
+    match image.brokers.get(&leader) {
+        Some(b) if image.is_live(leader) => Ok((b.id, b.host.clone(), b.port as i32)),
+        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 
@@ -95,10 +102,7 @@ async fn coordinator_for(
     key: &str,
 ) -> Result<(i32, String, i32), i16> {
     match key_type {
-        KEY_TYPE_GROUP => {
-            locate(shard, key).await?;
-            Ok(this_broker(shard))
-        }
+        KEY_TYPE_GROUP => group_coordinator(shard, key).await,
         KEY_TYPE_TRANSACTION => Err(ResponseError::CoordinatorNotAvailable.code()),
         _ => Err(ResponseError::InvalidRequest.code()),
     }

@@ -87,6 +87,13 @@ pub async fn handle(
                 }
                 Some(tp)
                     if p.partition_index >= 0
+                        && (p.partition_index as usize) < tp.partitions.len()
+                        && !shard.leads(tp, p.partition_index) =>
+                {
+                    Err(ResponseError::NotLeaderOrFollower.code())
+                }
+                Some(tp)
+                    if p.partition_index >= 0
                         && (p.partition_index as usize) < tp.partitions.len() =>
                 {
                     Ok((tp.id, p.timestamp))

@@ -1,5 +1,8 @@
 //! Metadata (key 3), versions 0–13: brokers, topics and partition leaders, with
 //! auto topic creation when allowed by the request and `auto.create.topics.enable`.
+//! Only live (registered, unfenced) brokers are listed; a partition whose leader is
+//! fenced has leader -1 and LEADER_NOT_AVAILABLE, so clients wait and retry. The
+//! controller is the Raft leader.
 
 use std::rc::Rc;
 
@@ -11,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::create_topics::{auto_create, topic_error_code};
-use crate::metadata::TopicImage;
+use crate::metadata::{ClusterImage, TopicImage};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> MetadataResponse {
@@ -25,7 +28,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
     let mut topics = Vec::new();
     if all {
         let image = shard.image();
-        topics.extend(image.topics.values().map(|t| topic_response(t)));
+        topics.extend(image.topics.values().map(|t| topic_response(&image, t)));
     } else {
         for wanted in req.topics.unwrap_or_default() {
             let image = shard.image();
@@ -34,10 +37,10 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
                 None => image.topic_by_id(&wanted.topic_id).cloned(),
             };
             let response = match (found, wanted.name) {
-                (Some(t), _) => topic_response(&t),
+                (Some(t), _) => topic_response(&image, &t),
                 (None, Some(name)) if auto_create_allowed && !name.0.starts_with("__") => {
                     match auto_create(shard, name.0.as_str()).await {
-                        Ok(t) => topic_response(&t),
+                        Ok(t) => topic_response(&shard.image(), &t),
                         Err(e) => error_topic(Some(name), topic_error_code(&e)),
                     }
                 }
@@ -53,8 +56,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
     }
     let image = shard.image();
     let brokers = image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -66,7 +68,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(shard.config.cluster_id.clone())))
-        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_controller_id(BrokerId(shard.metadata.controller_id().unwrap_or(-1)))
         .with_topics(topics)
 }
 
@@ -76,15 +78,21 @@ fn error_topic(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
         .with_error_code(code)
 }
 
-fn topic_response(t: &TopicImage) -> MetadataResponseTopic {
+fn topic_response(image: &ClusterImage, t: &TopicImage) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let (leader, error) = if image.is_live(p.leader) {
+                (p.leader, 0)
+            } else {
+                (-1, ResponseError::LeaderNotAvailable.code())
+            };
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_error_code(error)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())

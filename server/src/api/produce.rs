@@ -167,6 +167,9 @@ pub async fn handle(
                     Some(tp) if part.index < 0 || part.index as usize >= tp.partitions.len() => {
                         Some(Err((ResponseError::UnknownTopicOrPartition.code(), None)))
                     }
+                    Some(tp) if !shard.leads(tp, part.index) => {
+                        Some(Err((ResponseError::NotLeaderOrFollower.code(), None)))
+                    }
                     Some(tp) => {
                         // The topic's effective configs: overrides, dynamic, static, default.
                         let settings = shard.topic_settings(&image, tp);

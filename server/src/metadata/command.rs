@@ -11,7 +11,13 @@ use super::image::BrokerInfo;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
+    /// Registers a broker (or updates its address) and unfences it.
     RegisterBroker(BrokerInfo),
+    /// The broker missed its session with the controller: it leaves Metadata
+    /// responses and placement until it registers again.
+    FenceBroker {
+        id: i32,
+    },
     /// `partitions[i]` is the replica list of partition i; the first replica leads.
     CreateTopic {
         name: String,
@@ -51,13 +57,14 @@ pub enum ConfigResource {
 }
 
 /// Why a command was refused; the image is unchanged when this is returned.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     TopicAlreadyExists(String),
     TopicIdInUse(Uuid),
     UnknownTopicId(Uuid),
     Invalid(String),
-    /// The metadata log could not be written; nothing was applied.
+    /// The metadata log could not be written, or no controller quorum answered;
+    /// nothing was applied.
     Storage(String),
 }
 

@@ -4,7 +4,7 @@
 //! previous image and a command, so replaying the metadata log rebuilds it exactly.
 //! Shards hold an `Arc<ClusterImage>` and never mutate it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -30,7 +30,7 @@ pub struct PartitionImage {
 }
 
 /// A topic: its id, partitions (index = partition number) and config overrides.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -45,12 +45,16 @@ impl TopicImage {
     }
 }
 
-/// The whole metadata state at one point of the metadata log.
-#[derive(Clone, Debug, Default)]
+/// The whole metadata state at one point of the metadata log. Serialized whole as
+/// the Raft snapshot.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ClusterImage {
-    /// Index of the last command applied (0 = none).
+    /// Index of the last Raft log entry applied (0 = none).
     pub applied_index: u64,
+    /// Every registered broker, fenced or not.
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Registered brokers whose session expired: not shown to clients, not placed on.
+    pub fenced: BTreeSet<i32>,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names_by_id: HashMap<Uuid, String>,
     /// The next producer id to hand out; ids below it were allocated before.
@@ -61,7 +65,7 @@ pub struct ClusterImage {
 }
 
 /// What applying a command produced, for the caller that proposed it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     Done,
     /// A block of producer ids `[start, start + count)`.
@@ -76,9 +80,21 @@ impl ClusterImage {
         self.topics.get(name)
     }
 
-    /// The brokers new replicas may be placed on, ascending.
+    /// The brokers new replicas may be placed on (registered, not fenced), ascending.
     pub fn placeable_brokers(&self) -> Vec<i32> {
-        self.brokers.keys().copied().collect()
+        self.live_brokers().map(|b| b.id).collect()
+    }
+
+    /// Registered brokers that are not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers
+            .values()
+            .filter(|b| !self.fenced.contains(&b.id))
+    }
+
+    /// Whether broker `id` is registered and not fenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.contains_key(&id) && !self.fenced.contains(&id)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
@@ -92,6 +108,16 @@ impl ClusterImage {
         let out = match cmd {
             Command::RegisterBroker(b) => {
                 self.brokers.insert(b.id, b.clone());
+                self.fenced.remove(&b.id);
+                Applied::Done
+            }
+            Command::FenceBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::Invalid(format!(
+                        "broker {id} is not registered"
+                    )));
+                }
+                self.fenced.insert(*id);
                 Applied::Done
             }
             Command::CreateTopic {

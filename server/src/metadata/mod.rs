@@ -1,23 +1,25 @@
 //! Metadata: commands, the pure state machine over [`ClusterImage`], and the
 //! control-plane thread that orders, persists and publishes them.
 //!
-//! Threads: the control plane runs on its own thread with a small tokio runtime and
-//! is the only writer of the metadata log. Shards propose commands through a
+//! Threads: the control plane runs on its own thread with a small tokio runtime: an
+//! openraft node (see `raft`) whose state machine applies commands to the image. Shards propose commands through a
 //! [`MetadataHandle`] (mpsc + oneshot reply) and receive every new image through a
 //! `watch` channel.
 
 pub mod command;
 pub mod image;
-pub mod store;
+pub mod raft;
 pub mod topics;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use command::{Command, CommandError, ConfigResource};
 pub use image::{Applied, BrokerInfo, ClusterImage, PartitionImage, TopicImage};
+pub use raft::Quorum;
 
 type Reply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>;
 
@@ -26,11 +28,13 @@ type Reply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>
 pub struct MetadataHandle {
     tx: mpsc::UnboundedSender<(Command, Reply)>,
     image: watch::Receiver<Arc<ClusterImage>>,
+    leader: Arc<AtomicI32>,
 }
 
 impl MetadataHandle {
-    /// Proposes a command; resolves once it is durable and applied, with the image
-    /// that includes it.
+    /// Proposes a command; resolves once it is committed by the controller quorum
+    /// (forwarded to the Raft leader when this node is not it) and applied here, with
+    /// the image that includes it.
     pub async fn propose(
         &self,
         cmd: Command,
@@ -52,26 +56,32 @@ impl MetadataHandle {
     pub fn current(&self) -> Arc<ClusterImage> {
         self.image.borrow().clone()
     }
+
+    /// The node id of the Raft leader (the active controller), if one is known.
+    pub fn controller_id(&self) -> Option<i32> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|&id| id >= 0)
+    }
 }
 
-/// Opens the metadata log under `dir`, replays it, and starts the control-plane thread.
-pub fn start(dir: &Path) -> std::io::Result<MetadataHandle> {
-    let (mut log, commands) = store::MetadataLog::open(dir)?;
-    let mut image = ClusterImage::default();
-    for (i, cmd) in commands.iter().enumerate() {
-        // Commands in the log were valid when appended; a refusal on replay would mean
-        // a non-deterministic apply, so it is reported loudly.
-        if let Err(e) = image.apply(i as u64 + 1, cmd) {
-            tracing::error!(index = i + 1, error = %e, "metadata replay refused a logged command");
-        }
-    }
-    tracing::info!(
-        commands = commands.len(),
-        topics = image.topics.len(),
-        "metadata log replayed"
-    );
-    let (image_tx, image_rx) = watch::channel(Arc::new(image));
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Command, Reply)>();
+/// Opens the Raft log and state machine under `dir` (`<log.dirs>/__cluster_metadata`),
+/// starts the control-plane thread, and returns once committed entries are applied.
+/// A quorum without voters is this node alone: the same code path with one voter.
+pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
+    let listener = match quorum.listen_addr() {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("binding the controller listener {addr}: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
+    let (tx, rx) = mpsc::unbounded_channel::<(Command, Reply)>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let leader = Arc::new(AtomicI32::new(-1));
+    let dir = dir.to_path_buf();
+    let thread_leader = leader.clone();
     std::thread::Builder::new()
         .name("fjord-control".into())
         .spawn(move || {
@@ -81,31 +91,42 @@ pub fn start(dir: &Path) -> std::io::Result<MetadataHandle> {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(error = %e, "control plane: cannot build runtime");
+                    let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
             rt.block_on(async move {
-                while let Some((cmd, reply)) = rx.recv().await {
-                    let mut next = ClusterImage::clone(&image_tx.borrow());
-                    let index = next.applied_index + 1;
-                    let result = match next.apply(index, &cmd) {
-                        Ok(applied) => match log.append(&cmd) {
-                            Ok(()) => {
-                                let next = Arc::new(next);
-                                image_tx.send_replace(next.clone());
-                                Ok((applied, next))
-                            }
-                            Err(e) => Err(CommandError::Storage(e.to_string())),
-                        },
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
+                let started = raft::controller::Controller::start(
+                    &dir,
+                    &quorum,
+                    image_tx,
+                    listener,
+                    thread_leader,
+                )
+                .await;
+                match started {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c.run(rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             });
         })?;
+    ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("control plane exited during start-up"))??;
+    let image = image_rx.borrow().clone();
+    tracing::info!(
+        applied_index = image.applied_index,
+        topics = image.topics.len(),
+        "metadata replayed"
+    );
     Ok(MetadataHandle {
         tx,
         image: image_rx,
+        leader,
     })
 }

@@ -1,0 +1,325 @@
+//! The controller: writes commands through Raft (forwarding them to the leader from
+//! any other node), and keeps broker sessions: every broker heartbeats to the leader,
+//! and the leader fences a broker whose session expires.
+//!
+//! Sessions live in the leader's memory only (as in KRaft): a new leader starts every
+//! registered broker's session afresh, so a leader change never fences anyone by
+//! itself. Registration and fencing are log entries (`RegisterBroker`,
+//! `FenceBroker`), so every node's image agrees on who is live.
+//!
+//! Threads: one `Controller` per process, shared by the tasks of the control-plane
+//! thread (proposals, the listener's connections, the heartbeat and fencing loops).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::log_store::LogStore;
+use super::network::{Forwarded, Network, Peer, Reply, Request};
+use super::state_machine::StateMachine;
+use super::{raft_config, Node, NodeId, Quorum, Raft};
+use crate::metadata::{Applied, BrokerInfo, ClusterImage, Command, CommandError};
+
+/// A proposal gives up when no leader has accepted it for this long.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause before retrying a proposal while no leader is known.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// How often the leader looks for expired broker sessions.
+const FENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// A forwarded call to the leader gives up after this long.
+const FORWARD_TTL: Duration = Duration::from_secs(5);
+
+pub type ProposeReply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>;
+
+/// The leader's view of broker sessions.
+#[derive(Default)]
+struct Sessions {
+    /// The term these sessions were started in; a new term starts them afresh.
+    term: Option<u64>,
+    started: Option<Instant>,
+    last_seen: HashMap<i32, Instant>,
+}
+
+pub struct Controller {
+    pub raft: Raft,
+    node_id: NodeId,
+    image: watch::Receiver<Arc<ClusterImage>>,
+    /// The connection used to forward writes and heartbeats to the leader.
+    leader_peer: tokio::sync::Mutex<Option<Peer>>,
+    sessions: Mutex<Sessions>,
+    session_timeout: Duration,
+    /// The Raft leader's node id, or -1; read by shards (DescribeCluster, Metadata).
+    leader: Arc<AtomicI32>,
+}
+
+impl Controller {
+    /// Opens the log and the state machine in `dir`, starts Raft, initializes the
+    /// quorum on first start, and starts the listener and background loops.
+    pub async fn start(
+        dir: &Path,
+        quorum: &Quorum,
+        publish: watch::Sender<Arc<ClusterImage>>,
+        listener: Option<std::net::TcpListener>,
+        leader: Arc<AtomicI32>,
+    ) -> io::Result<Arc<Controller>> {
+        let image = publish.subscribe();
+        let log = LogStore::open(dir)?;
+        let sm = StateMachine::open(dir, publish)?;
+        let config = raft_config().validate().map_err(io::Error::other)?;
+        let raft = Raft::new(quorum.node_id, Arc::new(config), Network, log, sm)
+            .await
+            .map_err(io::Error::other)?;
+        let controller = Arc::new(Controller {
+            raft,
+            node_id: quorum.node_id,
+            image,
+            leader_peer: tokio::sync::Mutex::new(None),
+            sessions: Mutex::new(Sessions::default()),
+            session_timeout: quorum.session_timeout,
+            leader,
+        });
+        if let Some(l) = listener {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tokio::spawn(super::server::serve(l, controller.clone()));
+        }
+        let initialized = controller
+            .raft
+            .is_initialized()
+            .await
+            .map_err(io::Error::other)?;
+        if !initialized {
+            // Every voter initializes with the same members; Raft accepts the first
+            // and later ones are refused harmlessly.
+            if let Err(e) = controller.raft.initialize(quorum.members()).await {
+                tracing::info!(error = %e, "controller quorum already initialized");
+            }
+        }
+        tokio::spawn(controller.clone().follow_leader());
+        tokio::spawn(controller.clone().fence_loop());
+        tokio::spawn(
+            controller
+                .clone()
+                .heartbeat_loop(quorum.broker.clone(), quorum.heartbeat_interval),
+        );
+        Ok(controller)
+    }
+
+    /// Serves proposals from the shards until the handle is dropped.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(Command, ProposeReply)>) {
+        while let Some((cmd, reply)) = rx.recv().await {
+            let c = self.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(c.propose(cmd).await);
+            });
+        }
+    }
+
+    /// Writes `cmd` through the leader (this node or another) and waits until this
+    /// node has applied it; returns the result and the image that includes it.
+    pub async fn propose(
+        &self,
+        cmd: Command,
+    ) -> Result<(Applied, Arc<ClusterImage>), CommandError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let outcome = match self.write_local(cmd.clone()).await {
+                Forwarded::NotLeader {
+                    leader: Some((id, node)),
+                } if id != self.node_id => self
+                    .forward(&node, &Request::Propose(cmd.clone()))
+                    .await
+                    .unwrap_or(Forwarded::NotLeader { leader: None }),
+                other => other,
+            };
+            match outcome {
+                Forwarded::Done { index, result } => {
+                    let image = self.wait_applied(index, deadline).await?;
+                    return result.map(|a| (a, image));
+                }
+                Forwarded::Failed(m) => return Err(CommandError::Storage(m)),
+                Forwarded::NotLeader { .. } => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(CommandError::Storage(format!(
+                    "no controller leader accepted the write within {PROPOSE_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+
+    /// Writes `cmd` if this node leads; otherwise says who does.
+    pub async fn write_local(&self, cmd: Command) -> Forwarded {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Forwarded::Done {
+                index: r.log_id.index,
+                result: r.data,
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Forwarded::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node),
+                }
+            }
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+
+    /// Sends a request to the leader at `node`, reusing one connection.
+    async fn forward(&self, node: &Node, req: &Request) -> io::Result<Forwarded> {
+        let mut peer = self.leader_peer.lock().await;
+        if peer.as_ref().map(Peer::addr) != Some(node.addr.as_str()) {
+            *peer = Some(Peer::new(0, &node.addr));
+        }
+        let Some(p) = peer.as_mut() else {
+            return Err(io::Error::other("no leader connection"));
+        };
+        match p.call(req, FORWARD_TTL).await {
+            Ok(Reply::Propose(f)) | Ok(Reply::Heartbeat(f)) => Ok(f),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "reply of the wrong kind",
+            )),
+            Err(e) => Err(e.into_io()),
+        }
+    }
+
+    /// Waits until this node's image includes log index `index`.
+    async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<Arc<ClusterImage>, CommandError> {
+        let mut rx = self.image.clone();
+        let wait = rx.wait_for(|img| img.applied_index >= index);
+        let out = match tokio::time::timeout_at(deadline.into(), wait).await {
+            Ok(Ok(img)) => Ok(Arc::clone(&img)),
+            Ok(Err(_)) => Err(CommandError::Storage("control plane stopped".into())),
+            Err(_) => Err(CommandError::Storage(format!(
+                "log index {index} was written but not applied here in time"
+            ))),
+        };
+        out
+    }
+
+    /// The leader as this node knows it: (id, node), if any.
+    fn known_leader(&self) -> Option<(NodeId, Node)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// On the leader: a broker is alive. Registers it (unfencing it) when its
+    /// address changed or it was fenced.
+    pub async fn on_heartbeat(&self, broker: BrokerInfo) -> Forwarded {
+        if !self.is_leader() {
+            return Forwarded::NotLeader {
+                leader: self.known_leader(),
+            };
+        }
+        if let Ok(mut s) = self.sessions.lock() {
+            s.last_seen.insert(broker.id, Instant::now());
+        }
+        let image = self.image.borrow().clone();
+        if image.brokers.get(&broker.id) != Some(&broker) || image.fenced.contains(&broker.id) {
+            return self.write_local(Command::RegisterBroker(broker)).await;
+        }
+        Forwarded::Done {
+            index: image.applied_index,
+            result: Ok(Applied::Done),
+        }
+    }
+
+    /// Heartbeats this broker to the leader, forever.
+    async fn heartbeat_loop(self: Arc<Self>, me: BrokerInfo, interval: Duration) {
+        loop {
+            let sent = match self.known_leader() {
+                Some((id, _)) if id == self.node_id => Some(self.on_heartbeat(me.clone()).await),
+                Some((_, node)) => self
+                    .forward(&node, &Request::Heartbeat(me.clone()))
+                    .await
+                    .ok(),
+                None => None,
+            };
+            // Until the first heartbeat lands, retry quickly so a new node shows up.
+            let registered = self.image.borrow().is_live(me.id);
+            let pause = match sent {
+                Some(Forwarded::Done { .. }) if registered => interval,
+                _ => interval.min(Duration::from_millis(200)),
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// On the leader: fences brokers whose session expired.
+    async fn fence_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(FENCE_CHECK_INTERVAL).await;
+            let term = self.raft.metrics().borrow().current_term;
+            let leading = self.is_leader();
+            let image = self.image.borrow().clone();
+            let now = Instant::now();
+            let expired: Vec<i32> = {
+                let Ok(mut s) = self.sessions.lock() else {
+                    continue;
+                };
+                if !leading {
+                    *s = Sessions::default();
+                    continue;
+                }
+                if s.term != Some(term) {
+                    *s = Sessions {
+                        term: Some(term),
+                        started: Some(now),
+                        last_seen: HashMap::new(),
+                    };
+                }
+                let started = s.started.unwrap_or(now);
+                image
+                    .live_brokers()
+                    .map(|b| b.id)
+                    .filter(|id| {
+                        let last = s.last_seen.get(id).copied().unwrap_or(started);
+                        now.duration_since(last) > self.session_timeout
+                    })
+                    .collect()
+            };
+            for id in expired {
+                tracing::warn!(broker = id, "broker session expired: fencing it");
+                if let Forwarded::Failed(e) = self.write_local(Command::FenceBroker { id }).await {
+                    tracing::error!(broker = id, error = %e, "cannot fence broker");
+                }
+            }
+        }
+    }
+
+    /// Mirrors the Raft leader's id into the shared atomic shards read.
+    async fn follow_leader(self: Arc<Self>) {
+        let mut m = self.raft.metrics();
+        loop {
+            let leader = m.borrow_and_update().current_leader;
+            self.leader.store(
+                leader.map_or(-1, |l| l.min(i32::MAX as u64) as i32),
+                Ordering::Relaxed,
+            );
+            if m.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

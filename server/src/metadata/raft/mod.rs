@@ -1,0 +1,100 @@
+//! The control plane on openraft: the Raft type configuration, the quorum as
+//! configured, and start-up of the controller on its own thread.
+//!
+//! Layout: `log_store` (entries, vote, committed id in one file), `state_machine`
+//! (the `ClusterImage` and its snapshots), `network` (frames, messages, the client
+//! openraft uses), `server` (the controller listener), `controller` (proposals,
+//! forwarding to the leader, broker sessions).
+//!
+//! Threads: everything here runs on the `fjord-control` thread, in a current-thread
+//! tokio runtime of its own. Shards talk to it only through `MetadataHandle`.
+
+pub mod controller;
+pub mod log_store;
+pub mod network;
+pub mod server;
+pub mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::time::Duration;
+
+use crate::metadata::{Applied, BrokerInfo, Command, CommandError};
+
+/// A controller node's id: Kafka's `node.id`.
+pub type NodeId = u64;
+/// A controller node as Raft knows it: its controller listener address.
+pub type Node = openraft::BasicNode;
+/// What applying one entry produced.
+pub type Response = Result<Applied, CommandError>;
+
+openraft::declare_raft_types!(
+    /// Fjord's Raft: commands in, apply results out, snapshots as bytes.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// The quorum and this node's part in it, from the KRaft-style configuration.
+#[derive(Clone, Debug)]
+pub struct Quorum {
+    pub node_id: NodeId,
+    /// Voter id → `host:port` of its controller listener. Empty: this node alone,
+    /// a one-voter quorum (the same code path, no network traffic).
+    pub voters: BTreeMap<NodeId, String>,
+    /// Where this node's controller listener binds (the CONTROLLER listener); None:
+    /// its address in `voters`, or no listener for a lone node.
+    pub listen: Option<String>,
+    /// This broker as clients should see it; it registers and heartbeats with it.
+    pub broker: BrokerInfo,
+    /// A broker that has not heartbeaten for this long is fenced
+    /// (`broker.session.timeout.ms`).
+    pub session_timeout: Duration,
+    /// How often this broker heartbeats (`broker.heartbeat.interval.ms`).
+    pub heartbeat_interval: Duration,
+}
+
+impl Quorum {
+    /// The voters as Raft members; a lone node is its own only voter.
+    pub fn members(&self) -> BTreeMap<NodeId, Node> {
+        if self.voters.is_empty() {
+            return [(self.node_id, Node::new(""))].into();
+        }
+        self.voters
+            .iter()
+            .map(|(id, addr)| (*id, Node::new(addr)))
+            .collect()
+    }
+
+    /// Where this node's controller listener binds, if it has one.
+    pub fn listen_addr(&self) -> Option<&str> {
+        self.listen
+            .as_deref()
+            .or_else(|| self.voters.get(&self.node_id).map(String::as_str))
+    }
+}
+
+/// openraft's timing. Elections within about a second of a leader's death keep a
+/// metadata write (create topic) available again within a few seconds.
+pub fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "fjord".into(),
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
+        install_snapshot_timeout: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

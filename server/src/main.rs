@@ -2,6 +2,8 @@
 //!
 //! `fjord [--config server.properties] [--override key=value]...`
 //! With no arguments: a single node on localhost:9092 with data in ./data.
+//! `fjord plan --config server.properties --brokers 1,2,3,4`: the replica moves a
+//! change of the broker set implies, from this node's committed metadata.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,11 +29,62 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// A Kafka-style properties file.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<std::path::PathBuf>,
     /// Overrides one key: `--override key=value` (repeatable).
-    #[arg(long = "override", value_name = "KEY=VALUE")]
+    #[arg(long = "override", value_name = "KEY=VALUE", global = true)]
     overrides: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Shows the replica moves that changing the broker set implies: the placement
+    /// ring over the new brokers against every partition's current replicas, read
+    /// from this node's committed metadata in log.dirs. Nothing is moved (moves run
+    /// once replication exists).
+    Plan {
+        /// The broker ids after the change, e.g. `1,2,3,4`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        brokers: Vec<i32>,
+    },
+}
+
+/// `fjord plan`: prints the membership-change plan.
+fn plan(cli: &Cli, brokers: &[i32]) -> anyhow::Result<()> {
+    use fjord::placement::{plan, Ring};
+    let config = load_config(cli)?;
+    let dir = config.log_dirs.join("__cluster_metadata");
+    let image = metadata::raft::read_image(&dir)
+        .with_context(|| format!("reading the metadata in {}", dir.display()))?;
+    let topics: Vec<(String, u128, Vec<Vec<i32>>)> = image
+        .topics
+        .values()
+        .map(|t| {
+            let replicas = t.partitions.iter().map(|p| p.replicas.clone()).collect();
+            (t.name.clone(), t.id.as_u128(), replicas)
+        })
+        .collect();
+    let total = topics.iter().flat_map(|t| &t.2).map(Vec::len).sum();
+    let moves = plan::plan(
+        &Ring::with_brokers(brokers),
+        topics
+            .iter()
+            .map(|(name, id, replicas)| plan::TopicReplicas {
+                name,
+                id: *id,
+                replicas,
+            }),
+    );
+    println!(
+        "brokers now {:?} (live), after {:?}; metadata at index {}",
+        image.placeable_brokers(),
+        Ring::with_brokers(brokers).brokers(),
+        image.applied_index
+    );
+    print!("{}", plan::render(&moves, total));
+    Ok(())
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -75,7 +128,12 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Sub::Plan { brokers }) => plan(&cli, brokers),
+        None => run(cli),
+    };
+    if let Err(e) = result {
         eprintln!("fjord: {e:#}");
         std::process::exit(1);
     }

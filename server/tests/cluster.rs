@@ -243,5 +243,24 @@ fn three_node_cluster_places_routes_fails_over_and_restarts() {
             "partition {p} kept its offsets"
         );
     }
+
+    // The plan for adding broker 4, computed from node 1's committed metadata.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("plan")
+        .arg("--override")
+        .arg(format!("log.dirs={}", cluster.node(1).dir.display()))
+        .arg("--brokers")
+        .arg("1,2,3,4")
+        .output()
+        .expect("fjord plan");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("brokers now [1, 2, 3]"), "{text}");
+    assert!(text.contains("-> [4]"), "{text}");
+    assert!(
+        text.lines().any(|l| l.ends_with("replica(s) move")),
+        "{text}"
+    );
+    eprintln!("{text}");
     eprintln!("whole test took {:?}", started.elapsed());
 }

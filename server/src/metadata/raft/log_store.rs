@@ -329,6 +329,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Reads the log in `dir` without opening it for writing (a running node may own
+/// it): the entries present and the committed id.
+pub(super) fn read_committed_entries(
+    dir: &Path,
+) -> io::Result<(Vec<Entry>, Option<LogId<NodeId>>)> {
+    let bytes = match std::fs::read(dir.join(FILE_NAME)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut state = State::default();
+    for r in decode_all(&bytes).0 {
+        state.replay(r);
+    }
+    Ok((state.entries.into_values().collect(), state.committed))
+}
+
 /// For tests: forces a rewrite of the file.
 #[cfg(test)]
 pub(super) fn compact_now(store: &LogStore) -> io::Result<()> {

@@ -96,5 +96,26 @@ pub fn raft_config() -> openraft::Config {
     }
 }
 
+/// The committed image as stored in `dir`, read without taking part in Raft: the
+/// snapshot plus the committed entries after it. For offline tools (`fjord plan`).
+pub fn read_image(dir: &std::path::Path) -> std::io::Result<crate::metadata::ClusterImage> {
+    let (mut image, last) = state_machine::snapshot_image(dir)?;
+    let (entries, committed) = log_store::read_committed_entries(dir)?;
+    let after = last.map_or(0, |l| l.index + 1);
+    let upto = committed.map_or(0, |c| c.index);
+    for e in entries {
+        let index = e.log_id.index;
+        if index < after || index > upto {
+            continue;
+        }
+        if let openraft::EntryPayload::Normal(cmd) = &e.payload {
+            // A refused command leaves the image unchanged, as it did when applied.
+            let _ = image.apply(index, cmd);
+        }
+        image.applied_index = index;
+    }
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests;

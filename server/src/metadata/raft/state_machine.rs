@@ -83,6 +83,19 @@ fn write_snapshot(dir: &Path, s: &Stored) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// The image of the last snapshot in `dir` and the log id it includes (an empty
+/// image if there is no snapshot).
+pub(super) fn snapshot_image(dir: &Path) -> io::Result<(ClusterImage, Option<LogId<NodeId>>)> {
+    match read_snapshot(dir)? {
+        Some(s) => {
+            let image = bincode::deserialize(&s.data)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok((image, s.meta.last_log_id))
+        }
+        None => Ok((ClusterImage::default(), None)),
+    }
+}
+
 impl StateMachine {
     /// Loads the last snapshot in `dir` (if any); publishes every applied image to
     /// `publish`.

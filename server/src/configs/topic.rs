@@ -100,134 +100,339 @@ const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 
 /// Every topic config, in Kafka's definition order.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    t("segment.bytes", Int, "1073741824", int_at_least(1024 * 1024), true,
-      b("log.segment.bytes", "1073741824"),
-      "The largest size of one segment file; the active segment rolls before an append \
-       would exceed it. Retention deletes whole segments."),
-    t("segment.ms", Long, "604800000", at_least(1), true,
-      b_null("log.roll.ms", ("log.roll.hours", "168"), true),
-      "The active segment rolls once its records span this long, even if not full, so \
-       that retention can delete old data."),
-    t("segment.jitter.ms", Long, "0", at_least(0), false,
-      b_null("log.roll.jitter.ms", ("log.roll.jitter.hours", "0"), false),
-      "A random jitter subtracted from the time-based roll. Fjord does not apply jitter; \
-       only 0 may be set."),
-    t("segment.index.bytes", Int, "10485760", int_at_least(4), true,
-      b("log.index.size.max.bytes", "10485760"),
-      "The largest size of a segment's offset and time indexes; the segment rolls when \
-       one is full."),
-    t("flush.messages", Long, LONG_MAX, at_least(1), true,
-      b("log.flush.interval.messages", LONG_MAX),
-      "Fsync after this many messages. Fjord fsyncs every append when this is 1; \
-       otherwise appends are made durable by acks=all (group commit) and at roll."),
-    t("flush.ms", Long, LONG_MAX, at_least(0), false,
-      b_null("log.flush.interval.ms", ("log.flush.scheduler.interval.ms", LONG_MAX), false),
-      "Fsync at this interval. Fjord has no time-based flusher; only the default may \
-       be set."),
-    t("retention.bytes", Long, "-1", Valid::Any, true,
-      b("log.retention.bytes", "-1"),
-      "The largest size a partition may grow to before its oldest segments are deleted \
+    t(
+        "segment.bytes",
+        Int,
+        "1073741824",
+        int_at_least(1024 * 1024),
+        true,
+        b("log.segment.bytes", "1073741824"),
+        "The largest size of one segment file; the active segment rolls before an append \
+       would exceed it. Retention deletes whole segments.",
+    ),
+    t(
+        "segment.ms",
+        Long,
+        "604800000",
+        at_least(1),
+        true,
+        b_null("log.roll.ms", ("log.roll.hours", "168"), true),
+        "The active segment rolls once its records span this long, even if not full, so \
+       that retention can delete old data.",
+    ),
+    t(
+        "segment.jitter.ms",
+        Long,
+        "0",
+        at_least(0),
+        false,
+        b_null("log.roll.jitter.ms", ("log.roll.jitter.hours", "0"), false),
+        "A random jitter subtracted from the time-based roll. Fjord does not apply jitter; \
+       only 0 may be set.",
+    ),
+    t(
+        "segment.index.bytes",
+        Int,
+        "10485760",
+        int_at_least(4),
+        true,
+        b("log.index.size.max.bytes", "10485760"),
+        "The largest size of a segment's offset and time indexes; the segment rolls when \
+       one is full.",
+    ),
+    t(
+        "flush.messages",
+        Long,
+        LONG_MAX,
+        at_least(1),
+        true,
+        b("log.flush.interval.messages", LONG_MAX),
+        "Fsync after this many messages. Fjord fsyncs every append when this is 1; \
+       otherwise appends are made durable by acks=all (group commit) and at roll.",
+    ),
+    t(
+        "flush.ms",
+        Long,
+        LONG_MAX,
+        at_least(0),
+        false,
+        b_null(
+            "log.flush.interval.ms",
+            ("log.flush.scheduler.interval.ms", LONG_MAX),
+            false,
+        ),
+        "Fsync at this interval. Fjord has no time-based flusher; only the default may \
+       be set.",
+    ),
+    t(
+        "retention.bytes",
+        Long,
+        "-1",
+        Valid::Any,
+        true,
+        b("log.retention.bytes", "-1"),
+        "The largest size a partition may grow to before its oldest segments are deleted \
        (cleanup.policy=delete). -1: no size limit. Checked every \
-       log.retention.check.interval.ms and whenever the topic's retention changes."),
-    t("retention.ms", Long, "604800000", at_least(-1), true,
-      b_null("log.retention.ms", ("log.retention.hours", "168"), true),
-      "How long a segment is kept after its newest record before it is deleted \
+       log.retention.check.interval.ms and whenever the topic's retention changes.",
+    ),
+    t(
+        "retention.ms",
+        Long,
+        "604800000",
+        at_least(-1),
+        true,
+        b_null("log.retention.ms", ("log.retention.hours", "168"), true),
+        "How long a segment is kept after its newest record before it is deleted \
        (cleanup.policy=delete). -1: no time limit. Checked every \
-       log.retention.check.interval.ms and whenever the topic's retention changes."),
-    t("max.message.bytes", Int, "1048588", int_at_least(0), true,
-      b("message.max.bytes", "1048588"),
-      "The largest record batch the broker accepts (after compression); larger batches \
-       get MESSAGE_TOO_LARGE."),
-    t("index.interval.bytes", Int, "4096", int_at_least(0), true,
-      b("log.index.interval.bytes", "4096"),
-      "Bytes of log between entries of the sparse offset and time indexes."),
-    t("delete.retention.ms", Long, "86400000", at_least(0), true,
-      b("log.cleaner.delete.retention.ms", "86400000"),
-      "How long tombstones are kept on compacted topics. Fjord has no log cleaner yet: the value is stored and \
-       reported, but compaction does not run."),
-    t("min.compaction.lag.ms", Long, "0", at_least(0), true,
-      b("log.cleaner.min.compaction.lag.ms", "0"),
-      "The minimum time a record stays uncompacted. Fjord has no log cleaner yet: the value is stored and \
-       reported, but compaction does not run."),
-    t("max.compaction.lag.ms", Long, LONG_MAX, at_least(1), true,
-      b("log.cleaner.max.compaction.lag.ms", LONG_MAX),
-      "The maximum time a record stays ineligible for compaction. Fjord has no log cleaner yet: the value is stored and \
-       reported, but compaction does not run."),
-    t("file.delete.delay.ms", Long, "60000", at_least(0), true,
-      b("log.segment.delete.delay.ms", "60000"),
-      "The delay before a deleted segment's files are removed. Fjord removes them at \
-       once: reads run on the partition's own thread and never hold a deleted segment."),
-    t("min.cleanable.dirty.ratio", Double, "0.5", Valid::DoubleRange { min: 0.0, max: 1.0 }, true,
-      b("log.cleaner.min.cleanable.ratio", "0.5"),
-      "The share of a compacted log that must be uncleaned before the cleaner runs. Fjord has no log cleaner yet: the value is stored and \
-       reported, but compaction does not run."),
-    t("cleanup.policy", List, "delete", Valid::ListOf(POLICIES), true,
-      b("log.cleanup.policy", "delete"),
-      "delete: old segments go by retention.ms / retention.bytes. compact: time and size \
-       retention do not apply; Kafka then keeps the latest record per key, but Fjord has \
-       no log cleaner yet, so compacted topics keep every record. compact,delete: \
-       retention applies."),
-    t("unclean.leader.election.enable", Boolean, "false", Valid::Any, false,
-      b("unclean.leader.election.enable", "false"),
-      "Whether an out-of-sync replica may become leader. Fjord has no replication yet; \
-       only false may be set."),
-    t("min.insync.replicas", Int, "1", int_at_least(1), true,
-      b("min.insync.replicas", "1"),
-      "With acks=all, a produce fails with NOT_ENOUGH_REPLICAS when fewer replicas than \
-       this are in sync."),
-    t("compression.type", Str, "producer", Valid::OneOf(CODECS), true,
-      b("compression.type", "producer"),
-      "The codec stored batches should use; producer keeps the producer's codec. Fjord \
+       log.retention.check.interval.ms and whenever the topic's retention changes.",
+    ),
+    t(
+        "max.message.bytes",
+        Int,
+        "1048588",
+        int_at_least(0),
+        true,
+        b("message.max.bytes", "1048588"),
+        "The largest record batch the broker accepts (after compression); larger batches \
+       get MESSAGE_TOO_LARGE.",
+    ),
+    t(
+        "index.interval.bytes",
+        Int,
+        "4096",
+        int_at_least(0),
+        true,
+        b("log.index.interval.bytes", "4096"),
+        "Bytes of log between entries of the sparse offset and time indexes.",
+    ),
+    t(
+        "delete.retention.ms",
+        Long,
+        "86400000",
+        at_least(0),
+        true,
+        b("log.cleaner.delete.retention.ms", "86400000"),
+        "How long tombstones are kept on compacted topics.",
+    ),
+    t(
+        "min.compaction.lag.ms",
+        Long,
+        "0",
+        at_least(0),
+        true,
+        b("log.cleaner.min.compaction.lag.ms", "0"),
+        "The minimum time a record stays uncompacted.",
+    ),
+    t(
+        "max.compaction.lag.ms",
+        Long,
+        LONG_MAX,
+        at_least(1),
+        true,
+        b("log.cleaner.max.compaction.lag.ms", LONG_MAX),
+        "The maximum time a record stays ineligible for compaction.",
+    ),
+    t(
+        "file.delete.delay.ms",
+        Long,
+        "60000",
+        at_least(0),
+        true,
+        b("log.segment.delete.delay.ms", "60000"),
+        "The delay before a deleted segment's files are removed. Fjord removes them at \
+       once: reads run on the partition's own thread and never hold a deleted segment.",
+    ),
+    t(
+        "min.cleanable.dirty.ratio",
+        Double,
+        "0.5",
+        Valid::DoubleRange { min: 0.0, max: 1.0 },
+        true,
+        b("log.cleaner.min.cleanable.ratio", "0.5"),
+        "The share of a compacted log that must be uncleaned before the cleaner runs.",
+    ),
+    t(
+        "cleanup.policy",
+        List,
+        "delete",
+        Valid::ListOf(POLICIES),
+        true,
+        b("log.cleanup.policy", "delete"),
+        "delete: old segments go by retention.ms / retention.bytes. compact: each shard's \
+       cleaner keeps the latest record per key and time and size retention do not apply. \
+       compact,delete: both.",
+    ),
+    t(
+        "unclean.leader.election.enable",
+        Boolean,
+        "false",
+        Valid::Any,
+        false,
+        b("unclean.leader.election.enable", "false"),
+        "Whether an out-of-sync replica may become leader. Fjord has no replication yet; \
+       only false may be set.",
+    ),
+    t(
+        "min.insync.replicas",
+        Int,
+        "1",
+        int_at_least(1),
+        true,
+        b("min.insync.replicas", "1"),
+        "With acks=all, a produce fails with NOT_ENOUGH_REPLICAS when fewer replicas than \
+       this are in sync.",
+    ),
+    t(
+        "compression.type",
+        Str,
+        "producer",
+        Valid::OneOf(CODECS),
+        true,
+        b("compression.type", "producer"),
+        "The codec stored batches should use; producer keeps the producer's codec. Fjord \
        stores batches as produced and does not recompress yet: other values are stored \
-       and reported only."),
-    t("compression.gzip.level", Int, "-1", Valid::LevelOrDefault { min: 1, max: 9 }, false,
-      b("compression.gzip.level", "-1"),
-      "The gzip level when recompressing. Fjord does not recompress; only the default \
-       may be set."),
-    t("compression.lz4.level", Int, "9", Valid::Range { min: 1, max: 17 }, false,
-      b("compression.lz4.level", "9"),
-      "The lz4 level when recompressing. Fjord does not recompress; only the default may \
-       be set."),
-    t("compression.zstd.level", Int, "3", Valid::Range { min: -131072, max: 22 }, false,
-      b("compression.zstd.level", "3"),
-      "The zstd level when recompressing. Fjord does not recompress; only the default \
-       may be set."),
-    t("preallocate", Boolean, "false", Valid::Any, false,
-      b("log.preallocate", "false"),
-      "Whether segment files are preallocated. Fjord does not preallocate; only false \
-       may be set."),
-    t("message.timestamp.type", Str, "CreateTime", Valid::OneOf(TIMESTAMP_TYPES), true,
-      b("log.message.timestamp.type", "CreateTime"),
-      "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the \
-       broker's clock on append."),
-    t("message.timestamp.before.max.ms", Long, LONG_MAX, at_least(0), true,
-      b("log.message.timestamp.before.max.ms", LONG_MAX),
-      "With CreateTime, a batch whose timestamps are more than this far behind the \
+       and reported only.",
+    ),
+    t(
+        "compression.gzip.level",
+        Int,
+        "-1",
+        Valid::LevelOrDefault { min: 1, max: 9 },
+        false,
+        b("compression.gzip.level", "-1"),
+        "The gzip level when recompressing. Fjord does not recompress; only the default \
+       may be set.",
+    ),
+    t(
+        "compression.lz4.level",
+        Int,
+        "9",
+        Valid::Range { min: 1, max: 17 },
+        false,
+        b("compression.lz4.level", "9"),
+        "The lz4 level when recompressing. Fjord does not recompress; only the default may \
+       be set.",
+    ),
+    t(
+        "compression.zstd.level",
+        Int,
+        "3",
+        Valid::Range {
+            min: -131072,
+            max: 22,
+        },
+        false,
+        b("compression.zstd.level", "3"),
+        "The zstd level when recompressing. Fjord does not recompress; only the default \
+       may be set.",
+    ),
+    t(
+        "preallocate",
+        Boolean,
+        "false",
+        Valid::Any,
+        false,
+        b("log.preallocate", "false"),
+        "Whether segment files are preallocated. Fjord does not preallocate; only false \
+       may be set.",
+    ),
+    t(
+        "message.timestamp.type",
+        Str,
+        "CreateTime",
+        Valid::OneOf(TIMESTAMP_TYPES),
+        true,
+        b("log.message.timestamp.type", "CreateTime"),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the \
+       broker's clock on append.",
+    ),
+    t(
+        "message.timestamp.before.max.ms",
+        Long,
+        LONG_MAX,
+        at_least(0),
+        true,
+        b("log.message.timestamp.before.max.ms", LONG_MAX),
+        "With CreateTime, a batch whose timestamps are more than this far behind the \
        broker's clock gets INVALID_TIMESTAMP. Fjord checks the batch's first and max \
-       timestamps, not every record's."),
-    t("message.timestamp.after.max.ms", Long, "3600000", at_least(0), true,
-      b("log.message.timestamp.after.max.ms", "3600000"),
-      "With CreateTime, a batch whose timestamps are more than this far ahead of the \
+       timestamps, not every record's.",
+    ),
+    t(
+        "message.timestamp.after.max.ms",
+        Long,
+        "3600000",
+        at_least(0),
+        true,
+        b("log.message.timestamp.after.max.ms", "3600000"),
+        "With CreateTime, a batch whose timestamps are more than this far ahead of the \
        broker's clock gets INVALID_TIMESTAMP. Fjord checks the batch's first and max \
-       timestamps, not every record's."),
-    t("leader.replication.throttled.replicas", List, "", Valid::ThrottledReplicas, false, None,
-      "Replicas whose replication the leader throttles. Fjord has no replication yet; \
-       only the empty default may be set."),
-    t("follower.replication.throttled.replicas", List, "", Valid::ThrottledReplicas, false, None,
-      "Replicas whose replication the follower throttles. Fjord has no replication yet; \
-       only the empty default may be set."),
-    t("remote.storage.enable", Boolean, "false", Valid::Any, false, None,
-      "Tiered storage. Fjord has none; only false may be set."),
-    t("local.retention.ms", Long, "-2", at_least(-2), false,
-      b_static("log.local.retention.ms", "-2"),
-      "Local retention under tiered storage. Fjord has none; only -2 may be set."),
-    t("local.retention.bytes", Long, "-2", at_least(-2), false,
-      b_static("log.local.retention.bytes", "-2"),
-      "Local retention under tiered storage. Fjord has none; only -2 may be set."),
-    t("remote.log.copy.disable", Boolean, "false", Valid::Any, false, None,
-      "Tiered storage. Fjord has none; only false may be set."),
-    t("remote.log.delete.on.disable", Boolean, "false", Valid::Any, false, None,
-      "Tiered storage. Fjord has none; only false may be set."),
+       timestamps, not every record's.",
+    ),
+    t(
+        "leader.replication.throttled.replicas",
+        List,
+        "",
+        Valid::ThrottledReplicas,
+        false,
+        None,
+        "Replicas whose replication the leader throttles. Fjord has no replication yet; \
+       only the empty default may be set.",
+    ),
+    t(
+        "follower.replication.throttled.replicas",
+        List,
+        "",
+        Valid::ThrottledReplicas,
+        false,
+        None,
+        "Replicas whose replication the follower throttles. Fjord has no replication yet; \
+       only the empty default may be set.",
+    ),
+    t(
+        "remote.storage.enable",
+        Boolean,
+        "false",
+        Valid::Any,
+        false,
+        None,
+        "Tiered storage. Fjord has none; only false may be set.",
+    ),
+    t(
+        "local.retention.ms",
+        Long,
+        "-2",
+        at_least(-2),
+        false,
+        b_static("log.local.retention.ms", "-2"),
+        "Local retention under tiered storage. Fjord has none; only -2 may be set.",
+    ),
+    t(
+        "local.retention.bytes",
+        Long,
+        "-2",
+        at_least(-2),
+        false,
+        b_static("log.local.retention.bytes", "-2"),
+        "Local retention under tiered storage. Fjord has none; only -2 may be set.",
+    ),
+    t(
+        "remote.log.copy.disable",
+        Boolean,
+        "false",
+        Valid::Any,
+        false,
+        None,
+        "Tiered storage. Fjord has none; only false may be set.",
+    ),
+    t(
+        "remote.log.delete.on.disable",
+        Boolean,
+        "false",
+        Valid::Any,
+        false,
+        None,
+        "Tiered storage. Fjord has none; only false may be set.",
+    ),
 ];
 
 /// The topic config named `name`.

@@ -641,3 +641,46 @@ fn bad_configuration_stops_start_up_naming_the_key() {
         assert!(err.contains(key), "{err}");
     }
 }
+
+#[test]
+fn topic_compression_type_recompresses() {
+    let broker = Broker::start("recompress", &[]);
+    let mut c = broker.client();
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("zs"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("compression.type"))
+            .with_value(Some(StrBytes::from_static_str("zstd")))])]);
+    assert_eq!(c.request(7, &req).topics[0].error_code, 0);
+    let vals: Vec<&[u8]> = vec![b"a", b"bb", b"ccc"];
+    assert_eq!(
+        produce(&mut c, "zs", 0, batch(&vals, None, Compression::Gzip), -1),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut c, "zs", 0, batch(&vals, None, Compression::Zstd), -1),
+        (0, 3)
+    );
+    let p = fetch(&mut c, "zs", 0, 0, 0);
+    let records = p.records.clone().expect("records");
+    let ranges = fjord_storage::batch::split_batches(&records).expect("batches");
+    assert_eq!(ranges.len(), 2);
+    for r in ranges {
+        let h = fjord_storage::BatchHeader::parse(&records[r]).expect("header");
+        assert_eq!(h.compression(), 4, "stored as zstd");
+    }
+    let got: Vec<Vec<u8>> = values(&p.records).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        got,
+        vec![
+            b"a".to_vec(),
+            b"bb".to_vec(),
+            b"ccc".to_vec(),
+            b"a".to_vec(),
+            b"bb".to_vec(),
+            b"ccc".to_vec()
+        ]
+    );
+}

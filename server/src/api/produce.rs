@@ -12,6 +12,9 @@ use fjord_storage::BatchHeader;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -111,6 +114,36 @@ fn check_topic_rules(
     Ok(*header)
 }
 
+/// The topic's `compression.type` when it is not `producer`: the batch re-encoded
+/// with that codec (records, producer fields and timestamps unchanged), as Kafka's
+/// LogValidator does; None when the batch already uses it.
+fn recompress(
+    records: &Option<Bytes>,
+    compression_type: &str,
+    header: &BatchHeader,
+) -> Result<Option<BytesMut>, String> {
+    let (target, code) = match compression_type {
+        "uncompressed" => (Compression::None, 0),
+        "gzip" => (Compression::Gzip, 1),
+        "snappy" => (Compression::Snappy, 2),
+        "lz4" => (Compression::Lz4, 3),
+        "zstd" => (Compression::Zstd, 4),
+        _ => return Ok(None),
+    };
+    let Some(records) = records.as_ref().filter(|_| header.compression() != code) else {
+        return Ok(None);
+    };
+    let mut buf = records.clone();
+    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| e.to_string())?;
+    let mut out = BytesMut::with_capacity(records.len());
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: target,
+    };
+    RecordBatchEncoder::encode(&mut out, &set.records, &options).map_err(|e| e.to_string())?;
+    Ok(Some(out))
+}
+
 /// Compacted topics refuse records without a key, as Kafka does.
 fn check_keys(
     settings: &TopicSettings,
@@ -184,11 +217,23 @@ pub async fn handle(
                         {
                             Err((code, msg)) => Some(Err((code, Some(msg)))),
                             Ok(header) => {
-                                let records = part
-                                    .records
-                                    .as_deref()
-                                    .map(BytesMut::from)
-                                    .unwrap_or_default();
+                                let records = match recompress(
+                                    &part.records,
+                                    &settings.compression_type,
+                                    &header,
+                                ) {
+                                    Ok(Some(recompressed)) => recompressed,
+                                    Ok(None) => part
+                                        .records
+                                        .as_deref()
+                                        .map(BytesMut::from)
+                                        .unwrap_or_default(),
+                                    Err(e) => {
+                                        let code = ResponseError::CorruptMessage.code();
+                                        slots.push((t, p, Some(Err((code, Some(e))))));
+                                        continue;
+                                    }
+                                };
                                 let log_append = settings.log_append_time;
                                 let sync = sync || settings.flush_messages == 1;
                                 let owner = shard.owner(&tp.id, part.index);

@@ -47,8 +47,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 }
 
 #[test]
-fn openraft_storage_suite_passes() -> Result<(), StorageError<NodeId>> {
-    Suite::test_all(Builder)
+fn openraft_storage_suite_passes() {
+    Suite::test_all(Builder).expect("openraft's storage conformance suite");
 }
 
 fn entry(term: u64, index: u64, cmd: Option<Command>) -> Entry {

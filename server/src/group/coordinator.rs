@@ -24,12 +24,14 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::classic::{ClassicGroup, Effect, JoinResponse, Limits, SyncResponse, Waiter};
+use super::consumer::{ConsumerGroup, ConsumerLimits};
 use super::records::{GroupMetadataValue, OffsetCommitValue, RecordKey};
 use super::store;
 use crate::partition::now_ms;
 use crate::shard::Shard;
 
 mod admin;
+pub mod consumer;
 pub mod offsets;
 pub use admin::{GroupDescription, GroupSummary, MemberDescription};
 
@@ -48,8 +50,14 @@ pub struct Committed {
 }
 
 /// A group's state machine and its committed offsets, keyed by (topic, partition).
+///
+/// Classic and KIP-848 groups share one id namespace: `consumer` is Some once a
+/// ConsumerGroupHeartbeat created the group, and while it has members the classic
+/// `group` has none (JoinGroup gets INCONSISTENT_GROUP_PROTOCOL), and the other way
+/// round (ConsumerGroupHeartbeat gets GROUP_ID_NOT_FOUND).
 pub struct GroupEntry {
     pub group: ClassicGroup,
+    pub consumer: Option<ConsumerGroup>,
     pub offsets: BTreeMap<(String, i32), Committed>,
     loc: Loc,
 }
@@ -62,6 +70,7 @@ struct Waiters {
 
 pub struct Coordinator {
     limits: Limits,
+    consumer_limits: ConsumerLimits,
     loaded: RefCell<HashSet<Loc>>,
     groups: RefCell<HashMap<String, GroupEntry>>,
     waiters: RefCell<Waiters>,
@@ -77,6 +86,7 @@ impl Coordinator {
                 initial_rebalance_delay_ms,
                 ..Limits::default()
             },
+            consumer_limits: ConsumerLimits::default(),
             loaded: RefCell::new(HashSet::new()),
             groups: RefCell::new(HashMap::new()),
             waiters: RefCell::new(Waiters::default()),
@@ -136,6 +146,7 @@ impl Coordinator {
             .entry(group_id.to_string())
             .or_insert_with(|| GroupEntry {
                 group: ClassicGroup::new(group_id, self.limits),
+                consumer: None,
                 offsets: BTreeMap::new(),
                 loc,
             });
@@ -167,6 +178,9 @@ impl Coordinator {
         let exists = c.groups.borrow().contains_key(group_id);
         if !exists && !req.member_id.is_empty() {
             let e = ResponseError::UnknownMemberId.code();
+            return JoinResponse::error(e, &req.member_id);
+        }
+        if let Err(e) = c.claim_for_classic(group_id) {
             return JoinResponse::error(e, &req.member_id);
         }
         let member_id = req.member_id.clone();
@@ -306,7 +320,11 @@ impl Coordinator {
 
     /// Makes sure a timer task wakes up by the group's next deadline.
     fn arm(&self, shard: &Rc<Shard>, group_id: &str) {
-        let Some(Some(deadline)) = self.with_group(group_id, |e| e.group.next_deadline()) else {
+        let next = self.with_group(group_id, |e| {
+            let consumer = e.consumer.as_ref().and_then(|g| g.next_deadline());
+            e.group.next_deadline().into_iter().chain(consumer).min()
+        });
+        let Some(Some(deadline)) = next else {
             return;
         };
         {
@@ -328,7 +346,13 @@ impl Coordinator {
                     armed.remove(&gid);
                 }
             }
-            c.with_group(&gid, |e| e.group.tick(now_ms()));
+            c.with_group(&gid, |e| {
+                let now = now_ms();
+                e.group.tick(now);
+                if let Some(g) = e.consumer.as_mut() {
+                    g.tick(now);
+                }
+            });
             c.drain(&s, &gid);
         });
     }
@@ -373,6 +397,7 @@ fn replay(
 ) {
     let new_entry = |group: &str| GroupEntry {
         group: ClassicGroup::new(group, limits),
+        consumer: None,
         offsets: BTreeMap::new(),
         loc,
     };

@@ -1,6 +1,7 @@
 //! Consumer groups: the classic group protocol and committed offsets.
 //!
 //! Layout:
+//! - `consumer`    — the pure KIP-848 consumer-group state machine and its assignors.
 //! - `classic`     — the pure classic-group state machine (members, generations,
 //!   rebalances, timeouts); no sockets, no clock: time comes in as `now_ms`.
 //! - `records`     — `__consumer_offsets` keys and values in Kafka's schemas, by hand.
@@ -15,6 +16,7 @@
 //! routed there with `invoke_on`.
 
 pub mod classic;
+pub mod consumer;
 pub mod coordinator;
 pub mod records;
 pub mod store;

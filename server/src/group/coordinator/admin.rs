@@ -111,10 +111,17 @@ impl Coordinator {
         let mut out: Vec<GroupSummary> = groups
             .values()
             .filter(|e| e.group.state() != GroupState::Dead)
-            .map(|e| GroupSummary {
-                group_id: e.group.group_id.clone(),
-                protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
-                state: e.group.state().name(),
+            .map(|e| match &e.consumer {
+                Some(g) => GroupSummary {
+                    group_id: g.group_id.clone(),
+                    protocol_type: "consumer".to_string(),
+                    state: g.state(),
+                },
+                None => GroupSummary {
+                    group_id: e.group.group_id.clone(),
+                    protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
+                    state: e.group.state().name(),
+                },
             })
             .collect();
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -130,6 +137,9 @@ impl Coordinator {
         }
         let keys = c.with_group(group_id, |e| match e.group.state() {
             GroupState::Dead => Err(ResponseError::GroupIdNotFound.code()),
+            _ if e.consumer.as_ref().is_some_and(|g| !g.is_empty()) => {
+                Err(ResponseError::NonEmptyGroup.code())
+            }
             GroupState::Empty if e.group.is_empty() => {
                 e.group.mark_dead();
                 Ok(e.offsets.keys().cloned().collect::<Vec<_>>())

@@ -53,12 +53,15 @@ impl Coordinator {
                 });
             }
         } else {
-            c.with_group(group_id, |e| {
-                e.group.validate_offset_commit(
+            c.with_group(group_id, |e| match e.consumer.as_ref() {
+                Some(g) if !g.is_empty() || !req.member_id.is_empty() => {
+                    g.validate_offset_commit(&req.member_id, req.generation_id)
+                }
+                _ => e.group.validate_offset_commit(
                     &req.member_id,
                     req.group_instance_id.as_deref(),
                     req.generation_id,
-                )
+                ),
             })
             .unwrap_or(Ok(()))?;
         }

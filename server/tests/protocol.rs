@@ -688,3 +688,46 @@ fn topic_compression_type_recompresses() {
         ]
     );
 }
+
+#[test]
+fn offset_for_leader_epoch_reads_the_epoch_cache() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let broker = Broker::start("epochs", &[]);
+    let mut c = broker.client();
+    create(&mut c, "ep", 1);
+    assert_eq!(
+        produce(
+            &mut c,
+            "ep",
+            0,
+            batch(&[b"a", b"b"], None, Compression::None),
+            -1
+        ),
+        (0, 0)
+    );
+    let ask = |c: &mut common::Client, current: i32, epoch: i32| {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(name("ep"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])]);
+        let r = c.request(4, &req);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(
+        ask(&mut c, 0, 0),
+        (0, 0, 2),
+        "the latest epoch ends at the log end"
+    );
+    assert_eq!(ask(&mut c, -1, 3), (0, -1, -1), "a future epoch is unknown");
+    assert_eq!(ask(&mut c, 5, 0).0, 75, "UNKNOWN_LEADER_EPOCH");
+    let text =
+        std::fs::read_to_string(broker.dir.join("ep-0/leader-epoch-checkpoint")).expect("file");
+    assert_eq!(text, "0\n1\n0 0\n", "Kafka's checkpoint format");
+}

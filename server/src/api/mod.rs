@@ -6,8 +6,6 @@
 
 pub mod alter_configs;
 pub mod api_versions;
-pub mod consumer_group_describe;
-pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -28,6 +26,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod offset_for_leader_epoch;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -74,6 +73,7 @@ pub const APIS: &[ApiSpec] = &[
     },
     api(ApiKey::Fetch, 4, 18),
     api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::Metadata, 0, 13),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
@@ -90,8 +90,6 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
-    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -142,6 +140,9 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
         RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
             list_offsets::handle(&shard, version, r).await,
         )),
+        RequestKind::OffsetForLeaderEpoch(r) => Some(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(&shard, version, r).await,
+        )),
         RequestKind::CreateTopics(r) => Some(ResponseKind::CreateTopics(
             create_topics::handle(&shard, version, r).await,
         )),
@@ -183,13 +184,6 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
         )),
         RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
             delete_groups::handle(&shard, version, r).await,
-        )),
-        RequestKind::ConsumerGroupHeartbeat(r) => Some(ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(&shard, version, req.header.client_id.clone(), r)
-                .await,
-        )),
-        RequestKind::ConsumerGroupDescribe(r) => Some(ResponseKind::ConsumerGroupDescribe(
-            consumer_group_describe::handle(&shard, version, r).await,
         )),
         RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
             describe_configs::handle(&shard, version, r).await,
@@ -247,6 +241,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Produce => "Produce",
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::Metadata => "Metadata",
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::CreateTopics => "CreateTopics",
@@ -263,8 +258,6 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
-        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",

@@ -9,6 +9,7 @@
 //!   a retried batch arriving while the first is being written is seen as a duplicate.
 
 pub mod compaction;
+pub mod leader_epoch;
 pub mod producer_state;
 
 use std::cell::{Cell, RefCell};
@@ -61,6 +62,8 @@ pub struct Partition {
     /// Set after a write failed: the log's tail is unknown until restart.
     failed: Cell<bool>,
     log_end_gauge: metrics::Gauge,
+    /// First offset of each leader epoch (OffsetForLeaderEpoch, follower truncation).
+    epochs: RefCell<leader_epoch::LeaderEpochCache>,
 }
 
 /// Kafka's `partition.metadata` file: lets a directory be matched to its topic id.
@@ -94,6 +97,8 @@ impl Partition {
             }
         })?;
         let hw = log.written_end_offset();
+        let mut epochs = leader_epoch::LeaderEpochCache::open(&dir);
+        epochs.assign(leader_epoch, log.log_end_offset())?;
         let log_end_gauge = metrics::gauge!(
             "fjord_log_end_offset",
             "topic" => topic.name.clone(),
@@ -110,7 +115,15 @@ impl Partition {
             high_watermark: watch::channel(hw).0,
             failed: Cell::new(false),
             log_end_gauge,
+            epochs: RefCell::new(epochs),
         }))
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer for `epoch`: (epoch, end offset).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     pub fn high_watermark(&self) -> i64 {

@@ -6,6 +6,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -90,6 +92,8 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -185,6 +189,13 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
         RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
             delete_groups::handle(&shard, version, r).await,
         )),
+        RequestKind::ConsumerGroupHeartbeat(r) => Some(ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(&shard, version, req.header.client_id.clone(), r)
+                .await,
+        )),
+        RequestKind::ConsumerGroupDescribe(r) => Some(ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(&shard, version, r).await,
+        )),
         RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
             describe_configs::handle(&shard, version, r).await,
         )),
@@ -258,6 +269,8 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",

@@ -57,7 +57,7 @@ BATCH_RECORDS = 16  # fjord-bench batches; the Java producer gets the matching b
 JAVA_BATCH_SIZE = 17 * 1024  # fits 16 records of 1 KiB plus batch/record overhead
 LINGER_MS = 5  # the Java producer's default in Kafka 4.x; fjord-bench sends full batches
 W2_RATE_MB_S = 50  # MB/s (10^6 bytes) of record values
-W4_RATE_MIB_S = 16
+W4_RATE_MIB_S = 8
 W3_TAIL_RECORDS = 4096  # per partition: the last 4 MiB of each of the 8 partitions
 
 BROKERS = {
@@ -102,21 +102,28 @@ def stop_all():
 
 def run(cmd, timeout, out=None, env=None):
     """Runs `cmd` in its own process group, killed (the whole group) at `timeout`.
-    Returns (exit code or None on timeout, stdout text)."""
+    Its stderr goes to the file `out` (None: discarded; "-": ours). Returns (exit code
+    or None on timeout, stdout text)."""
+    if out == "-":
+        return _run(cmd, timeout, None, env)
     with open(out or os.devnull, "w") as err:
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=err,
-                                text=True, start_new_session=True, env=env)
-        try:
-            stdout, _ = proc.communicate(timeout=timeout)
-            return proc.returncode, stdout
-        except subprocess.TimeoutExpired:
+        return _run(cmd, timeout, err, env)
+
+
+def _run(cmd, timeout, err, env):
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=err,
+                            text=True, start_new_session=True, env=env)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, stdout
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, _ = proc.communicate()
+        return None, stdout
+    finally:  # also on Ctrl-C: never leave a load generator behind
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            stdout, _ = proc.communicate()
-            return None, stdout
-        finally:  # also on Ctrl-C: never leave a load generator behind
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait()
 
 
 def free_port():
@@ -153,7 +160,7 @@ def loadavg():
 def build():
     log("building fjord and fjord-bench (cargo build --release)")
     rc, _ = run(["cargo", "build", "--release", "-q", "-p", "fjord", "-p", "fjord-benches"],
-                1800, out="/dev/stderr")
+                1800, out="-")
     if rc != 0:
         sys.exit("cargo build failed")
 
@@ -165,7 +172,7 @@ def ensure_kafka():
     log(f"resolving Kafka 4.1.0 jars from Maven Central into {KAFKA_LIBS}")
     KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
     rc, _ = run(["mvn", "-q", "-B", "-f", KAFKA_POM, "dependency:copy-dependencies",
-                 "-DincludeScope=runtime", f"-DoutputDirectory={KAFKA_LIBS}"], 900, out="/dev/stderr")
+                 "-DincludeScope=runtime", f"-DoutputDirectory={KAFKA_LIBS}"], 900, out="-")
     if rc != 0:
         sys.exit("mvn could not resolve the Kafka jars")
 
@@ -176,8 +183,8 @@ def ensure_venv():
     if marker.exists() and marker.read_text().strip() == MATPLOTLIB:
         return py
     log(f"creating {VENV} with {MATPLOTLIB}")
-    rc, _ = run([sys.executable, "-m", "venv", VENV], 120, out="/dev/stderr")
-    rc2, _ = run([py, "-m", "pip", "install", "-q", MATPLOTLIB], 600, out="/dev/stderr")
+    rc, _ = run([sys.executable, "-m", "venv", VENV], 120, out="-")
+    rc2, _ = run([py, "-m", "pip", "install", "-q", "--progress-bar", "off", MATPLOTLIB], 600, out="-")
     if rc != 0 or rc2 != 0:
         log("could not install matplotlib: the report will have no plots")
         return None
@@ -233,7 +240,9 @@ class Broker:
         if self.kind == "fjord":
             cmd = [FJORD, "--override", f"listeners=PLAINTEXT://{self.addr}",
                    "--override", f"advertised.listeners=PLAINTEXT://{self.addr}",
-                   "--override", f"log.dirs={data}"]
+                   "--override", f"log.dirs={data}",
+                   # As for Kafka below: no initial rebalance delay for the consumer group.
+                   "--override", "group.initial.rebalance.delay.ms=0"]
         else:
             cport = free_port()
             props = self.dir / "server.properties"
@@ -466,6 +475,8 @@ class Runner:
                 log(f"  {b.kind} W4-java: p50 {m.group(1)} ms, p99 {m.group(2)} ms, "
                     f"p99.9 {m.group(3)} ms (avg {avg.group(1) if avg else '?'} ms)")
 
+        if b.alive():  # VmHWM only grows: this is the peak over start-up and W1-W4
+            res["W5.peak_rss_mib"] = proc_status(b.pid)["VmHWM"]
         if "W6" in workloads and tools:
             r = self.bench("W6", "partitions", [
                 "--topic", "w6", "--partitions", str(a.w6_partitions), "--metadata-requests",
@@ -481,8 +492,6 @@ class Runner:
             moved = sum(self.cpu[s][1] for s in steps if s in self.cpu)
             if moved:
                 res[f"W5.cpu_s_per_gb_{kind}"] = cpu / (moved / 1e9)
-        if b.alive():
-            res["W5.peak_rss_mib"] = proc_status(b.pid)["VmHWM"]
 
 
 # ---------------------------------------------------------------- report
@@ -505,7 +514,8 @@ def fmt(v, digits=1):
 def ratio(f, k):
     if f is None or k is None or k == 0:
         return "–"
-    return f"{f / k:.2f}×"
+    r = f / k
+    return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"
 
 
 def table(res, kinds, rows, title, note):
@@ -538,7 +548,7 @@ def targets(res):
             return
         r = f / k
         ok = r >= goal if cmp == ">=" else r <= goal
-        out.append(f"| {name} | {r:.2f}× | {cmp} {goal}× | {'met' if ok else '**missed**'} |")
+        out.append(f"| {name} | {ratio(f, k)} | {cmp} {goal}× | {'met' if ok else '**missed**'} |")
 
     for p in (1, 8):
         check(f"W1 fjord-bench produce, {p} partition(s)", g(res, "fjord", f"W1.fb.p{p}", "mib_per_sec"),
@@ -570,6 +580,12 @@ def report(data, plots):
     s.append(f"Command: `benches/run.sh{' --quick' if a['quick'] else ''}` "
              f"({'quick' if a['quick'] else 'full'} run, {a['phase']} s phases, "
              f"took {data['took_s'] / 60:.1f} min).\n")
+    loads = [float(v.split()[0]) for la in data["loadavg"].values() for v in la.values()]
+    if loads and max(loads) > (m["nproc"] or 1):
+        s.append(f"**Noisy run:** the 1-minute load average reached {max(loads):.1f} on "
+                 f"{m['nproc']} vCPUs (other work shared the machine), so these numbers say "
+                 "more about the machinery than about either broker; compare brokers only "
+                 "where their load averages below are alike.\n")
     s.append("## Machine\n")
     s.append(f"- CPU: {m['cpu']}, {m['nproc']} vCPUs (nproc); memory {m['mem_gib']} GiB; "
              f"kernel {m['kernel']}; {m['java']}")
@@ -607,14 +623,14 @@ def report(data, plots):
 - W3: {a['w3_mib']} MiB of record values in 8 partitions written with acks=1, then read once
   from offset 0 ("start") and, for {a['phase']} s, the last {W3_TAIL_RECORDS} records of
   every partition over and over ("tail"). Data is in the page cache for both brokers
-  (2 GiB on a {m['mem_gib']} GiB machine; caches are not dropped).
+  ({a['w3_mib']} MiB on a {m['mem_gib']} GiB machine; caches are not dropped).
 - W4: fjord-bench produces {W4_RATE_MIB_S} MiB/s ({BATCH_RECORDS}-record batches, acks=1) to one
   partition while a second connection long-polls Fetch; latency from scheduled send to
   fetch response. EndToEndLatency: {a['e2e_messages']:,} messages.
 - W5: start-up = broker process spawn to the first acknowledged produce (fjord-bench probe:
   connect, CreateTopics, Produce acks=1); Kafka's storage format step runs before the timer
-  starts. RSS from /proc/<pid>/status (VmRSS 2 s after start-up; VmHWM at the end of all
-  workloads). CPU from /proc/<pid>/stat utime+stime of the broker during the fjord-bench
+  starts. RSS from /proc/<pid>/status (VmRSS 2 s after start-up; VmHWM after W1-W4,
+  before W6, which is reported on its own). CPU from /proc/<pid>/stat utime+stime of the broker during the fjord-bench
   W1 runs (produce) and W3 reads (fetch), per 10^9 bytes of record values/batches moved.
 - W6: one topic of {a['w6_partitions']:,} partitions created with CreateTopics; creation time
   until Metadata shows a leader for every partition; then 100 Metadata requests for that
@@ -654,6 +670,7 @@ def report(data, plots):
         ("fjord-bench p50 (µs)", "W4.fb", "p50_us", "lower"),
         ("fjord-bench p99 (µs)", "W4.fb", "p99_us", "lower"),
         ("fjord-bench p99.9 (µs)", "W4.fb", "p999_us", "lower"),
+        ("fjord-bench batches not delivered within 10 s", "W4.fb", "unseen", "lower"),
         ("EndToEndLatency p50 (ms)", "W4.java", "p50_ms", "lower"),
         ("EndToEndLatency p99 (ms)", "W4.java", "p99_ms", "lower"),
         ("EndToEndLatency p99.9 (ms)", "W4.java", "p999_ms", "lower"),
@@ -662,7 +679,7 @@ def report(data, plots):
     s.append(table(res, kinds, [
         ("cold start to first acknowledged produce (ms)", "W5.start_ms", None, "lower"),
         ("idle RSS (MiB)", "W5.idle_rss_mib", None, "lower"),
-        ("peak RSS, VmHWM (MiB)", "W5.peak_rss_mib", None, "lower"),
+        ("peak RSS over W1-W4, VmHWM (MiB)", "W5.peak_rss_mib", None, "lower"),
         ("broker CPU s per GB produced", "W5.cpu_s_per_gb_produce", None, "lower"),
         ("broker CPU s per GB fetched", "W5.cpu_s_per_gb_fetch", None, "lower"),
     ], "W5 — start-up, memory, CPU", ""))
@@ -741,10 +758,15 @@ def main():
     ap.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6")
     ap.add_argument("--keep-work", action="store_true", help="keep logs and data dirs")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--render", metavar="JSON", help="rewrite the report (and plots) of a run")
     ap.add_argument("--plot", nargs=2, metavar=("JSON", "PREFIX"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plot:
         plot(*a.plot)
+        return
+    if a.render:
+        jpath = Path(a.render).resolve()
+        write_report(json.loads(jpath.read_text()), jpath, ensure_venv())
         return
     a.phase = 3 if a.quick else 10
     a.java_records = 100_000 if a.quick else 1_000_000
@@ -797,18 +819,23 @@ def main():
     data["took_s"] = time.monotonic() - T0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"{info['date']}-{info['commit'].replace('-dirty', '')}{'-quick' if a.quick else ''}"
+    stem = f"{info['date']}-{info['commit'].replace('-dirty', '')}"  # the report says if quick
     jpath = RESULTS / f"{stem}.json"
     jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_report(data, jpath, venv_py)
+
+
+def write_report(data, jpath, venv_py):
+    """Writes <stem>.md and <stem>-*.png next to the run's <stem>.json."""
+    prefix = jpath.with_suffix("")
     plots = []
     if venv_py:
-        rc, out = run([venv_py, Path(__file__).resolve(), "--plot", jpath, RESULTS / stem], 120,
-                      out="/dev/stderr")
+        rc, out = run([venv_py, Path(__file__).resolve(), "--plot", jpath, prefix], 120, out="-")
         if rc == 0:
-            plots = [RESULTS / n for n in out.split()]
-    md = RESULTS / f"{stem}.md"
+            plots = [prefix.parent / n for n in out.split()]
+    md = prefix.with_suffix(".md")
     md.write_text(report(data, plots))
-    log(f"report: {md.relative_to(ROOT)}")
+    log(f"report: {md}")
     print(md.read_text())
 
 

@@ -148,7 +148,10 @@ pub async fn run(
             break;
         }
         if Instant::now() > end + DRAIN {
-            bail!("consumer saw {seen} of {sent} batches {DRAIN:?} after the last send");
+            // A broker that cannot keep up with the rate: report what arrived, and how
+            // much did not, rather than nothing.
+            eprintln!("e2e: consumer saw {seen} of {sent} batches {DRAIN:?} after the last send");
+            break;
         }
         let correlation_id = send_at(
             &mut ftx,
@@ -193,12 +196,25 @@ pub async fn run(
             bail!("fetched a batch at offset {o} that was never sent (topic not fresh?)");
         }
     }
-    writer.await.context("e2e writer panicked")??;
-    acker.await.context("e2e acker panicked")??;
+    let sent = scheduled
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .len();
+    let unseen = sent.saturating_sub(seen);
+    if unseen == 0 {
+        writer.await.context("e2e writer panicked")??;
+        acker.await.context("e2e acker panicked")??;
+    } else {
+        writer.abort();
+        acker.abort();
+    }
     let (p50, p99, p999) = latencies.percentiles_us();
-    println!("e2e latency: {seen} batches, p50 {p50} us, p99 {p99} us, p99.9 {p999} us");
     println!(
-        "RESULT e2e batches={seen} p50_us={p50} p99_us={p99} p999_us={p999} rate_mib={:.1}",
+        "e2e latency: {seen} batches, p50 {p50} us, p99 {p99} us, p99.9 {p999} us; \
+         {unseen} never arrived"
+    );
+    println!(
+        "RESULT e2e batches={seen} unseen={unseen} p50_us={p50} p99_us={p99} p999_us={p999} rate_mib={:.1}",
         opts.rate_bytes_per_sec / (1024.0 * 1024.0)
     );
     Ok(())

@@ -25,6 +25,8 @@ import pytest
 from harness.brokers import Broker, FjordBroker, KafkaBroker
 from harness.java import kafka_libs_dir
 
+pytest_plugins = ["harness.matrix"]  # COMPAT.md, the not_yet_on_fjord / fjord_bug markers
+
 COMPAT_DIR = Path(__file__).resolve().parent
 REPO_DIR = COMPAT_DIR.parent
 KINDS = ("fjord", "kafka")

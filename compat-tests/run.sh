@@ -6,6 +6,8 @@
 # Sets up (once, then reuses) under ${FJORD_CACHE:-$HOME/.cache/fjord}:
 #   venv/                 Python venv from requirements.txt (rebuilt when that file changes)
 #   kafka-4.1.0/libs/     Apache Kafka 4.1.0 jars from Maven Central (kafka/pom.xml)
+#   java-classes/, go/, franz-go/   the Java and Go clients' builds (setup-clients.sh)
+# and installs kcat from Debian when it is missing.
 # It does not build Fjord: build it first (cargo build --release) or set FJORD_BIN.
 # Tests marked needs_groups run against fjord too (it has a group coordinator); set
 # FJORD_GROUPS=0 to deselect them for fjord.
@@ -64,6 +66,8 @@ if [[ "$(cat "$LIBS/.complete" 2>/dev/null)" != "$POM_HASH" ]]; then
   mv "$LIBS.tmp" "$LIBS"
 fi
 export FJORD_KAFKA_LIBS="$LIBS"
+# kcat, the Java and Go programs, franz-go's test binary (see setup-clients.sh).
+source "$HERE/setup-clients.sh"
 exec 9>&-
 
 if [[ "$BROKER" != kafka ]]; then

@@ -151,6 +151,16 @@ const KEYS: &[Key] = &[
         kind: int(0, i32::MAX as i64),
     },
     Key {
+        name: "group.consumer.session.timeout.ms",
+        default: "45000",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
+        name: "group.consumer.heartbeat.interval.ms",
+        default: "5000",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
         name: "offsets.topic.num.partitions",
         default: "50",
         kind: int(1, 1_000_000),
@@ -290,6 +300,10 @@ pub struct Config {
     pub fetch_max_bytes: i64,
     pub max_connections: i64,
     pub group_initial_rebalance_delay_ms: i64,
+    /// KIP-848 consumer groups: a member silent this long is removed.
+    pub group_consumer_session_timeout_ms: i64,
+    /// KIP-848 consumer groups: the heartbeat interval members are told to keep.
+    pub group_consumer_heartbeat_interval_ms: i64,
     pub offsets_topic_num_partitions: i64,
     /// Number of shards (one per core); 0 in the file means "all cores".
     pub cores: usize,
@@ -532,6 +546,8 @@ impl Config {
             fetch_max_bytes: int("fetch.max.bytes"),
             max_connections: int("max.connections"),
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
+            group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms"),
+            group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions"),
             cores,
             max_inflight_requests_per_connection: int("fjord.max.inflight.requests.per.connection")

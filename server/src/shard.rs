@@ -442,6 +442,11 @@ async fn run(
         connections,
         groups: crate::group::coordinator::Coordinator::new(
             start.config.group_initial_rebalance_delay_ms,
+            crate::group::consumer::ConsumerLimits {
+                session_timeout_ms: start.config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: start.config.group_consumer_heartbeat_interval_ms as i32,
+                ..Default::default()
+            },
         ),
     });
     shard.reconcile();

@@ -80,13 +80,13 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(initial_rebalance_delay_ms: i64) -> Coordinator {
+    pub fn new(initial_rebalance_delay_ms: i64, consumer_limits: ConsumerLimits) -> Coordinator {
         Coordinator {
             limits: Limits {
                 initial_rebalance_delay_ms,
                 ..Limits::default()
             },
-            consumer_limits: ConsumerLimits::default(),
+            consumer_limits,
             loaded: RefCell::new(HashSet::new()),
             groups: RefCell::new(HashMap::new()),
             waiters: RefCell::new(Waiters::default()),

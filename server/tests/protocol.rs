@@ -101,7 +101,10 @@ fn api_versions_advertises_table_and_answers_unknown_version_with_v0() {
             .all(|k| k.api_key != ApiKey::GetTelemetrySubscriptions as i16),
         "no unbuilt APIs"
     );
-    for key in [ApiKey::ConsumerGroupHeartbeat, ApiKey::ConsumerGroupDescribe] {
+    for key in [
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ConsumerGroupDescribe,
+    ] {
         let k = r.api_keys.iter().find(|k| k.api_key == key as i16);
         assert_eq!(k.map(|k| (k.min_version, k.max_version)), Some((0, 1)));
     }

@@ -118,7 +118,19 @@ impl Receiver {
         correlation_id: i32,
         version: i16,
     ) -> Result<R::Response> {
-        let mut frame = self.read_frame().await?;
+        self.recv_within::<R>(correlation_id, version, IO_TIMEOUT)
+            .await
+    }
+
+    /// [`Receiver::recv`] waiting up to `timeout` instead of [`IO_TIMEOUT`] (for
+    /// requests the broker may take long to answer, such as creating many partitions).
+    pub async fn recv_within<R: Request>(
+        &mut self,
+        correlation_id: i32,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let mut frame = self.read_frame(timeout).await?;
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let header = ResponseHeader::decode(&mut frame, header_version)
             .with_context(|| format!("decode response header of api {}", R::KEY))?;
@@ -134,7 +146,7 @@ impl Receiver {
     }
 
     /// Reads one size-prefixed frame, bounded in size and time.
-    async fn read_frame(&mut self) -> Result<Bytes> {
+    async fn read_frame(&mut self, timeout: Duration) -> Result<Bytes> {
         let read = async {
             let size = self.read.read_i32().await.context("read response size")?;
             let size = usize::try_from(size)
@@ -152,7 +164,7 @@ impl Receiver {
                 .context("read response body")?;
             Ok(self.buf.split().freeze())
         };
-        tokio::time::timeout(IO_TIMEOUT, read)
+        tokio::time::timeout(timeout, read)
             .await
             .context("timed out waiting for a response")?
     }

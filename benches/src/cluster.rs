@@ -98,13 +98,15 @@ async fn api_versions(bootstrap: &str, version: i16) -> Result<ApiVersionsRespon
     call(&mut tx, &mut rx, &req, version).await
 }
 
-/// Creates `topic` with `partitions` partitions and replication factor 1.
-/// An existing topic is fine. Without CreateTopics, relies on Metadata auto-creation.
+/// Creates `topic` with `partitions` partitions and replication factor 1, waiting up
+/// to `timeout` for the answer. An existing topic is fine. Without CreateTopics,
+/// relies on Metadata auto-creation.
 pub async fn create_topic(
     bootstrap: &str,
     versions: &Versions,
     topic: &str,
     partitions: i32,
+    timeout: Duration,
 ) -> Result<()> {
     let Some(version) = versions.create_topics else {
         eprintln!("broker does not advertise CreateTopics; relying on auto-creation");
@@ -112,12 +114,15 @@ pub async fn create_topic(
     };
     let (mut tx, mut rx) = connect(bootstrap).await?;
     let req = CreateTopicsRequest::default()
-        .with_timeout_ms(30_000)
+        .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
             .with_replication_factor(1)]);
-    let response = call(&mut tx, &mut rx, &req, version).await?;
+    let correlation_id = tx.send(&req, version).await?;
+    let response = rx
+        .recv_within::<CreateTopicsRequest>(correlation_id, version, timeout)
+        .await?;
     for result in &response.topics {
         match result.error_code.err() {
             None => {}

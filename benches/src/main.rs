@@ -341,6 +341,7 @@ async fn prepare(common: &Common, create: bool) -> Result<(Versions, TopicLayout
             &versions,
             &common.topic,
             common.partitions,
+            Duration::from_secs(30),
         )
         .await?;
     }

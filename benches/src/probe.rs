@@ -28,7 +28,7 @@ pub async fn run(bootstrap: &str, topic: &str, timeout: Duration) -> Result<()> 
     };
     let listening_ms = unix_ms()?;
     // A broker still starting may refuse to create topics for a moment.
-    while let Err(e) = cluster::create_topic(bootstrap, &versions, topic, 1).await {
+    while let Err(e) = cluster::create_topic(bootstrap, &versions, topic, 1, timeout).await {
         if Instant::now() > deadline {
             bail!("could not create {topic}: {e:#}");
         }

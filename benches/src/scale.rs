@@ -22,7 +22,7 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<()> {
     let start = Instant::now();
-    cluster::create_topic(bootstrap, versions, topic, partitions).await?;
+    cluster::create_topic(bootstrap, versions, topic, partitions, timeout).await?;
     let created = start.elapsed();
     cluster::wait_for_topic(bootstrap, versions, topic, partitions, false, timeout).await?;
     let ready = start.elapsed();

@@ -331,7 +331,10 @@ class Runner:
         took = time.monotonic() - t
         if rc != 0:
             why = "timed out" if rc is None else f"exit {rc}"
-            tail = errf.read_text().strip().splitlines()[-3:] if errf.exists() else []
+            lines = errf.read_text().strip().splitlines() if errf.exists() else []
+            # The error itself, not the backtrace after it (RUST_BACKTRACE may be set).
+            errors = [l for l in lines if l.startswith(("Error", "Caused by", "Exception"))]
+            tail = errors[:2] or lines[-3:]
             log(f"  {self.b.kind} {name}: FAILED ({why}, {took:.0f}s): {' | '.join(tail)}")
             return None, cpu
         return out, cpu

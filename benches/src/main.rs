@@ -87,10 +87,13 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
-    /// Create one topic with `--partitions` partitions and time Metadata for it.
+    /// Create `--partitions` partitions over `--topics` topics and time Metadata for them.
     Partitions {
         #[command(flatten)]
         common: Common,
+        /// Spread the partitions over this many topics (`<topic>-0`, `<topic>-1`, ...).
+        #[arg(long, default_value_t = 1)]
+        topics: i32,
         /// Metadata requests to time, one after another.
         #[arg(long, default_value_t = 200)]
         metadata_requests: usize,
@@ -261,6 +264,7 @@ async fn run(command: Command) -> Result<()> {
         } => probe::run(&bootstrap, &topic, Duration::from_secs(timeout_secs)).await?,
         Command::Partitions {
             common,
+            topics,
             metadata_requests,
             timeout_secs,
         } => {
@@ -271,6 +275,7 @@ async fn run(command: Command) -> Result<()> {
                 &versions,
                 &common.topic,
                 common.partitions,
+                topics,
                 metadata_requests,
                 Duration::from_secs(timeout_secs),
             )

@@ -10,7 +10,7 @@
 # Needs: CACHE, LIBS, HERE, log() from run.sh.
 
 export GOFLAGS=-mod=mod
-srchash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+srchash() { { cat "$@"; go version; } | sha256sum | cut -d' ' -f1; }  # files + the Go toolchain
 
 # --- kcat (Debian package)
 if ! command -v kcat >/dev/null 2>&1; then
@@ -45,7 +45,7 @@ fi
 export FJORD_COMPAT_JAVA_CLASSES="$JAVA_CLASSES"
 
 # --- Go program against franz-go v1.22.3
-GO_HASH="$(srchash "$HERE"/go/go.mod "$HERE"/go/go.sum "$HERE"/go/*.go; go version)"
+GO_HASH="$(srchash "$HERE"/go/go.mod "$HERE"/go/go.sum "$HERE"/go/*.go)"
 GO_OUT="$CACHE/go/$GO_HASH"
 if [[ ! -x "$GO_OUT/fjord-compat-go" ]]; then
   log "building compat-tests/go into $GO_OUT"
@@ -55,7 +55,7 @@ fi
 export FJORD_COMPAT_GO_BIN="$GO_OUT/fjord-compat-go"
 
 # --- franz-go's own integration tests (pkg/kgo), compiled once per go.mod/go.sum
-KGO_HASH="$(srchash "$HERE"/franz-go/go.mod "$HERE"/franz-go/go.sum; go version)"
+KGO_HASH="$(srchash "$HERE"/franz-go/go.mod "$HERE"/franz-go/go.sum)"
 KGO_OUT="$CACHE/franz-go/$KGO_HASH"
 if [[ ! -x "$KGO_OUT/kgo.test" ]]; then
   log "compiling franz-go's pkg/kgo tests into $KGO_OUT (a minute or two, once)"

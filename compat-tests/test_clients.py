@@ -30,13 +30,6 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 N = 30
 MESSAGE_MAX_BYTES = 1048588  # Kafka's default message.max.bytes (a whole record batch)
 
-# Fjord bugs found by these scenarios (strict xfail on Fjord; see harness/matrix.py).
-LIST_OFFSETS_OLD = pytest.mark.fjord_bug(
-    "ListOffsets v1-v3 get no answer: Fjord fails to encode the response ('cannot encode response "
-    "api_key=ListOffsets version=3' in its log), sends nothing and keeps the connection open, so the "
-    "client times out. Kafka answers v1-v3. aiokafka sends v3, kcat (librdkafka 2.0.2) v1/v2.")
-
-
 def records(client: str, base_ts: int) -> list[Rec]:
     d = DRIVERS[client]
     out = []
@@ -149,8 +142,7 @@ def test_idempotent_producer(broker, client):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("client", [c if c not in ("aiokafka", "kcat") else pytest.param(c, marks=LIST_OFFSETS_OLD)
-                                    for c in ALL_CLIENTS])
+@pytest.mark.parametrize("client", ALL_CLIENTS)
 def test_list_offsets_by_time(broker, client):
     topic = unique_topic(f"lot-{client}")
     create_topic(broker.bootstrap, topic)

@@ -198,7 +198,8 @@ fn find_coordinator_all_versions() {
     );
     assert_eq!(
         txn.coordinators[0].error_code,
-        ResponseError::CoordinatorNotAvailable.code()
+        ResponseError::UnsupportedVersion.code(),
+        "no transaction coordinator: a final error, not a retriable one"
     );
     // __consumer_offsets exists now, internal, with Kafka's default 50 partitions.
     let md = c.request(12, &MetadataRequest::default().with_topics(None));

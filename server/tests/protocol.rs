@@ -270,6 +270,26 @@ fn produce_fetch_list_offsets_and_restart() {
         );
         r.topics[0].partitions[0].offset
     };
+    // Versions before 4 carry no leader epoch; the answer must still encode (v1 and v3).
+    for v in [1, 3] {
+        let r = c.request(
+            v,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name("t1"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(1)
+                        .with_timestamp(-1)])]),
+        );
+        assert_eq!(
+            (
+                r.topics[0].partitions[0].error_code,
+                r.topics[0].partitions[0].offset
+            ),
+            (0, 100)
+        );
+    }
     assert_eq!(by_time(&mut c, -2), 0);
     assert_eq!(by_time(&mut c, -1), 100);
     assert_eq!(

@@ -1,6 +1,5 @@
 //! ApiVersions (key 18), versions 0–4: generated from the table in `api/mod.rs`.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::ResponseError;
@@ -27,17 +26,19 @@ pub fn handle(_version: i16, _req: ApiVersionsRequest) -> ApiVersionsResponse {
 
 /// The answer to an ApiVersions request at a version above ours: v0 with
 /// UNSUPPORTED_VERSION and our ranges, so the client retries with one we speak.
-pub fn unsupported_version_response(correlation_id: i32) -> Option<BytesMut> {
+pub fn unsupported_version_response(correlation_id: i32) -> super::Reply {
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(api_keys());
-    wire::encode_response(
-        correlation_id,
-        ApiKey::ApiVersions,
-        0,
-        &ResponseKind::ApiVersions(body),
+    super::encoded(
+        wire::encode_response(
+            correlation_id,
+            ApiKey::ApiVersions,
+            0,
+            &ResponseKind::ApiVersions(body),
+        ),
+        "ApiVersions",
     )
-    .ok()
 }
 
 #[cfg(test)]
@@ -54,7 +55,9 @@ mod tests {
             .expect("produce");
         assert_eq!((produce.min_version, produce.max_version), (0, 13));
         assert_eq!(r.api_keys.len(), APIS.len());
-        let bytes = unsupported_version_response(7).expect("encode");
+        let super::super::Reply::Send(bytes) = unsupported_version_response(7) else {
+            panic!("an ApiVersions answer always encodes");
+        };
         // size, correlation id, then error code 35.
         assert_eq!(&bytes[4..8], &7i32.to_be_bytes());
         assert_eq!(&bytes[8..10], &35i16.to_be_bytes());

@@ -1,8 +1,8 @@
 //! FindCoordinator (key 10), versions 0–6 (batched keys from v4). Also where group
 //! requests find their coordinator shard: [`locate`] creates `__consumer_offsets` on
 //! first need and maps a group to its partition and that partition's owner shard.
-//! Transaction coordinators do not exist yet: key type 1 answers
-//! COORDINATOR_NOT_AVAILABLE.
+//! Transaction coordinators do not exist yet: key type 1 answers UNSUPPORTED_VERSION,
+//! a final error, so transactional clients fail at once instead of retrying forever.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -27,9 +27,8 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 const OFFSETS_SEGMENT_BYTES: &str = "104857600";
 
 /// The offsets topic, created with `offsets.topic.num.partitions` partitions and
-/// `cleanup.policy=compact` if it does not exist yet. Fjord has no log cleaner yet, so
-/// time and size retention are switched off on it: committed offsets must not vanish
-/// with old segments. Err: COORDINATOR_NOT_AVAILABLE.
+/// `cleanup.policy=compact` (so no time or size retention applies: the cleaner keeps the
+/// latest record per key) if it does not exist yet. Err: COORDINATOR_NOT_AVAILABLE.
 pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
     if let Some(t) = shard.image().topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
@@ -37,8 +36,6 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
     let configs: BTreeMap<String, String> = [
         ("cleanup.policy", "compact"),
         ("segment.bytes", OFFSETS_SEGMENT_BYTES),
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -103,7 +100,7 @@ async fn coordinator_for(
 ) -> Result<(i32, String, i32), i16> {
     match key_type {
         KEY_TYPE_GROUP => group_coordinator(shard, key).await,
-        KEY_TYPE_TRANSACTION => Err(ResponseError::CoordinatorNotAvailable.code()),
+        KEY_TYPE_TRANSACTION => Err(ResponseError::UnsupportedVersion.code()),
         _ => Err(ResponseError::InvalidRequest.code()),
     }
 }

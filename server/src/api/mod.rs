@@ -123,7 +123,7 @@ pub fn accepted_versions(key: ApiKey) -> Option<(i16, i16)> {
 }
 
 /// Runs one request and encodes its response (None: no response, e.g. acks=0).
-pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
+pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
     let started = Instant::now();
     let api_key = req.api_key;
     let version = req.version();
@@ -235,13 +235,33 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Option<BytesMut> {
     };
     let elapsed = started.elapsed().as_secs_f64();
     metrics::histogram!("fjord_request_latency_seconds", "api" => name).record(elapsed);
-    let response = response?;
-    match wire::encode_response(correlation_id, api_key, version, &response) {
-        Ok(bytes) => Some(bytes),
+    let Some(response) = response else {
+        return Reply::Nothing;
+    };
+    encoded(
+        wire::encode_response(correlation_id, api_key, version, &response),
+        name,
+    )
+}
+
+/// What the connection does once a request has run.
+pub enum Reply {
+    /// Write these bytes (a whole response frame).
+    Send(BytesMut),
+    /// No response (acks=0).
+    Nothing,
+    /// The response could not be encoded: close the connection so the client fails
+    /// fast instead of waiting out its request timeout.
+    Close,
+}
+
+fn encoded(result: anyhow::Result<BytesMut>, api: &'static str) -> Reply {
+    match result {
+        Ok(bytes) => Reply::Send(bytes),
         Err(e) => {
-            metrics::counter!("fjord_request_errors_total", "api" => name).increment(1);
-            tracing::error!(?api_key, version, error = %e, "cannot encode response");
-            None
+            metrics::counter!("fjord_request_errors_total", "api" => api).increment(1);
+            tracing::error!(api, error = %e, "cannot encode response; closing the connection");
+            Reply::Close
         }
     }
 }

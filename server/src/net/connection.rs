@@ -26,7 +26,7 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, mut wr) = stream.into_split();
     let inflight = shard.config.max_inflight_requests_per_connection;
-    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<BytesMut>>>(inflight);
+    let (tx, mut rx) = mpsc::channel::<JoinHandle<api::Reply>>(inflight);
 
     let writer = tokio::task::spawn_local(async move {
         while let Some(handle) = rx.recv().await {
@@ -34,11 +34,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 // A handler panicked: the response order is lost, close the connection.
                 return;
             };
-            if let Some(bytes) = response {
-                metrics::counter!("fjord_bytes_out_total").increment(bytes.len() as u64);
-                if wr.write_all(&bytes).await.is_err() {
-                    return;
+            match response {
+                api::Reply::Send(bytes) => {
+                    metrics::counter!("fjord_bytes_out_total").increment(bytes.len() as u64);
+                    if wr.write_all(&bytes).await.is_err() {
+                        return;
+                    }
                 }
+                api::Reply::Nothing => {}
+                api::Reply::Close => break,
             }
         }
         let _ = wr.shutdown().await;

@@ -171,14 +171,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms as u64),
     };
     let lone = quorum.voters.len() <= 1;
-    let metadata = metadata::start(&config.log_dirs.join("__cluster_metadata"), quorum)?;
+    // Whether this node starts with a new metadata directory (Kafka's "format"): read
+    // before openraft creates it. Deciding from the image instead raced with the
+    // controller's heartbeat loop registering this broker.
+    let metadata_dir = config.log_dirs.join("__cluster_metadata");
+    let bootstrap = !metadata_dir.exists();
+    let metadata = metadata::start(&metadata_dir, quorum)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Whether this node starts a new cluster: no broker has registered yet (Raft's
-    // own entries, membership and a new leader's blank entry, are applied already).
-    let bootstrap = metadata.current().brokers.is_empty();
     // A lone node registers before serving. In a quorum the controller's heartbeat
     // loop registers this broker as soon as a leader is elected, so nodes can start
     // in any order.

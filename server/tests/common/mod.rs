@@ -23,11 +23,22 @@ pub struct Broker {
     extra: Vec<String>,
 }
 
+/// A port nobody listens on, never the same twice in this test process: tests run
+/// in parallel, and the kernel may hand a just-released port out again, which would
+/// put two brokers on one port (their listeners use SO_REUSEPORT).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Broker {

@@ -166,6 +166,16 @@ const KEYS: &[Key] = &[
         kind: int(1, 1_000_000),
     },
     Key {
+        name: "offsets.retention.minutes",
+        default: "10080",
+        kind: int(1, i32::MAX as i64),
+    },
+    Key {
+        name: "offsets.retention.check.interval.ms",
+        default: "600000",
+        kind: int(1, i64::MAX),
+    },
+    Key {
         name: "controller.quorum.voters",
         default: "",
         kind: Kind::Voters,
@@ -305,6 +315,11 @@ pub struct Config {
     /// KIP-848 consumer groups: the heartbeat interval members are told to keep.
     pub group_consumer_heartbeat_interval_ms: i64,
     pub offsets_topic_num_partitions: i64,
+    /// Committed offsets of a group expire this long after it became empty (or after
+    /// their commit, see `group::coordinator::expiry`).
+    pub offsets_retention_ms: i64,
+    /// How often each shard looks for expired offsets.
+    pub offsets_retention_check_interval_ms: i64,
     /// Number of shards (one per core); 0 in the file means "all cores".
     pub cores: usize,
     pub max_inflight_requests_per_connection: usize,
@@ -549,6 +564,8 @@ impl Config {
             group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms"),
             group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions"),
+            offsets_retention_ms: int("offsets.retention.minutes") * 60_000,
+            offsets_retention_check_interval_ms: int("offsets.retention.check.interval.ms"),
             cores,
             max_inflight_requests_per_connection: int("fjord.max.inflight.requests.per.connection")
                 as usize,

@@ -70,6 +70,9 @@ pub struct Shard {
     connections: Arc<std::sync::atomic::AtomicI64>,
     /// The groups and offsets of the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::coordinator::Coordinator,
+    /// Resolved topic settings by topic id, valid for the image whose
+    /// `applied_index` is the first field (an image's index names its content).
+    settings: RefCell<(u64, HashMap<Uuid, Rc<TopicSettings>>)>,
 }
 
 impl Shard {
@@ -216,7 +219,6 @@ impl Shard {
             self.log_config(topic),
             self.io.clone(),
             epoch,
-            &self.config,
         )
         .map_err(|e| format!("{}-{}: {e}", topic.name, index))
     }
@@ -227,8 +229,22 @@ impl Shard {
 
     /// The effective settings of a topic in `image`: topic overrides, then dynamic
     /// broker configs, then static ones, then Kafka's defaults (see `configs`).
-    pub fn topic_settings(&self, image: &ClusterImage, topic: &TopicImage) -> TopicSettings {
-        TopicSettings::resolve(&topic.configs, &self.config_layers(image))
+    /// Resolved once per topic and image (Produce asks for every partition).
+    pub fn topic_settings(&self, image: &ClusterImage, topic: &TopicImage) -> Rc<TopicSettings> {
+        let mut cache = self.settings.borrow_mut();
+        if cache.0 != image.applied_index {
+            *cache = (image.applied_index, HashMap::new());
+        }
+        cache
+            .1
+            .entry(topic.id)
+            .or_insert_with(|| {
+                Rc::new(TopicSettings::resolve(
+                    &topic.configs,
+                    &self.config_layers(image),
+                ))
+            })
+            .clone()
     }
 
     /// The broker-level config layers of `image` as seen by this node.
@@ -448,6 +464,7 @@ async fn run(
                 ..Default::default()
             },
         ),
+        settings: RefCell::new((u64::MAX, HashMap::new())),
     });
     shard.reconcile();
 
@@ -480,6 +497,17 @@ async fn run(
         loop {
             tokio::time::sleep(period).await;
             s.clean_compacted_partitions().await;
+        }
+    });
+
+    // Offsets retention, on Kafka's schedule.
+    let s = shard.clone();
+    tokio::task::spawn_local(async move {
+        let period = Duration::from_millis(s.config.offsets_retention_check_interval_ms as u64);
+        loop {
+            tokio::time::sleep(period).await;
+            let retention_ms = s.config.offsets_retention_ms;
+            crate::group::coordinator::Coordinator::expire_offsets(&s, retention_ms).await;
         }
     });
 

@@ -11,8 +11,8 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
-use uuid::Uuid;
 
+use crate::partition::Partition;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -21,52 +21,36 @@ pub async fn handle(
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let image = shard.image();
-    // (topic slot, partition slot) → result; routed work for known partitions.
     let mut topics: Vec<DeleteRecordsTopicResult> = Vec::with_capacity(req.topics.len());
-    let mut work = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
+    let mut targets = Vec::new();
+    for t in &req.topics {
         let found = image.topic(t.name.0.as_str());
-        let mut result = DeleteRecordsTopicResult::default().with_name(t.name.clone());
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut r = DeleteRecordsPartitionResult::default()
-                .with_partition_index(p.partition_index)
-                .with_low_watermark(-1);
-            match found {
+        topics.push(DeleteRecordsTopicResult::default().with_name(t.name.clone()));
+        for p in &t.partitions {
+            targets.push(match found {
                 Some(topic)
                     if p.partition_index >= 0
                         && (p.partition_index as usize) < topic.partitions.len() =>
                 {
-                    let owner = shard.owner(&topic.id, p.partition_index);
-                    work.push((owner, (ti, pi, topic.id, p.partition_index, p.offset)));
+                    Ok((topic.id, p.partition_index, p.offset))
                 }
-                _ => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+            });
+        }
+    }
+    let mut answers = super::route::on_owners(shard, targets, delete_on_owner)
+        .await
+        .into_iter();
+    for (t, result) in req.topics.iter().zip(topics.iter_mut()) {
+        for (p, answer) in t.partitions.iter().zip(answers.by_ref()) {
+            let mut r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            match answer {
+                Ok(low) => r.low_watermark = low,
+                Err(code) => r.error_code = code,
             }
             result.partitions.push(r);
-        }
-        topics.push(result);
-    }
-    let done = shard
-        .scatter(
-            work,
-            |s: Rc<Shard>, (ti, pi, id, index, offset): (usize, usize, Uuid, i32, i64)| async move {
-                (ti, pi, delete_on_owner(&s, id, index, offset))
-            },
-            || {
-                (
-                    usize::MAX,
-                    0,
-                    Err(ResponseError::NotLeaderOrFollower.code()),
-                )
-            },
-        )
-        .await;
-    for (ti, pi, outcome) in done {
-        let Some(r) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) else {
-            continue;
-        };
-        match outcome {
-            Ok(low) => r.low_watermark = low,
-            Err(code) => r.error_code = code,
         }
     }
     for t in &topics {
@@ -78,16 +62,11 @@ pub async fn handle(
 }
 
 /// Runs on the partition's owner shard; returns the new low watermark.
-fn delete_on_owner(shard: &Shard, id: Uuid, index: i32, offset: i64) -> Result<i64, i16> {
-    let partition = match shard.partition(&id, index) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(ResponseError::UnknownTopicOrPartition.code()),
-        Err(_) => return Err(ResponseError::KafkaStorageError.code()),
-    };
+fn delete_on_owner(partition: &Partition, offset: i64) -> Result<i64, i16> {
     partition.delete_records(offset).map_err(|e| match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         other => {
-            tracing::error!(topic = %partition.topic, partition = index, error = %other, "DeleteRecords failed");
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %other, "DeleteRecords failed");
             ResponseError::KafkaStorageError.code()
         }
     })

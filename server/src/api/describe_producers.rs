@@ -9,7 +9,6 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 use kafka_protocol::ResponseError;
-use uuid::Uuid;
 
 use crate::partition::producer_state::ProducerSummary;
 use crate::shard::Shard;
@@ -20,52 +19,34 @@ pub async fn handle(
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let image = shard.image();
-    let mut topics: Vec<TopicResponse> = Vec::with_capacity(req.topics.len());
-    let mut work = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
+    let mut targets = Vec::new();
+    for t in &req.topics {
         let found = image.topic(t.name.0.as_str());
-        let mut result = TopicResponse::default().with_name(t.name.clone());
-        for (pi, &index) in t.partition_indexes.iter().enumerate() {
-            let mut r = PartitionResponse::default().with_partition_index(index);
-            match found {
+        for &index in &t.partition_indexes {
+            targets.push(match found {
                 Some(topic) if index >= 0 && (index as usize) < topic.partitions.len() => {
-                    work.push((shard.owner(&topic.id, index), (ti, pi, topic.id, index)));
+                    Ok((topic.id, index, ()))
                 }
-                _ => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+            });
+        }
+    }
+    let mut answers = super::route::on_owners(shard, targets, |p, ()| Ok(p.producers()))
+        .await
+        .into_iter();
+    let mut topics: Vec<TopicResponse> = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let mut result = TopicResponse::default().with_name(t.name.clone());
+        for (&index, answer) in t.partition_indexes.iter().zip(answers.by_ref()) {
+            let mut r = PartitionResponse::default().with_partition_index(index);
+            match answer {
+                Ok(producers) => r.active_producers = producers.into_iter().map(state).collect(),
+                Err(code) => r.error_code = code,
             }
+            super::count_error("DescribeProducers", r.error_code);
             result.partitions.push(r);
         }
         topics.push(result);
-    }
-    let done = shard
-        .scatter(
-            work,
-            |s: Rc<Shard>, (ti, pi, id, index): (usize, usize, Uuid, i32)| async move {
-                let outcome = match s.partition(&id, index) {
-                    Ok(Some(p)) => Ok(p.producers()),
-                    Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
-                    Err(_) => Err(ResponseError::KafkaStorageError.code()),
-                };
-                (ti, pi, outcome)
-            },
-            || {
-                (
-                    usize::MAX,
-                    0,
-                    Err(ResponseError::NotLeaderOrFollower.code()),
-                )
-            },
-        )
-        .await;
-    for (ti, pi, outcome) in done {
-        let Some(r) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) else {
-            continue;
-        };
-        match outcome {
-            Ok(producers) => r.active_producers = producers.into_iter().map(state).collect(),
-            Err(code) => r.error_code = code,
-        }
-        super::count_error("DescribeProducers", r.error_code);
     }
     DescribeProducersResponse::default().with_topics(topics)
 }

@@ -104,50 +104,19 @@ pub async fn handle(
             slots.push((t, p.partition_index, slot));
         }
     }
-    let work: Vec<(usize, (usize, Uuid, i32, i64))> = slots
+    let targets = slots
         .iter()
-        .enumerate()
-        .filter_map(|(i, (_, index, s))| {
-            s.as_ref()
-                .ok()
-                .map(|(id, ts)| (shard.owner(id, *index), (i, *id, *index, *ts)))
-        })
+        .map(|(_, index, s)| s.map(|(id, ts)| (id, *index, ts)))
         .collect();
-    let results = shard
-        .scatter(
-            work,
-            move |s: Rc<Shard>, (i, id, index, ts): (usize, Uuid, i32, i64)| async move {
-                let answer = match s.partition(&id, index) {
-                    Ok(Some(p)) => lookup(&p, version, ts),
-                    Ok(None) => (ResponseError::UnknownTopicOrPartition.code(), -1, -1, -1),
-                    Err(_) => (ResponseError::KafkaStorageError.code(), -1, -1, -1),
-                };
-                (i, answer)
-            },
-            || {
-                (
-                    usize::MAX,
-                    (ResponseError::NotLeaderOrFollower.code(), -1, -1, -1),
-                )
-            },
-        )
-        .await;
-    let mut answers: Vec<Option<Answer>> = vec![None; slots.len()];
-    for (i, a) in results {
-        if let Some(slot) = answers.get_mut(i) {
-            *slot = Some(a);
-        }
-    }
+    let answers =
+        super::route::on_owners(shard, targets, move |p, ts| Ok(lookup(p, version, ts))).await;
     let mut topics: Vec<ListOffsetsTopicResponse> = req
         .topics
         .iter()
         .map(|t| ListOffsetsTopicResponse::default().with_name(t.name.clone()))
         .collect();
-    for ((t, index, slot), answer) in slots.into_iter().zip(answers) {
-        let (code, ts, offset, epoch) = match slot {
-            Err(code) => (code, -1, -1, -1),
-            Ok(_) => answer.unwrap_or((ResponseError::UnknownServerError.code(), -1, -1, -1)),
-        };
+    for ((t, index, _), answer) in slots.into_iter().zip(answers) {
+        let (code, ts, offset, epoch) = answer.unwrap_or_else(|code| (code, -1, -1, -1));
         super::count_error("ListOffsets", code);
         topics[t].partitions.push(
             ListOffsetsPartitionResponse::default()

@@ -34,6 +34,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod route;
 pub mod sync_group;
 
 use std::rc::Rc;

@@ -12,25 +12,17 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use crate::partition::Partition;
 use crate::shard::Shard;
 
 /// (error code, leader epoch, end offset)
 type Answer = (i16, i32, i64);
 
-const UNKNOWN: Answer = (0, -1, -1);
-
-/// A partition to answer on its owner: (slot, topic id, partition, current epoch, epoch).
-type Work = (usize, Uuid, i32, i32, i32);
-
 /// A request partition: (topic position, partition, (topic id, current, epoch) or an error).
 type Slot = (usize, i32, Result<(Uuid, i32, i32), i16>);
 
-fn answer_on_owner(shard: &Shard, id: Uuid, index: i32, current: i32, requested: i32) -> Answer {
-    let p = match shard.partition(&id, index) {
-        Ok(Some(p)) => p,
-        Ok(None) => return (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
-        Err(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
-    };
+/// Runs on the partition's owner shard.
+fn answer_on_owner(p: &Partition, current: i32, requested: i32) -> Answer {
     if current >= 0 && current < p.leader_epoch {
         return (ResponseError::FencedLeaderEpoch.code(), -1, -1);
     }
@@ -64,45 +56,21 @@ pub async fn handle(
             slots.push((t, p.partition, slot));
         }
     }
-    let work: Vec<(usize, Work)> = slots
+    let targets = slots
         .iter()
-        .enumerate()
-        .filter_map(|(i, (_, index, s))| {
-            s.as_ref()
-                .ok()
-                .map(|&(id, cur, req)| (shard.owner(&id, *index), (i, id, *index, cur, req)))
-        })
+        .map(|(_, index, s)| s.map(|(id, cur, req)| (id, *index, (cur, req))))
         .collect();
-    let results = shard
-        .scatter(
-            work,
-            |s: Rc<Shard>, (i, id, index, cur, req): Work| async move {
-                (i, answer_on_owner(&s, id, index, cur, req))
-            },
-            || {
-                (
-                    usize::MAX,
-                    (ResponseError::NotLeaderOrFollower.code(), -1, -1),
-                )
-            },
-        )
-        .await;
-    let mut answers: Vec<Option<Answer>> = vec![None; slots.len()];
-    for (i, a) in results {
-        if let Some(slot) = answers.get_mut(i) {
-            *slot = Some(a);
-        }
-    }
+    let answers = super::route::on_owners(shard, targets, |p, (cur, req)| {
+        Ok(answer_on_owner(p, cur, req))
+    })
+    .await;
     let mut topics: Vec<OffsetForLeaderTopicResult> = req
         .topics
         .iter()
         .map(|t| OffsetForLeaderTopicResult::default().with_topic(t.topic.clone()))
         .collect();
-    for ((t, index, slot), answer) in slots.into_iter().zip(answers) {
-        let (code, epoch, end) = match slot {
-            Err(code) => (code, -1, -1),
-            Ok(_) => answer.unwrap_or(UNKNOWN),
-        };
+    for ((t, index, _), answer) in slots.into_iter().zip(answers) {
+        let (code, epoch, end) = answer.unwrap_or_else(|code| (code, -1, -1));
         super::count_error("OffsetForLeaderEpoch", code);
         topics[t].partitions.push(
             EpochEndOffset::default()

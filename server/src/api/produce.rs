@@ -236,7 +236,6 @@ pub async fn handle(
                                 };
                                 let log_append = settings.log_append_time;
                                 let sync = sync || settings.flush_messages == 1;
-                                let owner = shard.owner(&tp.id, part.index);
                                 appends.push((
                                     slots.len(),
                                     Append {
@@ -248,7 +247,6 @@ pub async fn handle(
                                         sync,
                                     },
                                 ));
-                                let _ = owner;
                                 None
                             }
                         }

@@ -84,6 +84,16 @@ pub const STATIC_CONFIGS: &[ConfigDef] = &[
         "The number of partitions of __consumer_offsets.",
     ),
     s(
+        "offsets.retention.minutes",
+        Int,
+        "Committed offsets of a group expire this long after the group became empty.",
+    ),
+    s(
+        "offsets.retention.check.interval.ms",
+        Long,
+        "How often expired committed offsets are looked for.",
+    ),
+    s(
         "fjord.cores",
         Int,
         "Fjord: the number of shards (one per core); 0 means all cores.",

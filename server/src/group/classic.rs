@@ -325,6 +325,11 @@ impl ClassicGroup {
         self.generation
     }
 
+    /// When the group entered its current state (-1: unknown).
+    pub fn state_timestamp_ms(&self) -> i64 {
+        self.state_timestamp_ms
+    }
+
     pub fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
     }

@@ -32,6 +32,7 @@ use crate::shard::Shard;
 
 mod admin;
 pub mod consumer;
+pub mod expiry;
 pub mod offsets;
 pub use admin::{GroupDescription, GroupSummary, MemberDescription};
 

@@ -18,9 +18,12 @@ use crate::api;
 use crate::shard::Shard;
 use crate::wire::{self, frame::missing_bytes, Decoded};
 
-/// Bytes read from the socket at a time at most; the buffer never grows past the
-/// current frame's declared size (itself bounded by socket.request.max.bytes).
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// The buffer grows by at most this much per read: a frame up to this size is read
+/// into space reserved once (no regrowth copies); a larger one grows in steps, so a
+/// client declaring a huge frame gets memory only as its bytes arrive. The buffer
+/// never grows past the current frame's declared size (itself bounded by
+/// socket.request.max.bytes).
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Serves one connection until the client closes it or sends an invalid frame.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {

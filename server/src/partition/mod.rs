@@ -21,7 +21,6 @@ use fjord_storage::{BatchHeader, IoEngine, Log, LogConfig, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::metadata::TopicImage;
 use producer_state::{BatchMeta, ProducerStateTable, Verdict};
 
@@ -79,7 +78,6 @@ impl Partition {
         log_config: LogConfig,
         io: Rc<IoEngine>,
         leader_epoch: i32,
-        _config: &Config,
     ) -> Result<Rc<Partition>, StorageError> {
         claim_directory(&dir, &topic.id)?;
         let (log, truncated) = Log::open(dir.clone(), log_config, io)?;

@@ -1,0 +1,69 @@
+//! Shared by the per-partition APIs (ListOffsets, OffsetForLeaderEpoch, DeleteRecords,
+//! DescribeProducers): run a small synchronous step on each partition's owner shard
+//! and answer in request order.
+//!
+//! Runs on the shard that received the request; `work` runs on the owner shards.
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::partition::Partition;
+use crate::shard::Shard;
+
+/// A request partition after the API's own checks: (topic id, partition, argument) to
+/// answer on its owner, or the error code it gets without going there.
+pub type Target<A> = Result<(Uuid, i32, A), i16>;
+
+/// Runs `work(partition, argument)` for every `Ok` target on the shard owning that
+/// partition, all shards at once, and returns one answer per target, in input order.
+/// A target that came in as `Err(code)` answers `Err(code)`; a partition its owner
+/// does not have answers UNKNOWN_TOPIC_OR_PARTITION, one it cannot open
+/// KAFKA_STORAGE_ERROR, and one whose shard stopped NOT_LEADER_OR_FOLLOWER.
+pub async fn on_owners<A, R, F>(
+    shard: &Rc<Shard>,
+    targets: Vec<Target<A>>,
+    work: F,
+) -> Vec<Result<R, i16>>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(&Partition, A) -> Result<R, i16> + Send + Clone + 'static,
+{
+    let gone = ResponseError::NotLeaderOrFollower.code();
+    let mut answers: Vec<Result<R, i16>> = Vec::with_capacity(targets.len());
+    let mut routed = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        match target {
+            Ok((id, index, arg)) => {
+                routed.push((shard.owner(&id, index), (i, id, index, arg)));
+                answers.push(Err(gone));
+            }
+            Err(code) => answers.push(Err(code)),
+        }
+    }
+    let done = shard
+        .scatter(
+            routed,
+            move |s: Rc<Shard>, (i, id, index, arg): (usize, Uuid, i32, A)| {
+                let work = work.clone();
+                async move {
+                    let answer = match s.partition(&id, index) {
+                        Ok(Some(p)) => work(&p, arg),
+                        Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        Err(_) => Err(ResponseError::KafkaStorageError.code()),
+                    };
+                    (i, answer)
+                }
+            },
+            move || (usize::MAX, Err(gone)),
+        )
+        .await;
+    for (i, answer) in done {
+        if let Some(slot) = answers.get_mut(i) {
+            *slot = answer;
+        }
+    }
+    answers
+}

@@ -3,14 +3,22 @@ Kafka's own kafka-consumer-groups tool.
 
 - three kafka-python consumers in one group split a 6-partition topic 2/2/2; when one leaves,
   the other two take its partitions (3/3); assignments never overlap, every record is read;
+- the same with three confluent-kafka consumers, one process each: one is killed (SIGKILL), the
+  other two take its partitions (3/3) once its session expires; one of those closes, the last
+  one takes all 6; no partition is ever held by two members at once, every record is read;
 - a confluent-kafka consumer commits (with metadata), the broker restarts, a new consumer of
   the group resumes exactly after the commit: nothing lost, nothing read twice;
 - ConsumerGroupCommand (kafka-tools) lists, describes (members, lag) and deletes a group.
 """
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +26,7 @@ from harness.clients import create_topic, kp_producer, unique_topic
 from harness.java import run_java_main
 
 CONSUMER_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+CK_MEMBER_SCRIPT = Path(__file__).resolve().parent / "scripts" / "ck_group_member.py"
 
 
 def produce_numbered(bootstrap: str, topic: str, partitions: int, per_partition: int,
@@ -126,6 +135,175 @@ def test_three_kafka_python_consumers_split_and_hand_over(broker):
         assert sent <= seen, f"{len(sent - seen)} records never consumed"
     finally:
         for m in members:
+            m.stop()
+
+
+class CkMember:
+    """One confluent-kafka member in its own process (scripts/ck_group_member.py); a reader
+    thread follows its events. `held` is when it held which partition: [partition, from, to]
+    (to is None while held), times on the host's CLOCK_MONOTONIC (time.monotonic())."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, name: str, session_ms: int):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CK_MEMBER_SCRIPT), bootstrap, topic, group, name, str(session_ms)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lock = threading.Lock()
+        self.assignment: frozenset[int] = frozenset()
+        self.held: list[list] = []
+        self.seen: set[tuple[int, bytes]] = set()
+        self.problems: list[str] = []
+        self.errors: list[dict] = []
+        self.closed = False
+        self.stderr_tail: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            with self.lock:
+                if e["ev"] == "assign":
+                    if self.assignment:
+                        self.problems.append(f"assigned {e['parts']} while holding {sorted(self.assignment)}")
+                    self.assignment = frozenset(e["parts"])
+                    self.held += [[p, e["t"], None] for p in e["parts"]]
+                elif e["ev"] == "revoke":
+                    self._release(frozenset(e["parts"]), e["t"])
+                elif e["ev"] == "records":
+                    for p, _, v in e["recs"]:
+                        if p not in self.assignment:
+                            self.problems.append(f"consumed partition {p} while holding {sorted(self.assignment)}")
+                        self.seen.add((p, v.encode()))
+                elif e["ev"] == "error":
+                    self.errors.append(e)
+                    if e["fatal"]:
+                        self.problems.append(f"fatal error: {e['error']}")
+                elif e["ev"] == "closed":
+                    self.closed = True
+
+    def _release(self, parts: frozenset[int], t: float) -> None:
+        for h in self.held:
+            if h[0] in parts and h[2] is None:
+                h[2] = t
+        self.assignment -= parts
+
+    def _drain_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line])[-40:]
+
+    def check(self) -> None:
+        with self.lock:
+            assert not self.problems, f"{self.name}: {self.problems}\n{''.join(self.stderr_tail)}"
+        assert self.closed or self.proc.poll() is None or self.proc.returncode == -signal.SIGKILL, \
+            f"{self.name} exited with {self.proc.returncode}:\n{''.join(self.stderr_tail)}"
+
+    def kill(self) -> None:
+        """SIGKILL: no LeaveGroup, no commit; it holds nothing from the moment it is dead."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        with self.lock:
+            self._release(self.assignment, time.monotonic())
+
+    def close(self, timeout_s: float = 30) -> None:
+        """close(): revokes, commits, sends LeaveGroup."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("close\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=timeout_s)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        assert self.closed, f"{self.name} did not close:\n{''.join(self.stderr_tail)}"
+
+    def stop(self) -> None:
+        """Cleanup: close if it still runs, kill it if that does not work; never raises."""
+        try:
+            self.close()
+        except (AssertionError, OSError, subprocess.SubprocessError):
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def wait_for_ck_split(members: list[CkMember], partitions: int, each: int, timeout_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        for m in members:
+            m.check()
+        sets = [m.assignment for m in members]
+        if all(len(s) == each for s in sets) and frozenset().union(*sets) == frozenset(range(partitions)):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"no {each}-each split within {timeout_s}s: "
+                         f"{[(m.name, sorted(m.assignment)) for m in members]}")
+
+
+def overlapping_holds(members: list[CkMember]) -> list:
+    """Pairs of holds of one partition by two members whose time spans intersect."""
+    spans = [(m.name, p, t0, t1 if t1 is not None else float("inf"))
+             for m in members for p, t0, t1 in m.held]
+    return [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:]
+            if a[0] != b[0] and a[1] == b[1] and a[2] < b[3] and b[2] < a[3]]
+
+
+CK_SESSION_TIMEOUT_MS = 10000  # Kafka's group.min.session.timeout.ms is 6000
+CK_HEARTBEAT_S = 3             # librdkafka's default heartbeat.interval.ms
+
+
+@pytest.mark.needs_groups
+@pytest.mark.timeout(240)
+def test_three_confluent_consumers_split_and_hand_over(broker):
+    """Killed: its session expires (up to the session timeout after its last heartbeat), then the
+    others learn of the rebalance at their next heartbeat: hence the bound session timeout +
+    one heartbeat interval (+ slack for the join round). Closed: LeaveGroup, no expiry to wait."""
+    topic, group = unique_topic("grp-ck-split"), unique_topic("grp-ck")
+    create_topic(broker.bootstrap, topic, partitions=6)
+    sent = produce_numbered(broker.bootstrap, topic, 6, 10)
+    members = [CkMember(broker.bootstrap, topic, group, f"ck-{i}", CK_SESSION_TIMEOUT_MS)
+               for i in range(3)]
+    everyone = list(members)
+
+    def all_read(timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for m in members:
+                m.check()
+            if sent <= set().union(*(m.seen for m in everyone)):
+                return
+            time.sleep(0.2)
+        missing = sent - set().union(*(m.seen for m in everyone))
+        raise AssertionError(f"{len(missing)} records never consumed, e.g. {sorted(missing)[:5]}")
+
+    try:
+        wait_for_ck_split(members, 6, 2, timeout_s=90)
+        all_read(60)
+
+        killed = members.pop(0)
+        killed.kill()
+        took = wait_for_ck_split(members, 6, 3, timeout_s=60)
+        print(f"{broker.kind}: after SIGKILL of {killed.name}, 3/3 after {took:.1f}s")
+        assert took <= CK_SESSION_TIMEOUT_MS / 1000 + CK_HEARTBEAT_S + 5
+        sent |= produce_numbered(broker.bootstrap, topic, 6, 5, start=10)
+        all_read(60)
+
+        leaver = members.pop(0)
+        leaver.close()
+        took = wait_for_ck_split(members, 6, 6, timeout_s=60)
+        print(f"{broker.kind}: after close of {leaver.name}, 6 after {took:.1f}s")
+        assert took <= CK_SESSION_TIMEOUT_MS / 1000
+        sent |= produce_numbered(broker.bootstrap, topic, 6, 5, start=15)
+        all_read(60)
+
+        for m in everyone:
+            m.check()
+        overlaps = overlapping_holds(everyone)
+        assert not overlaps, f"partitions held by two members at once: {overlaps}"
+    finally:
+        for m in everyone:
             m.stop()
 
 

@@ -138,7 +138,7 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
         RequestKind::Metadata(r) => Some(ResponseKind::Metadata(
             metadata::handle(&shard, version, r).await,
         )),
-        RequestKind::Produce(r) => produce::handle(&shard, version, r)
+        RequestKind::Produce(r) => produce::handle(&shard, version, r, req.frame)
             .await
             .map(ResponseKind::Produce),
         RequestKind::Fetch(r) => Some(ResponseKind::Fetch(fetch::handle(&shard, version, r).await)),

@@ -4,13 +4,14 @@
 //! CRC-32C, size limits), then appended on the owning shard. acks=all waits for
 //! fdatasync; acks=1 for the write; acks=0 gets no response.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use fjord_storage::batch::{crc_is_valid, set_log_append_time, split_batches};
 use fjord_storage::BatchHeader;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
@@ -23,13 +24,125 @@ use crate::partition::{now_ms, AppendError, Appended};
 use crate::shard::Shard;
 
 /// A partition's records after validation, ready for its owner.
-struct Append {
+struct Append<R = BytesMut> {
     topic_id: Uuid,
     index: i32,
-    records: BytesMut,
+    records: R,
     header: BatchHeader,
     log_append_time: Option<i64>,
     sync: bool,
+}
+
+/// Validated records before they are made writable: a slice of the request frame, or
+/// a recompressed copy.
+enum Pending {
+    Slice(Bytes),
+    Owned(BytesMut),
+}
+
+/// Records copied already (Ok) or still a range of the request frame (Err).
+type InFrame = Result<BytesMut, Range<usize>>;
+
+/// See [`writable`]: the smallest share of a request frame one partition's records
+/// must be to be taken out of it without a copy.
+const SHARE_MIN: usize = 8;
+
+/// Makes every append's records writable (storage patches offsets in place). When
+/// nothing but these slices refers to the request frame any more (the connection
+/// read it into an allocation of its own and the decoded request is gone), the frame
+/// is split into the slices' disjoint ranges without copying; otherwise each slice
+/// is copied.
+fn writable(frame: Option<Bytes>, appends: Vec<(usize, Append<Pending>)>) -> Vec<(usize, Append)> {
+    let copy = |b: &Bytes| BytesMut::from(&b[..]);
+    let Some(frame) = frame else {
+        return appends
+            .into_iter()
+            .map(|(slot, a)| {
+                let a = a.map(|r| match r {
+                    Pending::Slice(b) => copy(&b),
+                    Pending::Owned(b) => b,
+                });
+                (slot, a)
+            })
+            .collect();
+    };
+    let (base, len) = (frame.as_ptr() as usize, frame.len());
+    let in_frame = |b: &Bytes| {
+        let start = (b.as_ptr() as usize).wrapping_sub(base);
+        (start <= len && b.len() <= len - start).then(|| start..start + b.len())
+    };
+    // In-frame slices become their ranges (dropping those references to the frame).
+    let appends: Vec<(usize, Append<InFrame>)> = appends
+        .into_iter()
+        .map(|(slot, a)| {
+            let a = a.map(|r| match r {
+                Pending::Owned(b) => Ok(b),
+                Pending::Slice(b) => match in_frame(&b) {
+                    Some(range) => Err(range),
+                    None => Ok(copy(&b)),
+                },
+            });
+            (slot, a)
+        })
+        .collect();
+    let mut ranges: Vec<(usize, Range<usize>)> = appends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, a))| a.records.clone().err().map(|r| (i, r)))
+        .collect();
+    ranges.sort_by_key(|(_, r)| r.start);
+    let disjoint = ranges.windows(2).all(|w| w[0].1.end <= w[1].1.start);
+    let mut parts: Vec<Option<BytesMut>> = (0..appends.len()).map(|_| None).collect();
+    match frame.try_into_mut() {
+        Ok(mut whole) if disjoint => {
+            let mut consumed = 0;
+            for (i, r) in ranges {
+                let _ = whole.split_to(r.start - consumed);
+                let part = whole.split_to(r.len());
+                // A part keeps the whole frame's memory alive while it sits in a
+                // partition's tail cache: only parts of at least 1/SHARE_MIN of the
+                // frame are taken, so the cache's memory stays within SHARE_MIN times
+                // its byte budget. Smaller ones are copied.
+                parts[i] = Some(if part.len() * SHARE_MIN >= len {
+                    part
+                } else {
+                    BytesMut::from(&part[..])
+                });
+                consumed = r.end;
+            }
+        }
+        Ok(whole) => {
+            for (i, r) in ranges {
+                parts[i] = Some(BytesMut::from(&whole[r]));
+            }
+        }
+        Err(frame) => {
+            for (i, r) in ranges {
+                parts[i] = Some(BytesMut::from(&frame[r]));
+            }
+        }
+    }
+    appends
+        .into_iter()
+        .zip(parts)
+        .map(|((slot, a), part)| {
+            let a = a.map(|r| r.unwrap_or_else(|_| part.unwrap_or_default()));
+            (slot, a)
+        })
+        .collect()
+}
+
+impl<R> Append<R> {
+    fn map<S>(self, f: impl FnOnce(R) -> S) -> Append<S> {
+        Append {
+            topic_id: self.topic_id,
+            index: self.index,
+            records: f(self.records),
+            header: self.header,
+            log_append_time: self.log_append_time,
+            sync: self.sync,
+        }
+    }
 }
 
 /// The outcome for one partition: an error code with message, or the append result.
@@ -167,6 +280,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     version: i16,
     req: ProduceRequest,
+    frame: Option<Bytes>,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let image = shard.image();
@@ -174,7 +288,7 @@ pub async fn handle(
     let sync = acks == -1 || shard.config.log_flush_interval_messages == 1;
     // Per request partition: either an early outcome or an append for its owner.
     let mut slots: Vec<(usize, usize, Option<Outcome>)> = Vec::new();
-    let mut appends: Vec<(usize, Append)> = Vec::new();
+    let mut appends: Vec<(usize, Append<Pending>)> = Vec::new();
     let mut total = 0usize;
     for (t, topic) in req.topic_data.iter().enumerate() {
         let found = if version >= 13 {
@@ -222,12 +336,10 @@ pub async fn handle(
                                     &settings.compression_type,
                                     &header,
                                 ) {
-                                    Ok(Some(recompressed)) => recompressed,
-                                    Ok(None) => part
-                                        .records
-                                        .as_deref()
-                                        .map(BytesMut::from)
-                                        .unwrap_or_default(),
+                                    Ok(Some(recompressed)) => Pending::Owned(recompressed),
+                                    Ok(None) => {
+                                        Pending::Slice(part.records.clone().unwrap_or_default())
+                                    }
                                     Err(e) => {
                                         let code = ResponseError::CorruptMessage.code();
                                         slots.push((t, p, Some(Err((code, Some(e))))));
@@ -257,7 +369,24 @@ pub async fn handle(
         }
     }
 
-    let routed: Vec<(usize, (usize, Append))> = appends
+    // What the response needs of the request, owned; then the request goes, so that
+    // the records can leave the frame without a copy.
+    let mut responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_string(t.name.0.to_string())))
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    let indexes: Vec<Vec<i32>> = req
+        .topic_data
+        .iter()
+        .map(|t| t.partition_data.iter().map(|p| p.index).collect())
+        .collect();
+    drop(req);
+    let routed: Vec<(usize, (usize, Append))> = writable(frame, appends)
         .into_iter()
         .map(|(slot, a)| (shard.owner(&a.topic_id, a.index), (slot, a)))
         .collect();
@@ -284,17 +413,8 @@ pub async fn handle(
         return None;
     }
 
-    let mut responses: Vec<TopicProduceResponse> = req
-        .topic_data
-        .iter()
-        .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
-        })
-        .collect();
     for (t, p, outcome) in slots {
-        let index = req.topic_data[t].partition_data[p].index;
+        let index = indexes[t][p];
         let mut r = PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(-1)
@@ -343,6 +463,67 @@ async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(records: Pending) -> Append<Pending> {
+        Append {
+            topic_id: Uuid::nil(),
+            index: 0,
+            records,
+            header: BatchHeader::parse(&batch(1)).expect("a valid batch"),
+            log_append_time: None,
+            sync: false,
+        }
+    }
+
+    #[test]
+    fn writable_splits_an_unshared_frame_without_copying() {
+        let frame = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let (a, b) = (frame.slice(60..80), frame.slice(10..30));
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let owned = BytesMut::from(&b"recompressed"[..]);
+        let appends = vec![
+            (0, pending(Pending::Slice(a))),
+            (1, pending(Pending::Owned(owned))),
+            (2, pending(Pending::Slice(b))),
+        ];
+        let out = writable(Some(frame), appends);
+        assert_eq!(out.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(&out[0].1.records[..], &(60u8..80).collect::<Vec<u8>>()[..]);
+        assert_eq!(&out[1].1.records[..], b"recompressed");
+        assert_eq!(&out[2].1.records[..], &(10u8..30).collect::<Vec<u8>>()[..]);
+        assert_eq!(
+            out[0].1.records.as_ptr(),
+            pa,
+            "taken out of the frame, not copied"
+        );
+        assert_eq!(out[2].1.records.as_ptr(), pb);
+    }
+
+    #[test]
+    fn writable_copies_when_the_frame_is_still_shared() {
+        let frame = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let elsewhere = frame.clone(); // e.g. a header field still pointing into it
+        let a = frame.slice(5..9);
+        let pa = a.as_ptr();
+        let out = writable(Some(frame), vec![(0, pending(Pending::Slice(a)))]);
+        assert_eq!(&out[0].1.records[..], &[5u8, 6, 7, 8]);
+        assert_ne!(out[0].1.records.as_ptr(), pa);
+        assert_eq!(elsewhere.len(), 100);
+        // Overlapping slices (impossible from a decoder) and no frame: copies.
+        let frame = Bytes::from(vec![7u8; 10]);
+        let (x, y) = (frame.slice(0..6), frame.slice(4..10));
+        let appends = vec![
+            (0, pending(Pending::Slice(x))),
+            (1, pending(Pending::Slice(y))),
+        ];
+        let out = writable(Some(frame), appends);
+        assert_eq!((out[0].1.records.len(), out[1].1.records.len()), (6, 6));
+        let out = writable(
+            None,
+            vec![(3, pending(Pending::Slice(Bytes::from_static(b"abc"))))],
+        );
+        assert_eq!((out[0].0, &out[0].1.records[..]), (3, &b"abc"[..]));
+    }
 
     /// A minimal valid v2 batch with `n` empty records.
     fn batch(n: i32) -> Vec<u8> {

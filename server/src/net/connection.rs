@@ -8,8 +8,9 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -18,12 +19,59 @@ use crate::api;
 use crate::shard::Shard;
 use crate::wire::{self, frame::missing_bytes, Decoded};
 
-/// The buffer grows by at most this much per read: a frame up to this size is read
-/// into space reserved once (no regrowth copies); a larger one grows in steps, so a
-/// client declaring a huge frame gets memory only as its bytes arrive. The buffer
-/// never grows past the current frame's declared size (itself bounded by
-/// socket.request.max.bytes).
-const READ_CHUNK_BYTES: usize = 1024 * 1024;
+/// Reads into the shared buffer take at most this much beyond the current frame's
+/// missing bytes, so that a batch of small pipelined requests costs one read, while a
+/// large frame is not pulled in whole behind them.
+const SMALL_READ_BYTES: usize = 16 * 1024;
+
+/// A frame larger than `SMALL_READ_BYTES` and at most this size is read into an
+/// allocation of its own, reserved at once: no regrowth copies, and Produce can then
+/// take its records out of the frame without copying them (see `api::produce`).
+/// Larger frames grow the shared buffer by this much per read, so a client declaring
+/// a huge frame gets memory only as its bytes arrive; no buffer grows past the current
+/// frame's declared size (itself bounded by socket.request.max.bytes).
+const OWN_FRAME_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// The next whole frame (without its size prefix), None at end of stream or on an
+/// invalid frame (the connection closes).
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+    peer: SocketAddr,
+) -> Option<BytesMut> {
+    loop {
+        let missing = match missing_bytes(buf, max) {
+            Ok(0) => return wire::split_frame(buf, max).ok().flatten(),
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "closing connection: invalid frame");
+                return None;
+            }
+        };
+        let size = buf.len() + missing - 4;
+        if buf.len() >= 4 && size > SMALL_READ_BYTES && size <= OWN_FRAME_BYTES_MAX {
+            // Only this frame's beginning is buffered (reads never go further).
+            let mut frame = BytesMut::with_capacity(size);
+            frame.extend_from_slice(&buf[4..]);
+            buf.clear();
+            while frame.len() < size {
+                let want = size - frame.len();
+                match rd.read_buf(&mut (&mut frame).limit(want)).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+            return Some(frame);
+        }
+        let step = missing.clamp(SMALL_READ_BYTES, OWN_FRAME_BYTES_MAX);
+        buf.reserve(step);
+        match rd.read_buf(&mut (&mut *buf).limit(step)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
 
 /// Serves one connection until the client closes it or sends an invalid frame.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
@@ -53,28 +101,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
     let max = shard.config.socket_request_max_bytes as usize;
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    'conn: loop {
-        // Read until one whole frame is buffered.
-        loop {
-            match missing_bytes(&buf, max) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.reserve(n.min(READ_CHUNK_BYTES));
-                    match rd.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => break 'conn,
-                        Ok(_) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "closing connection: invalid frame");
-                    break 'conn;
-                }
-            }
-        }
-        let frame = match wire::split_frame(&mut buf, max) {
-            Ok(Some(f)) => f.freeze(),
-            _ => break,
+    loop {
+        let Some(frame) = next_frame(&mut rd, &mut buf, max, peer).await else {
+            break;
         };
+        let frame = frame.freeze();
         metrics::counter!("fjord_bytes_in_total").increment(frame.len() as u64 + 4);
         let decoded = match wire::decode_request(frame, api::accepted_versions) {
             Ok(d) => d,

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// A decoded request.
 #[derive(Debug)]
@@ -10,6 +10,10 @@ pub struct Request {
     pub api_key: ApiKey,
     pub header: RequestHeader,
     pub body: RequestKind,
+    /// Produce only: the whole frame the body was decoded from (its records are
+    /// slices of it), so that the handler can take them out without copying once the
+    /// rest of the request is dropped. The header holds no slice of it.
+    pub frame: Option<Bytes>,
 }
 
 impl Request {
@@ -88,13 +92,20 @@ pub fn decode_request(
         version,
         reason: e.to_string(),
     };
-    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+    let whole = (api_key == ApiKey::Produce).then(|| frame.clone());
+    let mut header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(malformed)?;
+    // Owned copies: the header outlives the body in the handler.
+    header.client_id = header
+        .client_id
+        .map(|c| StrBytes::from_string(c.as_str().to_string()));
+    header.unknown_tagged_fields.clear();
     let body = RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?;
     Ok(Decoded::Request(Box::new(Request {
         api_key,
         header,
         body,
+        frame: whole,
     })))
 }
 

@@ -221,9 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let addr = net::listener::client_addr(&config)?;
-    // SO_REUSEPORT would let this process share a port another one listens on; a plain
-    // bind first makes "address in use" an error, as it is for Kafka.
-    std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    net::listener::ensure_port_free(addr).with_context(|| format!("binding {addr}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut starts = Vec::with_capacity(config.cores);
     for _ in 0..config.cores {

@@ -36,7 +36,8 @@ pub fn unsupported_version_response(correlation_id: i32) -> super::Reply {
             ApiKey::ApiVersions,
             0,
             &ResponseKind::ApiVersions(body),
-        ),
+        )
+        .map(|b| vec![b.freeze()]),
         "ApiVersions",
     )
 }
@@ -55,9 +56,10 @@ mod tests {
             .expect("produce");
         assert_eq!((produce.min_version, produce.max_version), (0, 13));
         assert_eq!(r.api_keys.len(), APIS.len());
-        let super::super::Reply::Send(bytes) = unsupported_version_response(7) else {
+        let super::super::Reply::Send(pieces) = unsupported_version_response(7) else {
             panic!("an ApiVersions answer always encodes");
         };
+        let bytes = &pieces[0];
         // size, correlation id, then error code 35.
         assert_eq!(&bytes[4..8], &7i32.to_be_bytes());
         assert_eq!(&bytes[8..10], &35i16.to_be_bytes());

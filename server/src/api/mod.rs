@@ -40,7 +40,7 @@ pub mod sync_group;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::shard::Shard;
@@ -240,15 +240,15 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
         return Reply::Nothing;
     };
     encoded(
-        wire::encode_response(correlation_id, api_key, version, &response),
+        wire::encode_response_pieces(correlation_id, api_key, version, &response),
         name,
     )
 }
 
 /// What the connection does once a request has run.
 pub enum Reply {
-    /// Write these bytes (a whole response frame).
-    Send(BytesMut),
+    /// Write these pieces, in order (together a whole response frame).
+    Send(Vec<Bytes>),
     /// No response (acks=0).
     Nothing,
     /// The response could not be encoded: close the connection so the client fails
@@ -256,9 +256,9 @@ pub enum Reply {
     Close,
 }
 
-fn encoded(result: anyhow::Result<BytesMut>, api: &'static str) -> Reply {
+fn encoded(result: anyhow::Result<Vec<Bytes>>, api: &'static str) -> Reply {
     match result {
-        Ok(bytes) => Reply::Send(bytes),
+        Ok(pieces) => Reply::Send(pieces),
         Err(e) => {
             metrics::counter!("fjord_request_errors_total", "api" => api).increment(1);
             tracing::error!(api, error = %e, "cannot encode response; closing the connection");

@@ -8,9 +8,11 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{BufMut, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -73,6 +75,38 @@ async fn next_frame(
     }
 }
 
+/// The most pieces handed to one `writev`.
+const IOVECS_MAX: usize = 64;
+
+/// Writes `pieces` in order, as few vectored writes as the socket allows.
+async fn write_pieces(wr: &mut OwnedWriteHalf, mut pieces: Vec<Bytes>) -> std::io::Result<()> {
+    if let [one] = pieces.as_slice() {
+        return wr.write_all(one).await;
+    }
+    let mut first = 0;
+    while first < pieces.len() {
+        let mut written = {
+            let slices: Vec<IoSlice<'_>> = pieces[first..]
+                .iter()
+                .take(IOVECS_MAX)
+                .map(|p| IoSlice::new(p))
+                .collect();
+            wr.write_vectored(&slices).await?
+        };
+        if written == 0 && pieces[first..].iter().any(|p| !p.is_empty()) {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < pieces.len() && written >= pieces[first].len() {
+            written -= pieces[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            pieces[first].advance(written);
+        }
+    }
+    Ok(())
+}
+
 /// Serves one connection until the client closes it or sends an invalid frame.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, mut wr) = stream.into_split();
@@ -86,9 +120,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 return;
             };
             match response {
-                api::Reply::Send(bytes) => {
-                    metrics::counter!("fjord_bytes_out_total").increment(bytes.len() as u64);
-                    if wr.write_all(&bytes).await.is_err() {
+                api::Reply::Send(pieces) => {
+                    let len: usize = pieces.iter().map(Bytes::len).sum();
+                    metrics::counter!("fjord_bytes_out_total").increment(len as u64);
+                    if write_pieces(&mut wr, pieces).await.is_err() {
                         return;
                     }
                 }

@@ -20,6 +20,17 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
+/// Fails with "address in use" when another socket listens on `addr`. SO_REUSEPORT
+/// would let the shards share a port another process listens on; Kafka refuses to
+/// start then, and so does Fjord. Binds without listening (SO_REUSEADDR, as every
+/// listener, so connections of an earlier run in TIME_WAIT do not count), so no client
+/// can connect to this probe and then lose the connection when it closes.
+pub fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
+}
+
 /// Accepts connections on this shard until the listener fails or the shard stops.
 /// Runs on the shard's thread.
 pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {

@@ -130,6 +130,29 @@ pub fn encode_response(
     Ok(buf)
 }
 
+/// Encodes a response as the pieces of one frame, written with one vectored write: a
+/// Fetch response keeps its records as they are (see `pieces`); anything else is one
+/// buffer.
+pub fn encode_response_pieces(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> anyhow::Result<Vec<Bytes>> {
+    if let ResponseKind::Fetch(f) = body {
+        if let Some(pieces) = super::pieces::fetch_response_pieces(correlation_id, version, f)? {
+            return Ok(pieces);
+        }
+    }
+    Ok(vec![encode_response(
+        correlation_id,
+        api_key,
+        version,
+        body,
+    )?
+    .freeze()])
+}
+
 /// The encoded size of large responses (fetches carry records), a small guess for the
 /// rest; the buffer still grows if a guess is short.
 fn body_size_hint(body: &ResponseKind, version: i16) -> usize {

@@ -5,6 +5,9 @@
 
 pub mod codec;
 pub mod frame;
+pub mod pieces;
 
-pub use codec::{decode_request, encode_response, DecodeError, Decoded, Request};
+pub use codec::{
+    decode_request, encode_response, encode_response_pieces, DecodeError, Decoded, Request,
+};
 pub use frame::{split_frame, FrameError};

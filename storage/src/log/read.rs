@@ -1,13 +1,12 @@
 //! Read side of `Log`: fetch reads, timestamp lookups, header scans.
 
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 
 use bytes::{Bytes, BytesMut};
 
 use super::{CacheEntry, Loc, Log, ReadResult, StorageError, READ_BYTES_MAX};
 use crate::batch::{BatchHeader, HEADER_SIZE};
-use crate::segment::{walk_file, Segment};
+use crate::segment::{read_at, walk_file, Segment};
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
@@ -143,14 +142,11 @@ impl Log {
                 if !min_one {
                     return Ok(Bytes::new());
                 }
-                let mut buf = vec![0u8; first_size];
-                seg.log.read_exact_at(&mut buf, pos)?;
-                return Ok(Bytes::from(buf));
+                return Ok(Bytes::from(read_at(&seg.log, first_size, pos)?));
             }
             let len =
                 ((end - pos).min(max_bytes.min(READ_BYTES_MAX) as u64) as usize).max(first_size);
-            let mut buf = vec![0u8; len];
-            seg.log.read_exact_at(&mut buf, pos)?;
+            let mut buf = read_at(&seg.log, len, pos)?;
             let mut keep = 0usize;
             while keep + HEADER_SIZE <= len {
                 let h = BatchHeader::parse(&buf[keep..]).map_err(corrupt)?;

@@ -383,6 +383,13 @@ class Runner:
             f"p99 {p99:g} ms, p99.9 {p999:g} ms")
         return r
 
+    def settle(self):
+        """Writes dirty pages back before a workload, so that the writeback of one
+        workload's gigabytes does not land in the next one's fsync latencies."""
+        t = time.monotonic()
+        os.sync()
+        log(f"  sync before the next workload: {time.monotonic() - t:.1f}s")
+
     def create(self, topic, partitions):
         self.bench(f"create-{topic}", "partitions", ["--topic", topic, "--partitions",
                                                      str(partitions), "--metadata-requests", "1"], 120)
@@ -411,6 +418,7 @@ class Runner:
         # flush setting, so flush=1 runs only fjord-bench's W1, W2 and W4.
         tools = b.kind != "kafka-flush1"
         if "W1" in workloads:
+            self.settle()
             for p in (1, 8):
                 r = self.bench(f"W1-fb-p{p}", "produce", [
                     "--topic", f"w1-fb-p{p}", "--partitions", str(p), "--acks", "1",
@@ -422,6 +430,7 @@ class Runner:
                     f"W1-java-p{p}", f"w1-java-p{p}", a.java_records, -1, 1)
 
         if "W2" in workloads:
+            self.settle()
             rate_mib = W2_RATE_MB_S * 1e6 / MIB
             r = self.bench("W2-fb", "produce", [
                 "--topic", "w2-fb", "--partitions", "8", "--acks", "-1", "--inflight", "64",
@@ -435,6 +444,7 @@ class Runner:
                     int(W2_RATE_MB_S * 1e6 / RECORD_BYTES), "all")
 
         if "W3" in workloads and tools:
+            self.settle()
             r = self.bench("W3-fill", "produce", [
                 "--topic", "w3", "--partitions", "8", "--acks", "1", "--total-mib",
                 str(a.w3_mib), "--duration-secs", "600"] + common, 660)
@@ -461,6 +471,7 @@ class Runner:
                     f"({float(f[3]):.1f} overall, {float(f[4]):.0f} records)")
 
         if "W4" in workloads:
+            self.settle()
             r = self.bench("W4-fb", "e2e", [
                 "--topic", "w4-fb", "--partitions", "1", "--acks", "1", "--rate-mib",
                 str(W4_RATE_MIB_S), "--duration-secs", str(d), "--warmup-secs", "1"] + common, d + 120)
@@ -481,6 +492,7 @@ class Runner:
         if b.alive():  # VmHWM only grows: this is the peak over start-up and W1-W4
             res["W5.peak_rss_mib"] = proc_status(b.pid)["VmHWM"]
         if "W6" in workloads and tools:
+            self.settle()
             r = self.bench("W6", "partitions", [
                 "--topic", "w6", "--partitions", str(a.w6_partitions), "--topics",
                 str(a.w6_partitions // 1000), "--metadata-requests", "100",
@@ -606,7 +618,9 @@ def report(data, plots):
         s.append(f"- **{k}**: {BROKERS[k]}")
     s.append(f"""- Same for every broker: replication factor 1, one broker on 127.0.0.1, fresh data
   directory on the same disk, brokers run one at a time (never competing for the 2 cores),
-  each first takes a {a['phase']} s unmeasured produce warm-up (the JVM needs it).
+  each first takes a {a['phase']} s unmeasured produce warm-up (the JVM needs it), and
+  dirty pages are written back (`sync`) before each workload, so one workload's
+  writeback does not land in the next one's latencies.
   Kafka runs with kafka-server-start.sh's JVM options (-Xms1g -Xmx1g, G1).
 - Records: {RECORD_BYTES} B values, no key, no headers, **no compression**.
 - **fjord-bench** (benches/src/, Rust, one connection, one thread): pre-encoded v2 batches of

@@ -222,7 +222,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "fjord.tail.cache.bytes",
-        default: "4194304",
+        default: "1048576",
         kind: int(0, i32::MAX as i64),
     },
     Key {

@@ -69,7 +69,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
-            tail_cache_bytes: 4 * 1024 * 1024,
+            tail_cache_bytes: 1024 * 1024,
             file_delete_delay_ms: 60_000,
         }
     }

@@ -44,8 +44,10 @@ enum Pending {
 type InFrame = Result<BytesMut, Range<usize>>;
 
 /// See [`writable`]: the smallest share of a request frame one partition's records
-/// must be to be taken out of it without a copy.
-const SHARE_MIN: usize = 8;
+/// must be to be taken out of it without a copy. 16 lets a request for 8 or fewer
+/// partitions of equal batches share (its headers make each part a little under an
+/// eighth) and bounds a tail cache's memory to 16 times its byte budget.
+const SHARE_MIN: usize = 16;
 
 /// Makes every append's records writable (storage patches offsets in place). When
 /// nothing but these slices refers to the request frame any more (the connection

@@ -35,7 +35,7 @@ import pytest
 
 from harness import wire
 from harness.clients import Rec, ck_producer, create_topic, kp_consume, kp_producer, unique_topic
-from harness.drivers import DRIVERS, Ack
+from harness.drivers import DRIVERS, Ack, kp_acks
 from harness.proxy import KafkaProxy
 
 CLIENTS = ["kafka-python", "confluent-kafka", "java"]
@@ -70,13 +70,7 @@ def produce_kafka_python(bootstrap: str, topic: str, values: list[bytes], idempo
     try:
         futures = [p.send(topic, value=v, partition=0) for v in values]
         p.flush(timeout=90)
-        out = []
-        for f in futures:
-            try:
-                out.append(Ack(f.get(timeout=30).offset))
-            except Exception as e:  # noqa: BLE001
-                out.append(Ack(None, f"{type(e).__name__}: {e}"))
-        return out
+        return kp_acks(futures)
     finally:
         p.close(timeout=10)
 

@@ -42,6 +42,17 @@ class Ack(NamedTuple):
     error: str | None = None
 
 
+def kp_acks(futures) -> list[Ack]:
+    """The outcome of each kafka-python send future, in order (after flush)."""
+    out = []
+    for f in futures:
+        try:
+            out.append(Ack(f.get(timeout=30).offset))
+        except Exception as e:  # noqa: BLE001
+            out.append(Ack(None, f"{type(e).__name__}: {e}"))
+    return out
+
+
 class Offsets(NamedTuple):
     earliest: int
     latest: int
@@ -436,13 +447,7 @@ class KafkaPythonDriver(Driver):
             futs = [p.send(topic, value=r.value, key=r.key, headers=list(r.headers), partition=partition,
                            timestamp_ms=r.timestamp) for r in recs]
             p.flush(timeout=60)
-            out = []
-            for f in futs:
-                try:
-                    out.append(Ack(f.get(timeout=30).offset))
-                except Exception as e:  # noqa: BLE001
-                    out.append(Ack(None, f"{type(e).__name__}: {e}"))
-            return out
+            return kp_acks(futs)
         finally:
             p.close(timeout=10)
 

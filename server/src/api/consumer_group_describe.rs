@@ -17,11 +17,10 @@ use kafka_protocol::ResponseError;
 use super::find_coordinator::locate;
 use crate::group::consumer::{self, Description, HeartbeatError};
 use crate::group::coordinator::Coordinator;
+use crate::group::GROUP_OPERATIONS_ALL;
 use crate::metadata::image::ClusterImage;
 use crate::shard::Shard;
 
-/// READ, DELETE and DESCRIBE (ACL operation codes 3, 6, 8) with no authorizer.
-const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 /// KIP-1099's member type of a member speaking ConsumerGroupHeartbeat.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 

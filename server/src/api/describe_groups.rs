@@ -11,11 +11,8 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::coordinator::{Coordinator, GroupDescription};
+use crate::group::GROUP_OPERATIONS_ALL;
 use crate::shard::Shard;
-
-/// READ, DELETE and DESCRIBE (ACL operation codes 3, 6, 8): what a group allows when
-/// there is no authorizer.
-const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub async fn handle(
     shard: &Rc<Shard>,

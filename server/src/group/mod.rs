@@ -21,6 +21,10 @@ pub mod coordinator;
 pub mod records;
 pub mod store;
 
+/// READ, DELETE and DESCRIBE (ACL operation codes 3, 6, 8): what a group allows when
+/// there is no authorizer (DescribeGroups, ConsumerGroupDescribe).
+pub const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 

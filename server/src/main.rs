@@ -223,6 +223,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = net::listener::client_addr(&config)?;
     net::listener::ensure_port_free(addr).with_context(|| format!("binding {addr}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let connections = net::listener::Connections::new(config.max_connections);
+    let serve: shard::Serve = std::sync::Arc::new(move |shard, listener| {
+        Box::pin(net::listener::accept_loop(
+            shard,
+            listener,
+            connections.clone(),
+        ))
+    });
     let mut starts = Vec::with_capacity(config.cores);
     for _ in 0..config.cores {
         let listener =
@@ -231,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config: config.clone(),
             metadata: metadata.clone(),
             listener,
+            serve: serve.clone(),
             shutdown: shutdown_rx.clone(),
         });
     }

@@ -42,6 +42,7 @@ impl Target {
                     )
                 })?;
                 shard
+                    .cluster
                     .image()
                     .topic(name)
                     .cloned()
@@ -54,7 +55,7 @@ impl Target {
             RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker(String::new())),
             RESOURCE_BROKER => {
                 let id = broker_id(name)?;
-                if !shard.image().brokers.contains_key(&id) {
+                if !shard.cluster.image().brokers.contains_key(&id) {
                     return Err(invalid(format!("Unknown broker id {id}")));
                 }
                 Ok(Target::Broker(id.to_string()))
@@ -71,6 +72,7 @@ impl Target {
         match self {
             Target::Topic(t) => t.configs.clone(),
             Target::Broker(name) => shard
+                .cluster
                 .image()
                 .broker_configs
                 .get(name)
@@ -139,7 +141,7 @@ impl Target {
         };
         match shard.metadata.propose(cmd).await {
             Ok((_, image)) => {
-                shard.update_image(image);
+                shard.cluster.update_image(image);
                 Ok(())
             }
             Err(crate::metadata::CommandError::UnknownTopicId(_)) => {

@@ -16,7 +16,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::consumer::{self, Description, HeartbeatError};
-use crate::group::coordinator::Coordinator;
 use crate::group::GROUP_OPERATIONS_ALL;
 use crate::metadata::image::ClusterImage;
 use crate::shard::Shard;
@@ -39,7 +38,7 @@ pub async fn handle(
                 i32::MIN
             });
         match describe(shard, &group_id).await {
-            Ok(d) => g = described(g, d, &shard.image()),
+            Ok(d) => g = described(g, d, &shard.cluster.image()),
             Err(e) => {
                 super::count_error("ConsumerGroupDescribe", e.code);
                 g = g
@@ -65,7 +64,7 @@ async fn describe(shard: &Rc<Shard>, group_id: &GroupId) -> Result<Description, 
     let (loc, owner) = locate(shard, &group_id).await.map_err(err)?;
     shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::consumer_describe(&s, loc, &group_id)
+            s.groups.consumer_describe(loc, &group_id).await
         })
         .await
         .unwrap_or(Err(err(ResponseError::CoordinatorNotAvailable.code())))

@@ -15,7 +15,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::consumer::{self, Heartbeat, HeartbeatError, HeartbeatResponse, LEAVE_EPOCH};
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -146,7 +145,7 @@ async fn run(
     };
     shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::consumer_heartbeat(&s, loc, &group_id, heartbeat)
+            s.groups.consumer_heartbeat(loc, &group_id, heartbeat).await
         })
         .await
         .unwrap_or(Err(HeartbeatError {

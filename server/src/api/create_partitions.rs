@@ -57,13 +57,13 @@ async fn grow(
     t: &CreatePartitionsTopic,
     validate_only: bool,
 ) -> Result<(), Failure> {
-    let cmd = plan(&shard.image(), t)?;
+    let cmd = plan(&shard.cluster.image(), t)?;
     if validate_only {
         return Ok(());
     }
     match shard.metadata.propose(cmd).await {
         Ok((_, image)) => {
-            shard.update_image(image);
+            shard.cluster.update_image(image);
             Ok(())
         }
         Err(CommandError::UnknownTopicId(_)) => {

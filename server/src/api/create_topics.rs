@@ -37,13 +37,13 @@ pub async fn create_topic(
 ) -> Result<Arc<TopicImage>, TopicError> {
     let name = req.name.to_string();
     let cmd = plan_create(
-        &shard.image(),
+        &shard.cluster.image(),
         req,
         shard.config.num_partitions,
         shard.config.default_replication_factor,
     )?;
     if validate_only {
-        let mut image = crate::metadata::ClusterImage::clone(&shard.image());
+        let mut image = crate::metadata::ClusterImage::clone(&shard.cluster.image());
         image
             .apply(image.applied_index + 1, &cmd)
             .map_err(|e| TopicError::InvalidTopic(e.to_string()))?;
@@ -54,7 +54,7 @@ pub async fn create_topic(
     }
     match shard.metadata.propose(cmd).await {
         Ok((_, image)) => {
-            shard.update_image(image.clone());
+            shard.cluster.update_image(image.clone());
             image
                 .topic(&name)
                 .cloned()
@@ -140,8 +140,8 @@ pub async fn handle(
 /// The topic's effective configs, as CreateTopics v5+ reports them (the config model's
 /// values and sources, as DescribeConfigs).
 fn describe_configs(shard: &Shard, topic: &TopicImage) -> Vec<CreatableTopicConfigs> {
-    let image = shard.image();
-    let layers = shard.config_layers(&image);
+    let image = shard.cluster.image();
+    let layers = shard.cluster.config_layers(&image);
     crate::configs::topic::TOPIC_CONFIGS
         .iter()
         .map(|t| {
@@ -168,6 +168,7 @@ pub async fn auto_create(shard: &Rc<Shard>, name: &str) -> Result<Arc<TopicImage
     match create_topic(shard, req, false).await {
         // Another connection created it first: fine.
         Err(TopicError::AlreadyExists(_)) => shard
+            .cluster
             .image()
             .topic(name)
             .cloned()
@@ -179,6 +180,6 @@ pub async fn auto_create(shard: &Rc<Shard>, name: &str) -> Result<Arc<TopicImage
 /// Used by DeleteTopics too.
 pub async fn propose(shard: &Rc<Shard>, cmd: Command) -> Result<(), CommandError> {
     let (_, image) = shard.metadata.propose(cmd).await?;
-    shard.update_image(image);
+    shard.cluster.update_image(image);
     Ok(())
 }

@@ -8,7 +8,6 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -39,7 +38,7 @@ async fn delete(shard: &Rc<Shard>, group_id: String) -> i16 {
     };
     shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::delete_group(&s, loc, &group_id).await
+            s.groups.delete_group(loc, &group_id).await
         })
         .await
         .unwrap_or(ResponseError::CoordinatorNotAvailable.code())

@@ -20,7 +20,7 @@ pub async fn handle(
     _version: i16,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut topics: Vec<DeleteRecordsTopicResult> = Vec::with_capacity(req.topics.len());
     let mut targets = Vec::new();
     for t in &req.topics {

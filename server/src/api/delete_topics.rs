@@ -31,7 +31,7 @@ pub async fn handle(
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let image = shard.image();
+        let image = shard.cluster.image();
         let topic = match &name {
             Some(n) => image.topic(n.0.as_str()),
             None => image.topic_by_id(&id),

@@ -43,7 +43,7 @@ pub async fn handle(
         super::count_error("DescribeCluster", resp.error_code);
         return resp;
     }
-    let image = shard.image();
+    let image = shard.cluster.image();
     resp.controller_id = BrokerId(shard.metadata.controller_id().unwrap_or(-1));
     resp.brokers = image
         .brokers

@@ -61,8 +61,8 @@ fn describe(
     shard: &Shard,
     r: &DescribeConfigsResource,
 ) -> Result<Vec<Described>, (i16, Option<String>)> {
-    let image = shard.image();
-    let layers = shard.config_layers(&image);
+    let image = shard.cluster.image();
+    let layers = shard.cluster.config_layers(&image);
     let name = r.resource_name.as_str();
     let all = match r.resource_type {
         RESOURCE_TOPIC => {

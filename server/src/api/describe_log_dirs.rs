@@ -19,7 +19,7 @@ pub async fn handle(
     _version: i16,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     // Requested partitions that exist, as (topic, index); null means every partition.
     let mut wanted: Vec<(String, Uuid, i32)> = Vec::new();
     match &req.topics {
@@ -48,10 +48,7 @@ pub async fn handle(
         .scatter(
             work,
             |s: Rc<Shard>, (name, id, i): (String, Uuid, i32)| async move {
-                let size = match s.partition(&id, i) {
-                    Ok(Some(p)) => Some(p.size_bytes() as i64),
-                    _ => None,
-                };
+                let size = s.partitions.get(&id, i).ok().map(|p| p.size_bytes() as i64);
                 (name, i, size)
             },
             || (String::new(), -1, None),

@@ -18,7 +18,7 @@ pub async fn handle(
     _version: i16,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut targets = Vec::new();
     for t in &req.topics {
         let found = image.topic(t.name.0.as_str());

@@ -26,7 +26,7 @@ pub async fn handle(
     } else {
         PREFERRED
     };
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut resp = ElectLeadersResponse::default();
     if election != PREFERRED && election != UNCLEAN {
         resp.error_code = ResponseError::InvalidRequest.code();

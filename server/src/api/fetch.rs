@@ -53,8 +53,8 @@ impl ReadOutcome {
 
 /// Reads `reads` in order on their owning shard, within `budget` bytes in all; only
 /// the first partition with data may exceed it (one whole batch).
-fn read_many(
-    shard: &Shard,
+async fn read_many(
+    shard: Rc<Shard>,
     reads: Vec<(usize, Read)>,
     mut budget: usize,
 ) -> Vec<(usize, ReadOutcome)> {
@@ -62,7 +62,7 @@ fn read_many(
     let mut min_one = true;
     for (i, mut r) in reads {
         r.max_bytes = r.max_bytes.min(budget);
-        let o = read_on_owner(shard, r, min_one);
+        let o = read_on_owner(&shard, r, min_one).await;
         if !o.records.is_empty() {
             min_one = false;
         }
@@ -72,11 +72,10 @@ fn read_many(
     out
 }
 
-fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
-    let partition = match shard.partition(&r.topic_id, r.index) {
-        Ok(Some(p)) => p,
-        Ok(None) => return ReadOutcome::error(ResponseError::UnknownTopicOrPartition.code()),
-        Err(_) => return ReadOutcome::error(ResponseError::KafkaStorageError.code()),
+async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
+    let partition = match shard.partitions.ready(&r.topic_id, r.index).await {
+        Ok(p) => p,
+        Err(u) => return ReadOutcome::error(super::route::unavailable_code(&u)),
     };
     let watch = Some(partition.watch_high_watermark());
     match partition.read(r.offset, r.max_bytes, min_one) {
@@ -123,7 +122,7 @@ fn trim_to_budget(records: &Bytes, budget: usize, min_one: bool) -> Bytes {
 }
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -145,7 +144,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
                 Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
                     Err(ResponseError::UnknownTopicOrPartition.code())
                 }
-                Some(tp) if !shard.leads(tp, p.partition) => {
+                Some(tp) if !shard.cluster.leads(tp, p.partition) => {
                     Err(ResponseError::NotLeaderOrFollower.code())
                 }
                 Some(tp) => Ok(Read {
@@ -178,12 +177,9 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
             let reads = reads.clone();
             let me = shard.clone();
             handles.push(tokio::task::spawn_local(async move {
-                me.invoke_on(
-                    owner,
-                    move |s| async move { read_many(&s, reads, max_bytes) },
-                )
-                .await
-                .unwrap_or_default()
+                me.invoke_on(owner, move |s| read_many(s, reads, max_bytes))
+                    .await
+                    .unwrap_or_default()
             }));
         }
         let mut results = Vec::new();

@@ -30,7 +30,7 @@ const OFFSETS_SEGMENT_BYTES: &str = "104857600";
 /// `cleanup.policy=compact` (so no time or size retention applies: the cleaner keeps the
 /// latest record per key) if it does not exist yet. Err: COORDINATOR_NOT_AVAILABLE.
 pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
-    if let Some(t) = shard.image().topic(OFFSETS_TOPIC) {
+    if let Some(t) = shard.cluster.image().topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
     }
     let configs: BTreeMap<String, String> = [
@@ -51,6 +51,7 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
         Ok(t) => Ok(t),
         // Another shard created it first.
         Err(TopicError::AlreadyExists(_)) => shard
+            .cluster
             .image()
             .topic(OFFSETS_TOPIC)
             .cloned()
@@ -67,7 +68,7 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
 pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(Loc, usize), i16> {
     let topic = offsets_topic(shard).await?;
     let partition = partition_for(group_id, topic.partitions.len());
-    if !shard.leads(&topic, partition) {
+    if !shard.cluster.leads(&topic, partition) {
         return Err(ResponseError::NotCoordinator.code());
     }
     let loc = Loc {
@@ -81,7 +82,7 @@ pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(Loc, usize), i
 async fn group_coordinator(shard: &Rc<Shard>, group_id: &str) -> Result<(i32, String, i32), i16> {
     let topic = offsets_topic(shard).await?;
     let partition = partition_for(group_id, topic.partitions.len());
-    let image = shard.image();
+    let image = shard.cluster.image();
     let leader = topic
         .partitions
         .get(partition as usize)

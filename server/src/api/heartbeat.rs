@@ -7,7 +7,6 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, _version: i16, req: HeartbeatRequest) -> HeartbeatResponse {
@@ -30,14 +29,15 @@ async fn run(shard: &Rc<Shard>, req: HeartbeatRequest) -> i16 {
     let generation_id = req.generation_id;
     shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::heartbeat(
-                &s,
-                loc,
-                &group_id,
-                &member_id,
-                instance_id.as_deref(),
-                generation_id,
-            )
+            s.groups
+                .heartbeat(
+                    loc,
+                    &group_id,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation_id,
+                )
+                .await
         })
         .await
         .unwrap_or(ResponseError::CoordinatorNotAvailable.code())

@@ -21,7 +21,7 @@ pub async fn handle(
         // No transaction coordinator yet (FindCoordinator is not advertised either).
         return resp.with_error_code(ResponseError::UnsupportedVersion.code());
     }
-    match shard.next_producer_id().await {
+    match shard.producer_ids.next().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!(error = %e, "cannot allocate a producer id");

@@ -11,7 +11,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::classic::{JoinRequest, JoinResponse};
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -71,7 +70,7 @@ async fn run(
     };
     let result = shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::join(&s, loc, &group_id, join).await
+            s.groups.join(loc, &group_id, join).await
         })
         .await;
     result.unwrap_or_else(|_| {

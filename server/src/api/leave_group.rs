@@ -9,7 +9,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
@@ -72,7 +71,7 @@ async fn run(
     let n = members.len();
     let result = shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::leave(&s, loc, &group_id, &members)
+            s.groups.leave(loc, &group_id, &members).await
         })
         .await;
     match result {

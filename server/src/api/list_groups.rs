@@ -8,7 +8,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::group::coordinator::{Coordinator, GroupSummary};
+use crate::group::coordinator::GroupSummary;
 use crate::group::OFFSETS_TOPIC;
 use crate::shard::Shard;
 
@@ -18,7 +18,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> 
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     // No offsets topic yet: no groups (listing does not create it).
-    let Some(topic) = shard.image().topic(OFFSETS_TOPIC).cloned() else {
+    let Some(topic) = shard.cluster.image().topic(OFFSETS_TOPIC).cloned() else {
         return ListGroupsResponse::default();
     };
     let (topic_id, n) = (topic.id, topic.partitions.len());
@@ -26,7 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> 
     let per_shard = shard
         .scatter(
             items,
-            move |s, ()| async move { Coordinator::list(&s, topic_id, n) },
+            move |s, ()| async move { s.groups.list(topic_id, n).await },
             || Err(ResponseError::CoordinatorNotAvailable.code()),
         )
         .await;

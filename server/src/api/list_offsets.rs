@@ -76,7 +76,7 @@ pub async fn handle(
     version: i16,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut slots: Vec<Slot> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (t, topic) in req.topics.iter().enumerate() {
@@ -89,7 +89,7 @@ pub async fn handle(
                 Some(tp)
                     if p.partition_index >= 0
                         && (p.partition_index as usize) < tp.partitions.len()
-                        && !shard.leads(tp, p.partition_index) =>
+                        && !shard.cluster.leads(tp, p.partition_index) =>
                 {
                     Err(ResponseError::NotLeaderOrFollower.code())
                 }

@@ -27,11 +27,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
         (version < 4 || req.allow_auto_topic_creation) && shard.config.auto_create_topics_enable;
     let mut topics = Vec::new();
     if all {
-        let image = shard.image();
+        let image = shard.cluster.image();
         topics.extend(image.topics.values().map(|t| topic_response(&image, t)));
     } else {
         for wanted in req.topics.unwrap_or_default() {
-            let image = shard.image();
+            let image = shard.cluster.image();
             let found = match &wanted.name {
                 Some(name) => image.topic(name.0.as_str()).cloned(),
                 None => image.topic_by_id(&wanted.topic_id).cloned(),
@@ -40,7 +40,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
                 (Some(t), _) => topic_response(&image, &t),
                 (None, Some(name)) if auto_create_allowed && !name.0.starts_with("__") => {
                     match auto_create(shard, name.0.as_str()).await {
-                        Ok(t) => topic_response(&shard.image(), &t),
+                        Ok(t) => topic_response(&shard.cluster.image(), &t),
                         Err(e) => error_topic(Some(name), topic_error_code(&e)),
                     }
                 }
@@ -54,7 +54,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> Me
             topics.push(response);
         }
     }
-    let image = shard.image();
+    let image = shard.cluster.image();
     let brokers = image
         .live_brokers()
         .map(|b| {

@@ -13,7 +13,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::coordinator::offsets::CommitRequest;
-use crate::group::coordinator::Coordinator;
 use crate::group::records::OffsetCommitValue;
 use crate::partition::now_ms;
 use crate::shard::Shard;
@@ -26,7 +25,7 @@ pub async fn handle(
     version: i16,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let now = now_ms();
     let expire = if version <= 4 && req.retention_time_ms >= 0 {
         now + req.retention_time_ms
@@ -92,7 +91,7 @@ pub async fn handle(
             Err(code) => Err(code),
             Ok((loc, owner)) => shard
                 .invoke_on(owner, move |s| async move {
-                    Coordinator::commit_offsets(&s, loc, &group_id, commit).await
+                    s.groups.commit_offsets(loc, &group_id, commit).await
                 })
                 .await
                 .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code())),

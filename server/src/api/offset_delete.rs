@@ -10,7 +10,6 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -18,7 +17,7 @@ pub async fn handle(
     _version: i16,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut early: Vec<(usize, i32, i16)> = Vec::new();
     let mut asked: Vec<(usize, String, i32)> = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
@@ -44,7 +43,7 @@ pub async fn handle(
                     asked.iter().map(|(_, n, p)| (n.clone(), *p)).collect();
                 shard
                     .invoke_on(owner, move |s| async move {
-                        Coordinator::delete_offsets(&s, loc, &group_id, parts).await
+                        s.groups.delete_offsets(loc, &group_id, parts).await
                     })
                     .await
                     .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))

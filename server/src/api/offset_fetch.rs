@@ -14,7 +14,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::coordinator::offsets::FetchedOffsets;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -125,7 +124,7 @@ async fn fetch(
     let asked = topics.clone();
     let result = shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::fetch_offsets(&s, loc, &group_id, topics)
+            s.groups.fetch_offsets(loc, &group_id, topics).await
         })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()));

@@ -38,14 +38,14 @@ pub async fn handle(
     _version: i16,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let image = shard.image();
+    let image = shard.cluster.image();
     let mut slots: Vec<Slot> = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
         let found = image.topic(topic.topic.0.as_str());
         for p in &topic.partitions {
             let slot = match found {
                 Some(tp) if p.partition >= 0 && (p.partition as usize) < tp.partitions.len() => {
-                    if shard.leads(tp, p.partition) {
+                    if shard.cluster.leads(tp, p.partition) {
                         Ok((tp.id, p.current_leader_epoch, p.leader_epoch))
                     } else {
                         Err(ResponseError::NotLeaderOrFollower.code())

@@ -20,6 +20,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
+use crate::partition::registry::Unavailable;
 use crate::partition::{now_ms, AppendError, Appended};
 use crate::shard::Shard;
 
@@ -285,7 +286,7 @@ pub async fn handle(
     frame: Option<Bytes>,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let image = shard.image();
+    let image = shard.cluster.image();
     let now = now_ms();
     let sync = acks == -1 || shard.config.log_flush_interval_messages == 1;
     // Per request partition: either an early outcome or an append for its owner.
@@ -316,12 +317,12 @@ pub async fn handle(
                     Some(tp) if part.index < 0 || part.index as usize >= tp.partitions.len() => {
                         Some(Err((ResponseError::UnknownTopicOrPartition.code(), None)))
                     }
-                    Some(tp) if !shard.leads(tp, part.index) => {
+                    Some(tp) if !shard.cluster.leads(tp, part.index) => {
                         Some(Err((ResponseError::NotLeaderOrFollower.code(), None)))
                     }
                     Some(tp) => {
                         // The topic's effective configs: overrides, dynamic, static, default.
-                        let settings = shard.topic_settings(&image, tp);
+                        let settings = shard.cluster.topic_settings(&image, tp);
                         let isr = tp.partitions[part.index as usize].isr.len() as i64;
                         match validate(
                             &part.records,
@@ -441,10 +442,12 @@ pub async fn handle(
 
 /// Runs on the partition's owner shard.
 async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
-    let partition = match shard.partition(&a.topic_id, a.index) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err((ResponseError::UnknownTopicOrPartition.code(), None)),
-        Err(e) => return Err((ResponseError::KafkaStorageError.code(), Some(e))),
+    let partition = match shard.partitions.ready(&a.topic_id, a.index).await {
+        Ok(p) => p,
+        Err(Unavailable::Offline(why)) => {
+            return Err((ResponseError::KafkaStorageError.code(), Some(why)))
+        }
+        Err(u) => return Err((super::route::unavailable_code(&u), None)),
     };
     let mut records = a.records;
     if let Some(now) = a.log_append_time {

@@ -9,8 +9,18 @@ use std::rc::Rc;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use crate::partition::registry::Unavailable;
 use crate::partition::Partition;
 use crate::shard::Shard;
+
+/// Kafka's error code for a partition its owner cannot serve now.
+pub fn unavailable_code(u: &Unavailable) -> i16 {
+    match u {
+        Unavailable::Unknown => ResponseError::UnknownTopicOrPartition.code(),
+        Unavailable::Opening => ResponseError::NotLeaderOrFollower.code(),
+        Unavailable::Offline(_) => ResponseError::KafkaStorageError.code(),
+    }
+}
 
 /// A request partition after the API's own checks: (topic id, partition, argument) to
 /// answer on its owner, or the error code it gets without going there.
@@ -19,8 +29,8 @@ pub type Target<A> = Result<(Uuid, i32, A), i16>;
 /// Runs `work(partition, argument)` for every `Ok` target on the shard owning that
 /// partition, all shards at once, and returns one answer per target, in input order.
 /// A target that came in as `Err(code)` answers `Err(code)`; a partition its owner
-/// does not have answers UNKNOWN_TOPIC_OR_PARTITION, one it cannot open
-/// KAFKA_STORAGE_ERROR, and one whose shard stopped NOT_LEADER_OR_FOLLOWER.
+/// cannot serve answers [`unavailable_code`], and one whose shard stopped
+/// NOT_LEADER_OR_FOLLOWER.
 pub async fn on_owners<A, R, F>(
     shard: &Rc<Shard>,
     targets: Vec<Target<A>>,
@@ -49,10 +59,9 @@ where
             move |s: Rc<Shard>, (i, id, index, arg): (usize, Uuid, i32, A)| {
                 let work = work.clone();
                 async move {
-                    let answer = match s.partition(&id, index) {
-                        Ok(Some(p)) => work(&p, arg),
-                        Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
-                        Err(_) => Err(ResponseError::KafkaStorageError.code()),
+                    let answer = match s.partitions.ready(&id, index).await {
+                        Ok(p) => work(&p, arg),
+                        Err(u) => Err(unavailable_code(&u)),
                     };
                     (i, answer)
                 }

@@ -9,7 +9,6 @@ use kafka_protocol::ResponseError;
 
 use super::find_coordinator::locate;
 use crate::group::classic::SyncResponse;
-use crate::group::coordinator::Coordinator;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
@@ -47,18 +46,18 @@ async fn run(shard: &Rc<Shard>, req: SyncGroupRequest) -> SyncResponse {
     let generation_id = req.generation_id;
     shard
         .invoke_on(owner, move |s| async move {
-            Coordinator::sync(
-                &s,
-                loc,
-                &group_id,
-                &member_id,
-                instance_id.as_deref(),
-                generation_id,
-                protocol_type.as_deref(),
-                protocol_name.as_deref(),
-                assignments,
-            )
-            .await
+            s.groups
+                .sync(
+                    loc,
+                    &group_id,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation_id,
+                    protocol_type.as_deref(),
+                    protocol_name.as_deref(),
+                    assignments,
+                )
+                .await
         })
         .await
         .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable.code()))

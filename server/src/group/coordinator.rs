@@ -1,26 +1,28 @@
 //! The group coordinator on one shard: the groups and committed offsets of the
 //! `__consumer_offsets` partitions this shard owns.
 //!
-//! Exists once per shard (a field of `Shard`), touched only on that shard's thread;
+//! Exists once per shard (a service of `Shard`), touched only on that shard's thread;
 //! every method must be called on the shard owning the group's offsets partition
-//! ([`Loc`]), which the api layer reaches with `invoke_on`.
+//! ([`Loc`]), which the api layer reaches with `invoke_on`. It reaches the offsets
+//! partitions through the shard's partition registry.
 //!
 //! Invariants:
-//! - a partition's groups are replayed from its log before any request touches them
-//!   (`ensure_loaded`, synchronous, so no request interleaves with a load);
+//! - a partition's groups are replayed from its log before any request touches them:
+//!   `ensure_loaded` marks the partition `Loading` before its first await, and every
+//!   other request for it waits until the load ends, so none interleaves with it;
 //! - in-memory offsets change only after their record is durable, and a record never
 //!   overwrites a newer one (`Committed::log_offset` orders them);
 //! - parked JoinGroup/SyncGroup requests are oneshot senders in `waiters`, completed
 //!   by the state machine's effects; deadlines run on tokio timers of this shard.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use super::classic::{ClassicGroup, Effect, JoinResponse, Limits, SyncResponse, Waiter};
@@ -28,7 +30,7 @@ use super::consumer::{ConsumerGroup, ConsumerLimits};
 use super::records::{GroupMetadataValue, OffsetCommitValue, RecordKey};
 use super::store;
 use crate::partition::now_ms;
-use crate::shard::Shard;
+use crate::partition::registry::{PartitionRegistry, Unavailable};
 
 mod admin;
 pub mod consumer;
@@ -69,10 +71,18 @@ struct Waiters {
     sync: HashMap<Waiter, oneshot::Sender<SyncResponse>>,
 }
 
+/// Whether an offsets partition's groups are in memory.
+enum Load {
+    /// A request is replaying the partition; the others wait for `done`.
+    Loading(Rc<Notify>),
+    Loaded,
+}
+
 pub struct Coordinator {
+    partitions: Rc<PartitionRegistry>,
     limits: Limits,
     consumer_limits: ConsumerLimits,
-    loaded: RefCell<HashSet<Loc>>,
+    loaded: RefCell<HashMap<Loc, Load>>,
     groups: RefCell<HashMap<String, GroupEntry>>,
     waiters: RefCell<Waiters>,
     next_waiter: Cell<Waiter>,
@@ -81,40 +91,82 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(initial_rebalance_delay_ms: i64, consumer_limits: ConsumerLimits) -> Coordinator {
-        Coordinator {
+    pub fn new(
+        partitions: Rc<PartitionRegistry>,
+        initial_rebalance_delay_ms: i64,
+        consumer_limits: ConsumerLimits,
+    ) -> Rc<Coordinator> {
+        Rc::new(Coordinator {
+            partitions,
             limits: Limits {
                 initial_rebalance_delay_ms,
                 ..Limits::default()
             },
             consumer_limits,
-            loaded: RefCell::new(HashSet::new()),
+            loaded: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
             waiters: RefCell::new(Waiters::default()),
             next_waiter: Cell::new(1),
             armed: RefCell::new(HashMap::new()),
-        }
+        })
+    }
+
+    /// Whether this shard owns the offsets partition `loc` and this node leads it.
+    pub(super) fn serves(&self, loc: Loc) -> bool {
+        let image = self.partitions.view().image();
+        self.partitions.owns(&loc.topic_id, loc.partition)
+            && image
+                .topic_by_id(&loc.topic_id)
+                .is_some_and(|t| self.partitions.view().leads(t, loc.partition))
     }
 
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
-    /// Replays `loc`'s log into memory the first time the partition is used.
-    /// Err: COORDINATOR_NOT_AVAILABLE (the partition cannot be read).
-    pub fn ensure_loaded(&self, shard: &Rc<Shard>, loc: Loc) -> Result<(), i16> {
-        if self.loaded.borrow().contains(&loc) {
-            return Ok(());
+    /// Replays `loc`'s log into memory the first time the partition is used; a
+    /// request arriving during the replay waits for it. Err:
+    /// COORDINATOR_LOAD_IN_PROGRESS while the partition's log is still being
+    /// recovered, COORDINATOR_NOT_AVAILABLE when it cannot be read.
+    pub async fn ensure_loaded(self: &Rc<Self>, loc: Loc) -> Result<(), i16> {
+        loop {
+            let waiting = match self.loaded.borrow().get(&loc) {
+                Some(Load::Loaded) => return Ok(()),
+                Some(Load::Loading(done)) => Some(done.clone()),
+                None => None,
+            };
+            let Some(done) = waiting else { break };
+            let changed = done.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if matches!(self.loaded.borrow().get(&loc), Some(Load::Loading(_))) {
+                changed.await;
+            }
         }
+        let done = Rc::new(Notify::new());
+        self.loaded
+            .borrow_mut()
+            .insert(loc, Load::Loading(done.clone()));
+        // Ends the load (as failed, unless marked Loaded) even if this future is dropped.
+        let guard = LoadGuard(self, loc, done);
         let now = now_ms();
         let limits = self.limits;
         let mut groups: HashMap<String, GroupEntry> = HashMap::new();
-        let result = store::load(shard, &loc.topic_id, loc.partition, &mut |offset, k, v| {
-            replay(&mut groups, loc, limits, now, offset, &k, v.as_deref());
-        });
+        let result = store::load(
+            &self.partitions,
+            &loc.topic_id,
+            loc.partition,
+            &mut |offset, k, v| {
+                replay(&mut groups, loc, limits, now, offset, &k, v.as_deref());
+            },
+        )
+        .await;
         if let Err(e) = result {
-            tracing::error!(partition = loc.partition, error = %e, "cannot load __consumer_offsets");
-            return Err(ResponseError::CoordinatorNotAvailable.code());
+            tracing::warn!(partition = loc.partition, error = %e, "cannot load __consumer_offsets yet");
+            return Err(match e {
+                Unavailable::Opening => ResponseError::CoordinatorLoadInProgress.code(),
+                _ => ResponseError::CoordinatorNotAvailable.code(),
+            });
         }
         let ids: Vec<String> = groups.keys().cloned().collect();
         tracing::info!(
@@ -123,9 +175,10 @@ impl Coordinator {
             "loaded groups"
         );
         self.groups.borrow_mut().extend(groups);
-        self.loaded.borrow_mut().insert(loc);
+        self.loaded.borrow_mut().insert(loc, Load::Loaded);
+        drop(guard);
         for id in ids {
-            self.arm(shard, &id);
+            self.arm(&id);
         }
         Ok(())
     }
@@ -167,13 +220,13 @@ impl Coordinator {
     /// JoinGroup on the owner shard. The caller checked the group id and session
     /// timeout; a missing group is created only for a member without an id.
     pub async fn join(
-        shard: &Rc<Shard>,
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         req: super::classic::JoinRequest,
     ) -> JoinResponse {
-        let c = &shard.groups;
-        if let Err(e) = c.ensure_loaded(shard, loc) {
+        let c = self;
+        if let Err(e) = c.ensure_loaded(loc).await {
             return JoinResponse::error(e, &req.member_id);
         }
         let exists = c.groups.borrow().contains_key(group_id);
@@ -189,7 +242,7 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         c.waiters.borrow_mut().join.insert(waiter, tx);
         c.with_group_or_create(group_id, loc, |e| e.group.join(req, waiter, now_ms()));
-        c.drain(shard, group_id);
+        c.drain(group_id);
         rx.await.unwrap_or_else(|_| {
             JoinResponse::error(ResponseError::CoordinatorNotAvailable.code(), &member_id)
         })
@@ -198,7 +251,7 @@ impl Coordinator {
     /// SyncGroup on the owner shard.
     #[allow(clippy::too_many_arguments)]
     pub async fn sync(
-        shard: &Rc<Shard>,
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         member_id: &str,
@@ -208,8 +261,8 @@ impl Coordinator {
         protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
-        let c = &shard.groups;
-        if let Err(e) = c.ensure_loaded(shard, loc) {
+        let c = self;
+        if let Err(e) = c.ensure_loaded(loc).await {
             return SyncResponse::error(e);
         }
         let waiter = c.new_waiter();
@@ -231,54 +284,54 @@ impl Coordinator {
             c.waiters.borrow_mut().sync.remove(&waiter);
             return SyncResponse::error(ResponseError::UnknownMemberId.code());
         }
-        c.drain(shard, group_id);
+        c.drain(group_id);
         rx.await
             .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable.code()))
     }
 
     /// Heartbeat on the owner shard: the error code.
-    pub fn heartbeat(
-        shard: &Rc<Shard>,
+    pub async fn heartbeat(
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> i16 {
-        let c = &shard.groups;
-        if let Err(e) = c.ensure_loaded(shard, loc) {
+        let c = self;
+        if let Err(e) = c.ensure_loaded(loc).await {
             return e;
         }
         let code = c.with_group(group_id, |e| {
             e.group
                 .heartbeat(member_id, instance_id, generation_id, now_ms())
         });
-        c.drain(shard, group_id);
+        c.drain(group_id);
         code.unwrap_or(ResponseError::UnknownMemberId.code())
     }
 
     /// LeaveGroup on the owner shard: one error code per (member id, instance id).
-    pub fn leave(
-        shard: &Rc<Shard>,
+    pub async fn leave(
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc)?;
+        let c = self;
+        c.ensure_loaded(loc).await?;
         let codes = c.with_group(group_id, |e| {
             members
                 .iter()
                 .map(|(m, i)| e.group.leave(m, i.as_deref(), now_ms()))
                 .collect::<Vec<i16>>()
         });
-        c.drain(shard, group_id);
+        c.drain(group_id);
         codes.ok_or(ResponseError::UnknownMemberId.code())
     }
 
     /// Hands the group's queued effects out: answers parked requests, starts writes,
     /// and arms the group's next deadline.
-    fn drain(&self, shard: &Rc<Shard>, group_id: &str) {
+    fn drain(self: &Rc<Self>, group_id: &str) {
         let Some((effects, loc)) = self.with_group(group_id, |e| (e.group.take_effects(), e.loc))
         else {
             return;
@@ -296,31 +349,30 @@ impl Coordinator {
                     }
                 }
                 Effect::WriteAssignment { generation, value } => {
-                    let s = shard.clone();
+                    let c = self.clone();
                     let gid = group_id.to_string();
                     tokio::task::spawn_local(async move {
-                        let ok = write_group(&s, loc, &gid, &value).await;
-                        let c = &s.groups;
+                        let ok = write_group(&c.partitions, loc, &gid, &value).await;
                         c.with_group(&gid, |e| {
                             e.group.assignment_written(generation, &value, ok, now_ms())
                         });
-                        c.drain(&s, &gid);
+                        c.drain(&gid);
                     });
                 }
                 Effect::WriteGroup(value) => {
-                    let s = shard.clone();
+                    let c = self.clone();
                     let gid = group_id.to_string();
                     tokio::task::spawn_local(async move {
-                        write_group(&s, loc, &gid, &value).await;
+                        write_group(&c.partitions, loc, &gid, &value).await;
                     });
                 }
             }
         }
-        self.arm(shard, group_id);
+        self.arm(group_id);
     }
 
     /// Makes sure a timer task wakes up by the group's next deadline.
-    fn arm(&self, shard: &Rc<Shard>, group_id: &str) {
+    fn arm(self: &Rc<Self>, group_id: &str) {
         let next = self.with_group(group_id, |e| {
             let consumer = e.consumer.as_ref().and_then(|g| g.next_deadline());
             e.group.next_deadline().into_iter().chain(consumer).min()
@@ -335,12 +387,11 @@ impl Coordinator {
             }
             armed.insert(group_id.to_string(), deadline);
         }
-        let s = shard.clone();
+        let c = self.clone();
         let gid = group_id.to_string();
         tokio::task::spawn_local(async move {
             let wait_ms = (deadline - now_ms()).max(1) as u64;
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            let c = &s.groups;
             {
                 let mut armed = c.armed.borrow_mut();
                 if armed.get(&gid) == Some(&deadline) {
@@ -354,14 +405,29 @@ impl Coordinator {
                     g.tick(now);
                 }
             });
-            c.drain(&s, &gid);
+            c.drain(&gid);
         });
+    }
+}
+
+/// Ends a load: unless it reached `Loaded`, the partition is unloaded again (the next
+/// request retries); waiters wake either way.
+struct LoadGuard<'a>(&'a Coordinator, Loc, Rc<Notify>);
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        let mut loaded = self.0.loaded.borrow_mut();
+        if matches!(loaded.get(&self.1), Some(Load::Loading(_))) {
+            loaded.remove(&self.1);
+        }
+        drop(loaded);
+        self.2.notify_waiters();
     }
 }
 
 /// Persists a group record; false if the write failed.
 async fn write_group(
-    shard: &Rc<Shard>,
+    partitions: &Rc<PartitionRegistry>,
     loc: Loc,
     group_id: &str,
     value: &GroupMetadataValue,
@@ -371,7 +437,7 @@ async fn write_group(
     }
     .encode();
     match store::append(
-        shard,
+        partitions,
         &loc.topic_id,
         loc.partition,
         vec![(key, Some(value.encode()))],

@@ -12,8 +12,8 @@ use kafka_protocol::records::{
 };
 use uuid::Uuid;
 
+use crate::partition::registry::{PartitionRegistry, Unavailable};
 use crate::partition::{now_ms, Partition};
-use crate::shard::Shard;
 
 /// Reads at most this many bytes of the log per step while loading.
 const LOAD_READ_BYTES_MAX: usize = 1 << 20;
@@ -21,21 +21,25 @@ const LOAD_READ_BYTES_MAX: usize = 1 << 20;
 /// One record: key and value (None = tombstone).
 pub type KeyValue = (Bytes, Option<Bytes>);
 
-fn partition(shard: &Rc<Shard>, topic_id: &Uuid, index: i32) -> Result<Rc<Partition>, String> {
-    shard
-        .partition(topic_id, index)?
-        .ok_or_else(|| format!("__consumer_offsets-{index} does not exist"))
+async fn partition(
+    partitions: &Rc<PartitionRegistry>,
+    topic_id: &Uuid,
+    index: i32,
+) -> Result<Rc<Partition>, Unavailable> {
+    partitions.ready(topic_id, index).await
 }
 
 /// Appends `records` as one batch (atomically) and waits until it is durable.
 /// Returns the offset of the first record.
 pub async fn append(
-    shard: &Rc<Shard>,
+    partitions: &Rc<PartitionRegistry>,
     topic_id: &Uuid,
     index: i32,
     records: Vec<KeyValue>,
 ) -> Result<i64, String> {
-    let p = partition(shard, topic_id, index)?;
+    let p = partition(partitions, topic_id, index)
+        .await
+        .map_err(|e| format!("__consumer_offsets-{index}: {e:?}"))?;
     let now = now_ms();
     let records: Vec<Record> = records
         .into_iter()
@@ -72,13 +76,21 @@ pub async fn append(
 }
 
 /// Calls `replay(offset, key, value)` for every record of the partition, in order.
-pub fn load(
-    shard: &Rc<Shard>,
+pub async fn load(
+    partitions: &Rc<PartitionRegistry>,
     topic_id: &Uuid,
     index: i32,
     replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
+) -> Result<(), Unavailable> {
+    let p = partition(partitions, topic_id, index).await?;
+    read_all(&p, replay).map_err(Unavailable::Offline)
+}
+
+/// Replays every record of `p` up to its high watermark.
+fn read_all(
+    p: &Partition,
+    replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
 ) -> Result<(), String> {
-    let p = partition(shard, topic_id, index)?;
     let mut offset = p.log_start_offset();
     let end = p.high_watermark();
     while offset < end {

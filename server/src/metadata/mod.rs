@@ -8,8 +8,10 @@
 
 pub mod command;
 pub mod image;
+pub mod producer_ids;
 pub mod raft;
 pub mod topics;
+pub mod view;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -21,12 +23,16 @@ pub use command::{Command, CommandError, ConfigResource};
 pub use image::{Applied, BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use raft::Quorum;
 
+/// Proposals queued for the control plane at most; a proposer waits for room
+/// (back-pressure), so a burst of metadata writes cannot grow memory without bound.
+pub const PROPOSALS_QUEUED_MAX: usize = 1024;
+
 type Reply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>;
 
 /// A cheap, `Send` handle to the control plane. Cloned into every shard.
 #[derive(Clone)]
 pub struct MetadataHandle {
-    tx: mpsc::UnboundedSender<(Command, Reply)>,
+    tx: mpsc::Sender<(Command, Reply)>,
     image: watch::Receiver<Arc<ClusterImage>>,
     leader: Arc<AtomicI32>,
 }
@@ -42,6 +48,7 @@ impl MetadataHandle {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((cmd, tx))
+            .await
             .map_err(|_| CommandError::Storage("control plane stopped".into()))?;
         rx.await
             .map_err(|_| CommandError::Storage("control plane stopped".into()))?
@@ -77,7 +84,7 @@ pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
         None => None,
     };
     let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
-    let (tx, rx) = mpsc::unbounded_channel::<(Command, Reply)>();
+    let (tx, rx) = mpsc::channel::<(Command, Reply)>(PROPOSALS_QUEUED_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let leader = Arc::new(AtomicI32::new(-1));
     let dir = dir.to_path_buf();

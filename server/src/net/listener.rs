@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -31,9 +33,44 @@ pub fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
     socket.bind(&addr.into())
 }
 
+/// The node's open client connections, counted against `max.connections`. Shared by
+/// every shard's accept loop (one atomic counter; touched once per connection).
+#[derive(Clone)]
+pub struct Connections {
+    open: Arc<AtomicI64>,
+    max: i64,
+}
+
+impl Connections {
+    pub fn new(max: i64) -> Connections {
+        Connections {
+            open: Arc::new(AtomicI64::new(0)),
+            max,
+        }
+    }
+
+    /// Counts a new connection; false if `max.connections` is reached.
+    fn try_open(&self) -> bool {
+        let n = self.open.fetch_add(1, Ordering::Relaxed);
+        if n >= self.max {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn close(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts connections on this shard until the listener fails or the shard stops.
 /// Runs on the shard's thread.
-pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: std::net::TcpListener,
+    connections: Connections,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -44,15 +81,15 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if !shard.try_open_connection() {
+                if !connections.try_open() {
                     tracing::warn!(%peer, "max.connections reached; closing new connection");
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let shard = shard.clone();
+                let (shard, connections) = (shard.clone(), connections.clone());
                 tokio::task::spawn_local(async move {
-                    super::connection::serve(shard.clone(), stream, peer).await;
-                    shard.close_connection();
+                    super::connection::serve(shard, stream, peer).await;
+                    connections.close();
                 });
             }
             Err(e) => {

@@ -11,6 +11,7 @@
 pub mod compaction;
 pub mod leader_epoch;
 pub mod producer_state;
+pub mod registry;
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -68,17 +69,47 @@ pub struct Partition {
 /// Kafka's `partition.metadata` file: lets a directory be matched to its topic id.
 const PARTITION_METADATA: &str = "partition.metadata";
 
+/// Why a partition's log could not be opened. Its data is left as it is.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The directory's `partition.metadata` names another topic id, or cannot be read
+    /// as one (Kafka's InconsistentTopicIdException).
+    InconsistentTopicId(String),
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::InconsistentTopicId(m) => write!(f, "inconsistent topic id: {m}"),
+            OpenError::Storage(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<StorageError> for OpenError {
+    fn from(e: StorageError) -> Self {
+        OpenError::Storage(e)
+    }
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Storage(StorageError::Io(e))
+    }
+}
+
 impl Partition {
     /// Opens (or creates) the partition's log, running recovery, and rebuilds the
     /// producer state from the batch headers in the log.
-    pub fn open(
+    pub async fn open(
         dir: PathBuf,
         topic: &TopicImage,
         index: i32,
         log_config: LogConfig,
         io: Rc<IoEngine>,
         leader_epoch: i32,
-    ) -> Result<Rc<Partition>, StorageError> {
+    ) -> Result<Rc<Partition>, OpenError> {
         claim_directory(&dir, &topic.id)?;
         let (log, truncated) = Log::open(dir.clone(), log_config, io)?;
         if truncated > 0 {
@@ -368,23 +399,33 @@ pub fn topic_id_string(id: &Uuid) -> String {
     out
 }
 
-/// Makes sure `dir` belongs to topic `id`: a directory left by a deleted topic of the
-/// same name is removed first, and the `partition.metadata` file is written.
-fn claim_directory(dir: &std::path::Path, id: &Uuid) -> std::io::Result<()> {
+/// Makes sure `dir` belongs to topic `id`, writing its `partition.metadata` file if it
+/// has none. A file naming another topic id, or one that cannot be read as Kafka's
+/// format, is an error and the directory is left untouched: its data may be the only
+/// copy, and an operator decides (Kafka takes the log directory offline).
+fn claim_directory(dir: &std::path::Path, id: &Uuid) -> Result<(), OpenError> {
     let meta_path = dir.join(PARTITION_METADATA);
     let expected = format!("version: 0\ntopic_id: {}\n", topic_id_string(id));
-    match std::fs::read_to_string(&meta_path) {
-        Ok(text) if text == expected => return Ok(()),
-        Ok(_) => {
-            tracing::warn!(dir = %dir.display(), "removing data of a deleted topic with the same name");
-            remove_dir(dir)?;
+    match std::fs::read(&meta_path) {
+        Ok(text) if text == expected.as_bytes() => return Ok(()),
+        Ok(text) => {
+            let found = String::from_utf8_lossy(&text);
+            return Err(OpenError::InconsistentTopicId(format!(
+                "{} holds {:?}, expected topic id {}; the data is kept, move the directory \
+                 aside or restore the file to serve this partition",
+                meta_path.display(),
+                found.trim_end(),
+                topic_id_string(id)
+            )));
         }
-        Err(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
     std::fs::write(&tmp, expected)?;
-    std::fs::rename(&tmp, &meta_path)
+    std::fs::rename(&tmp, &meta_path)?;
+    Ok(())
 }
 
 /// Renames a partition directory aside (Kafka's `-delete` suffix) and removes it.

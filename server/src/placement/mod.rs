@@ -20,6 +20,7 @@
 //! assignment, so replaying the metadata log never re-runs it.
 
 pub mod plan;
+pub mod shards;
 
 /// Points per broker. The relative spread of a broker's arc share is about
 /// `1/sqrt(V)`: 1024 keeps it near 3%.

@@ -10,7 +10,6 @@ use super::{Coordinator, Loc};
 use crate::group::classic::GroupState;
 use crate::group::records::RecordKey;
 use crate::group::store;
-use crate::shard::Shard;
 
 #[derive(Clone, Debug, Default)]
 pub struct MemberDescription {
@@ -42,9 +41,13 @@ pub struct GroupSummary {
 impl Coordinator {
     /// Kafka's classic describe: members always; protocol, metadata and assignment
     /// only when the group is Stable.
-    pub fn describe(shard: &Rc<Shard>, loc: Loc, group_id: &str) -> Result<GroupDescription, i16> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc)?;
+    pub async fn describe(
+        self: &Rc<Self>,
+        loc: Loc,
+        group_id: &str,
+    ) -> Result<GroupDescription, i16> {
+        let c = self;
+        c.ensure_loaded(loc).await?;
         let d = c.with_group(group_id, |e| {
             let g = &e.group;
             let stable = g.state() == GroupState::Stable;
@@ -90,21 +93,19 @@ impl Coordinator {
     }
 
     /// Every live group of the offsets partitions this shard owns (loading them).
-    pub fn list(
-        shard: &Rc<Shard>,
+    pub async fn list(
+        self: &Rc<Self>,
         topic_id: Uuid,
         partitions: usize,
     ) -> Result<Vec<GroupSummary>, i16> {
-        let c = &shard.groups;
+        let c = self;
         for p in 0..partitions as i32 {
-            if shard.owner(&topic_id, p) == shard.id {
-                c.ensure_loaded(
-                    shard,
-                    Loc {
-                        topic_id,
-                        partition: p,
-                    },
-                )?;
+            if c.partitions.owns(&topic_id, p) {
+                c.ensure_loaded(Loc {
+                    topic_id,
+                    partition: p,
+                })
+                .await?;
             }
         }
         let groups = c.groups.borrow();
@@ -130,9 +131,9 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only an Empty group can go; its offsets and its
     /// record are tombstoned.
-    pub async fn delete_group(shard: &Rc<Shard>, loc: Loc, group_id: &str) -> i16 {
-        let c = &shard.groups;
-        if let Err(e) = c.ensure_loaded(shard, loc) {
+    pub async fn delete_group(self: &Rc<Self>, loc: Loc, group_id: &str) -> i16 {
+        let c = self;
+        if let Err(e) = c.ensure_loaded(loc).await {
             return e;
         }
         let keys = c.with_group(group_id, |e| match e.group.state() {
@@ -151,7 +152,7 @@ impl Coordinator {
             Some(Err(code)) => return code,
             Some(Ok(keys)) => keys,
         };
-        c.drain(shard, group_id);
+        c.drain(group_id);
         let mut records: Vec<store::KeyValue> = keys
             .into_iter()
             .map(|(topic, partition)| {
@@ -167,7 +168,7 @@ impl Coordinator {
             group: group_id.to_string(),
         };
         records.push((group_key.encode(), None));
-        let written = store::append(shard, &loc.topic_id, loc.partition, records).await;
+        let written = store::append(&self.partitions, &loc.topic_id, loc.partition, records).await;
         c.remove_group(group_id);
         match written {
             Ok(_) => 0,

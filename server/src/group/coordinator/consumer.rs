@@ -17,7 +17,6 @@ use crate::group::consumer::{
     ConsumerGroup, Description, Heartbeat, HeartbeatError, HeartbeatResponse,
 };
 use crate::partition::now_ms;
-use crate::shard::Shard;
 
 impl Coordinator {
     /// Before a classic JoinGroup: a consumer group with members keeps its id
@@ -39,18 +38,18 @@ impl Coordinator {
 
     /// One ConsumerGroupHeartbeat. A classic group with members keeps its id
     /// (GROUP_ID_NOT_FOUND); an unknown group is created only by a joining member.
-    pub fn consumer_heartbeat(
-        shard: &Rc<Shard>,
+    pub async fn consumer_heartbeat(
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         req: Heartbeat,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc).map_err(|code| HeartbeatError {
+        let c = self;
+        c.ensure_loaded(loc).await.map_err(|code| HeartbeatError {
             code,
             message: None,
         })?;
-        let image = shard.image();
+        let image = self.partitions.view().image();
         let lookup = |name: &str| image.topic(name).map(|t| (t.id, t.partitions.len() as i32));
         let now = now_ms();
         let result = {
@@ -90,19 +89,19 @@ impl Coordinator {
                 }),
             }
         };
-        c.arm(shard, group_id);
+        c.arm(group_id);
         result
     }
 
     /// ConsumerGroupDescribe of one group: GROUP_ID_NOT_FOUND for an unknown or a
     /// classic group.
-    pub fn consumer_describe(
-        shard: &Rc<Shard>,
+    pub async fn consumer_describe(
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
     ) -> Result<Description, HeartbeatError> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc).map_err(|code| HeartbeatError {
+        let c = self;
+        c.ensure_loaded(loc).await.map_err(|code| HeartbeatError {
             code,
             message: None,
         })?;

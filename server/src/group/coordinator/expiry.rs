@@ -27,7 +27,6 @@ use crate::group::classic::GroupState;
 use crate::group::records::{OffsetCommitValue, RecordKey};
 use crate::group::{store, OFFSETS_TOPIC};
 use crate::partition::now_ms;
-use crate::shard::Shard;
 
 /// What expiry does to one group: the partitions whose offsets expire, and whether
 /// the group itself goes.
@@ -109,22 +108,32 @@ pub fn plan(entry: &GroupEntry, now_ms: i64, retention_ms: i64) -> ExpiryPlan {
 }
 
 impl Coordinator {
+    /// Starts the shard's offsets-retention loop: a round every `period_ms`.
+    pub fn spawn_expiry(self: &Rc<Self>, period_ms: i64, retention_ms: i64) {
+        let c = self.clone();
+        tokio::task::spawn_local(async move {
+            let period = std::time::Duration::from_millis(period_ms.max(1) as u64);
+            loop {
+                tokio::time::sleep(period).await;
+                c.expire_offsets(retention_ms).await;
+            }
+        });
+    }
+
     /// One expiry round on this shard; returns how many offsets expired.
-    pub async fn expire_offsets(shard: &Rc<Shard>, retention_ms: i64) -> usize {
-        let image = shard.image();
+    pub async fn expire_offsets(self: &Rc<Self>, retention_ms: i64) -> usize {
+        let image = self.partitions.view().image();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return 0;
         };
-        let c = &shard.groups;
+        let c = self;
         for p in 0..topic.partitions.len() as i32 {
-            if shard.owner(&topic.id, p) == shard.id && shard.leads(topic, p) {
-                let loc = Loc {
-                    topic_id: topic.id,
-                    partition: p,
-                };
-                if c.ensure_loaded(shard, loc).is_err() {
-                    return 0;
-                }
+            let loc = Loc {
+                topic_id: topic.id,
+                partition: p,
+            };
+            if c.serves(loc) && c.ensure_loaded(loc).await.is_err() {
+                return 0;
             }
         }
         let now = now_ms();
@@ -138,14 +147,14 @@ impl Coordinator {
         let mut expired = 0;
         for (group_id, loc, plan) in plans {
             expired += plan.offsets.len();
-            c.apply_expiry(shard, loc, &group_id, plan).await;
+            c.apply_expiry(loc, &group_id, plan).await;
         }
         expired
     }
 
     /// Writes the plan's tombstones, then forgets what they delete unless it changed
     /// meanwhile (a newer commit, a member joining).
-    async fn apply_expiry(&self, shard: &Rc<Shard>, loc: Loc, group_id: &str, plan: ExpiryPlan) {
+    async fn apply_expiry(self: &Rc<Self>, loc: Loc, group_id: &str, plan: ExpiryPlan) {
         let mut records: Vec<store::KeyValue> = plan
             .offsets
             .iter()
@@ -164,13 +173,14 @@ impl Coordinator {
             };
             records.push((key.encode(), None));
         }
-        let base = match store::append(shard, &loc.topic_id, loc.partition, records).await {
-            Ok(base) => base,
-            Err(e) => {
-                tracing::error!(group = group_id, error = %e, "cannot write expired offsets");
-                return;
-            }
-        };
+        let base =
+            match store::append(&self.partitions, &loc.topic_id, loc.partition, records).await {
+                Ok(base) => base,
+                Err(e) => {
+                    tracing::error!(group = group_id, error = %e, "cannot write expired offsets");
+                    return;
+                }
+            };
         tracing::info!(
             group = group_id,
             offsets = plan.offsets.len(),

@@ -8,7 +8,6 @@ use super::{Committed, Coordinator, Loc};
 use crate::group::classic::GroupState;
 use crate::group::records::{OffsetCommitValue, RecordKey};
 use crate::group::store;
-use crate::shard::Shard;
 
 /// One OffsetCommit request after the api layer's per-partition checks.
 pub struct CommitRequest {
@@ -36,13 +35,13 @@ impl Coordinator {
     /// (durable before it returns) and then makes them visible. Err: the error code
     /// for every partition.
     pub async fn commit_offsets(
-        shard: &Rc<Shard>,
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         req: CommitRequest,
     ) -> Result<(), i16> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc)?;
+        let c = self;
+        c.ensure_loaded(loc).await?;
         let exists = c.groups.borrow().contains_key(group_id);
         if !exists {
             if req.generation_id >= 0 {
@@ -73,7 +72,7 @@ impl Coordinator {
             .iter()
             .map(|(t, p, v)| (offset_key(group_id, t, *p), Some(v.encode())))
             .collect();
-        let base = store::append(shard, &loc.topic_id, loc.partition, records)
+        let base = store::append(&self.partitions, &loc.topic_id, loc.partition, records)
             .await
             .map_err(|e| {
                 tracing::error!(group = group_id, error = %e, "cannot write offsets");
@@ -101,14 +100,14 @@ impl Coordinator {
     }
 
     /// Committed offsets of `topics` (None: every committed partition).
-    pub fn fetch_offsets(
-        shard: &Rc<Shard>,
+    pub async fn fetch_offsets(
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<FetchedOffsets, i16> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc)?;
+        let c = self;
+        c.ensure_loaded(loc).await?;
         let groups = c.groups.borrow();
         let entry = groups.get(group_id);
         let Some(topics) = topics else {
@@ -140,13 +139,13 @@ impl Coordinator {
 
     /// OffsetDelete: per-partition codes, or a group-level error.
     pub async fn delete_offsets(
-        shard: &Rc<Shard>,
+        self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<(String, i32, i16)>, i16> {
-        let c = &shard.groups;
-        c.ensure_loaded(shard, loc)?;
+        let c = self;
+        c.ensure_loaded(loc).await?;
         let plan = c.with_group(group_id, |e| {
             let state = e.group.state();
             if state == GroupState::Dead {
@@ -183,7 +182,7 @@ impl Coordinator {
             .map(|(t, p, _, _)| (offset_key(group_id, t, *p), None))
             .collect();
         if !tombstones.is_empty() {
-            let base = store::append(shard, &loc.topic_id, loc.partition, tombstones)
+            let base = store::append(&self.partitions, &loc.topic_id, loc.partition, tombstones)
                 .await
                 .map_err(|e| {
                     tracing::error!(group = group_id, error = %e, "cannot delete offsets");

@@ -113,7 +113,7 @@ impl Controller {
     }
 
     /// Serves proposals from the shards until the handle is dropped.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(Command, ProposeReply)>) {
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<(Command, ProposeReply)>) {
         while let Some((cmd, reply)) = rx.recv().await {
             let c = self.clone();
             tokio::spawn(async move {

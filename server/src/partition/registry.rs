@@ -1,0 +1,341 @@
+//! `PartitionRegistry`: the partitions one shard owns, and their life cycle — opening
+//! (recovery), serving, going offline, being deleted — plus the shard's log
+//! maintenance (retention and the log cleaner).
+//!
+//! Exists once per shard and lives on that shard's thread only (`!Send`); the other
+//! services of the shard (the group coordinator, later the replica manager) reach
+//! partitions through it, never by opening logs themselves.
+//!
+//! Invariants:
+//! - a partition (topic id, index) is in the registry only on its owning shard
+//!   (`placement::shards::shard_for`), and only while this node leads it;
+//! - a partition is opened at most once at a time: while its recovery runs its slot
+//!   is `Opening`, and requests wait for it (at most `open_wait`) instead of opening
+//!   it again; the shard thread keeps serving every other partition meanwhile;
+//! - a directory that belongs to another topic id, or whose log cannot be opened, is
+//!   never deleted: its slot is `Offline` with the reason, and every request for it
+//!   gets KAFKA_STORAGE_ERROR until an operator acts;
+//! - data is removed only for a topic (or partition) the image no longer has, through
+//!   the `-delete` rename.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_storage::{IoEngine, LogConfig};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{compaction, Partition};
+use crate::config::Config;
+use crate::metadata::view::ClusterView;
+use crate::metadata::TopicImage;
+use crate::placement::shards::shard_for;
+
+/// A partition key: (topic id, partition index).
+pub type Key = (Uuid, i32);
+
+/// Why a partition cannot serve a request on this shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No such topic or partition, or another broker leads it
+    /// (UNKNOWN_TOPIC_OR_PARTITION).
+    Unknown,
+    /// Its log is still being recovered (retriable: NOT_LEADER_OR_FOLLOWER, or
+    /// COORDINATOR_LOAD_IN_PROGRESS for a coordinator).
+    Opening,
+    /// Its log cannot be served (KAFKA_STORAGE_ERROR), with the reason.
+    Offline(String),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Unknown => write!(f, "not served by this shard"),
+            Unavailable::Opening => write!(f, "its log is being opened"),
+            Unavailable::Offline(why) => write!(f, "offline: {why}"),
+        }
+    }
+}
+
+enum Slot {
+    Open(Rc<Partition>),
+    /// Recovery is running; `done` is notified when the slot changes.
+    Opening(Rc<Notify>),
+    Offline(String),
+}
+
+pub struct PartitionRegistry {
+    shard: usize,
+    shards: usize,
+    config: Arc<Config>,
+    view: Rc<ClusterView>,
+    io: Rc<IoEngine>,
+    /// How long a request waits for a partition being opened before it is answered
+    /// with a retriable error.
+    open_wait: Duration,
+    slots: RefCell<HashMap<Key, Slot>>,
+}
+
+impl PartitionRegistry {
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        config: Arc<Config>,
+        view: Rc<ClusterView>,
+        io: Rc<IoEngine>,
+    ) -> Rc<PartitionRegistry> {
+        Rc::new(PartitionRegistry {
+            shard,
+            shards,
+            open_wait: Duration::from_millis(OPEN_WAIT_MS),
+            config,
+            view,
+            io,
+            slots: RefCell::new(HashMap::new()),
+        })
+    }
+
+    pub fn view(&self) -> &Rc<ClusterView> {
+        &self.view
+    }
+
+    /// Whether this shard owns partition `index` of topic `topic_id`.
+    pub fn owns(&self, topic_id: &Uuid, index: i32) -> bool {
+        shard_for(topic_id.as_u128(), index, self.shards) == self.shard
+    }
+
+    /// The partition if it is open now; starts opening it if this shard should serve
+    /// it and nobody has yet. Never waits.
+    pub fn get(self: &Rc<Self>, topic_id: &Uuid, index: i32) -> Result<Rc<Partition>, Unavailable> {
+        debug_assert!(
+            self.owns(topic_id, index),
+            "partition used off its owner shard"
+        );
+        let key = (*topic_id, index);
+        match self.slots.borrow().get(&key) {
+            Some(Slot::Open(p)) => return Ok(p.clone()),
+            Some(Slot::Opening(_)) => return Err(Unavailable::Opening),
+            Some(Slot::Offline(why)) => return Err(Unavailable::Offline(why.clone())),
+            None => {}
+        }
+        let mut image = self.view.image();
+        if image.topic_by_id(topic_id).is_none() {
+            self.view.refresh();
+            image = self.view.image();
+        }
+        let Some(topic) = image.topic_by_id(topic_id) else {
+            return Err(Unavailable::Unknown);
+        };
+        if !self.view.leads(topic, index) {
+            return Err(Unavailable::Unknown);
+        }
+        self.start_open(topic, index);
+        match self.slots.borrow().get(&key) {
+            Some(Slot::Open(p)) => Ok(p.clone()),
+            Some(Slot::Offline(why)) => Err(Unavailable::Offline(why.clone())),
+            _ => Err(Unavailable::Opening),
+        }
+    }
+
+    /// The partition, waiting (at most `open_wait`) for it if it is being opened.
+    pub async fn ready(
+        self: &Rc<Self>,
+        topic_id: &Uuid,
+        index: i32,
+    ) -> Result<Rc<Partition>, Unavailable> {
+        let deadline = tokio::time::Instant::now() + self.open_wait;
+        loop {
+            let done = match self.slots.borrow().get(&(*topic_id, index)) {
+                Some(Slot::Opening(done)) => Some(done.clone()),
+                _ => None,
+            };
+            let Some(done) = done else {
+                return self.get(topic_id, index);
+            };
+            let changed = done.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !matches!(
+                self.slots.borrow().get(&(*topic_id, index)),
+                Some(Slot::Opening(_))
+            ) {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Unavailable::Opening);
+            }
+        }
+    }
+
+    /// Every open partition.
+    pub fn open_partitions(&self) -> Vec<Rc<Partition>> {
+        self.slots
+            .borrow()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Open(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.config.log_dirs.join(format!("{topic}-{index}"))
+    }
+
+    /// Storage settings for a topic, from its effective settings. Without
+    /// `cleanup.policy=delete`, time and size retention do not apply.
+    pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
+        let s = self.view.topic_settings(&self.view.image(), topic);
+        LogConfig {
+            segment_bytes: s.segment_bytes.max(0) as u64,
+            segment_ms: s.segment_ms,
+            retention_ms: if s.cleanup_delete { s.retention_ms } else { -1 },
+            retention_bytes: if s.cleanup_delete {
+                s.retention_bytes
+            } else {
+                -1
+            },
+            index_interval_bytes: s.index_interval_bytes.clamp(0, u32::MAX as i64) as u32,
+            segment_index_bytes: s.segment_index_bytes.clamp(4, u32::MAX as i64) as u32,
+            tail_cache_bytes: self.config.tail_cache_bytes,
+            file_delete_delay_ms: s.file_delete_delay_ms,
+        }
+    }
+
+    /// Marks the partition `Opening` and recovers its log in a task of its own; the
+    /// slot becomes `Open` or `Offline` when recovery ends.
+    fn start_open(self: &Rc<Self>, topic: &TopicImage, index: i32) {
+        let key = (topic.id, index);
+        let done = Rc::new(Notify::new());
+        self.slots
+            .borrow_mut()
+            .insert(key, Slot::Opening(done.clone()));
+        let dir = self.partition_dir(&topic.name, index);
+        let epoch = topic.partitions[index as usize].leader_epoch;
+        let log_config = self.log_config(topic);
+        let (me, topic) = (self.clone(), topic.clone());
+        tokio::task::spawn_local(async move {
+            let opened =
+                Partition::open(dir, &topic, index, log_config, me.io.clone(), epoch).await;
+            let slot = match opened {
+                Ok(p) => Slot::Open(p),
+                Err(e) => {
+                    let why = format!("{}-{index}: {e}", topic.name);
+                    tracing::error!(error = %why, "partition offline: cannot open its log");
+                    Slot::Offline(why)
+                }
+            };
+            me.slots.borrow_mut().insert(key, slot);
+            done.notify_waiters();
+            // The image may have moved on while the log was recovered.
+            me.reconcile();
+        });
+    }
+
+    /// Applies the current image: removes partitions of deleted topics (their data
+    /// goes through the `-delete` rename), installs changed settings, and starts
+    /// opening every partition this shard owns and this node leads.
+    pub fn reconcile(self: &Rc<Self>) {
+        let image = self.view.image();
+        let gone: Vec<Key> = self
+            .slots
+            .borrow()
+            .iter()
+            .filter(|(_, slot)| !matches!(slot, Slot::Opening(_)))
+            .map(|(key, _)| *key)
+            .filter(|(id, i)| {
+                image
+                    .topic_by_id(id)
+                    .map(|t| *i as usize >= t.partitions.len())
+                    .unwrap_or(true)
+            })
+            .collect();
+        for key in gone {
+            if let Some(Slot::Open(p)) = self.slots.borrow_mut().remove(&key) {
+                p.delete();
+            }
+        }
+        for topic in image.topics.values() {
+            let log_config = self.log_config(topic);
+            for index in 0..topic.partitions.len() as i32 {
+                if !self.owns(&topic.id, index) || !self.view.leads(topic, index) {
+                    continue;
+                }
+                let open = match self.slots.borrow().get(&(topic.id, index)) {
+                    Some(Slot::Open(p)) => Some(p.clone()),
+                    Some(_) => continue,
+                    None => None,
+                };
+                match open {
+                    // Config changes take effect at once; a retention change is
+                    // enforced at once too.
+                    Some(p) => {
+                        if p.set_log_config(log_config.clone()) {
+                            p.enforce_retention();
+                        }
+                    }
+                    None => self.start_open(topic, index),
+                }
+            }
+        }
+    }
+
+    /// Runs a cleaning round on every open partition whose topic is compacted.
+    pub async fn clean_compacted_partitions(&self) {
+        for p in self.open_partitions() {
+            let image = self.view.image();
+            let Some(topic) = image.topic_by_id(&p.topic_id) else {
+                continue;
+            };
+            let settings = self.view.topic_settings(&image, topic);
+            if !settings.cleanup_compact {
+                continue;
+            }
+            let config = compaction::compaction_config(&settings);
+            if let Err(e) = p.clean(&config).await {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cleaning failed");
+            }
+        }
+    }
+
+    /// Starts the shard's log maintenance: retention every
+    /// `log.retention.check.interval.ms`, the log cleaner every `log.cleaner.backoff.ms`
+    /// (one round at a time per shard).
+    pub fn spawn_maintenance(self: &Rc<Self>) {
+        let me = self.clone();
+        tokio::task::spawn_local(async move {
+            let period = Duration::from_millis(me.config.log_retention_check_interval_ms as u64);
+            loop {
+                tokio::time::sleep(period).await;
+                for p in me.open_partitions() {
+                    p.enforce_retention();
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::task::spawn_local(async move {
+            let period = Duration::from_millis(me.config.log_cleaner_backoff_ms as u64);
+            loop {
+                tokio::time::sleep(period).await;
+                me.clean_compacted_partitions().await;
+            }
+        });
+    }
+
+    /// Makes every open partition durable (clean shutdown).
+    pub async fn flush_all(&self) {
+        for p in self.open_partitions() {
+            if let Err(e) = p.flush().await {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+}
+
+/// Default for how long a request waits for a partition whose log is being opened.
+const OPEN_WAIT_MS: u64 = 1000;

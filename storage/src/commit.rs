@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -25,7 +26,7 @@ struct State {
     failed: Option<(io::ErrorKind, String)>,
     /// Log files that may hold unsynced bytes, oldest first, each with the offset its
     /// segment ends at (`i64::MAX` for the active one).
-    files: Vec<(Rc<File>, i64)>,
+    files: Vec<(Arc<File>, i64)>,
 }
 
 pub(crate) struct Committer {
@@ -37,7 +38,7 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn new(io: Rc<IoEngine>, end: i64, active: Rc<File>) -> Rc<Committer> {
+    pub fn new(io: Rc<IoEngine>, end: i64, active: Arc<File>) -> Rc<Committer> {
         Rc::new(Committer {
             state: RefCell::new(State {
                 written_end: end,
@@ -83,7 +84,7 @@ impl Committer {
     }
 
     /// A new active log file (segment roll); the previous one ends at `prev_end`.
-    pub fn add_file(&self, prev_end: i64, file: Rc<File>) {
+    pub fn add_file(&self, prev_end: i64, file: Arc<File>) {
         let mut st = self.state.borrow_mut();
         if let Some(last) = st.files.last_mut() {
             last.1 = prev_end;
@@ -92,11 +93,11 @@ impl Committer {
     }
 
     /// Forgets a deleted segment's file.
-    pub fn remove_file(&self, file: &Rc<File>) {
+    pub fn remove_file(&self, file: &Arc<File>) {
         self.state
             .borrow_mut()
             .files
-            .retain(|(f, _)| !Rc::ptr_eq(f, file));
+            .retain(|(f, _)| !Arc::ptr_eq(f, file));
     }
 
     pub fn notify(&self) {

@@ -21,6 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -180,7 +181,7 @@ impl Loc<'_> {
 /// inside that thread's `LocalSet` (they spawn local tasks).
 pub struct Log {
     dir: PathBuf,
-    dir_file: Rc<File>,
+    dir_file: Arc<File>,
     config: LogConfig,
     io: Rc<IoEngine>,
     segments: Vec<Segment>,
@@ -255,7 +256,7 @@ impl Log {
         let log_start_offset = checkpointed_start
             .unwrap_or(first_base)
             .clamp(first_base, log_end_offset);
-        let dir_file = Rc::new(File::open(&dir)?);
+        let dir_file = Arc::new(File::open(&dir)?);
         dir_file.sync_all()?;
         write_checkpoint(&dir, RECOVERY_POINT_FILE, active_base)?;
         let commit = Committer::new(io.clone(), log_end_offset, active_log);

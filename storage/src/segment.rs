@@ -16,7 +16,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -51,9 +51,9 @@ fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
 
 pub(crate) struct Segment {
     pub base_offset: i64,
-    pub log: Rc<File>,
-    pub index_file: Rc<File>,
-    pub time_file: Rc<File>,
+    pub log: Arc<File>,
+    pub index_file: Arc<File>,
+    pub time_file: Arc<File>,
     /// Bytes assigned in `.log` (including writes still in flight).
     pub size: u64,
     /// Offset after the last batch (== base_offset when empty).
@@ -180,9 +180,9 @@ impl Segment {
     fn empty(base_offset: i64, log: File, index: File, time: File, now_ms: i64) -> Segment {
         Segment {
             base_offset,
-            log: Rc::new(log),
-            index_file: Rc::new(index),
-            time_file: Rc::new(time),
+            log: Arc::new(log),
+            index_file: Arc::new(index),
+            time_file: Arc::new(time),
             size: 0,
             next_offset: base_offset,
             index: Vec::new(),

@@ -1,4 +1,4 @@
-//! `IoEngine`: positional writes and fdatasync for one shard, through io_uring when the
+//! `IoEngine`: positional reads, writes and fdatasync for one shard, through io_uring when the
 //! kernel allows it, else through blocking std file I/O.
 //!
 //! io_uring path: one ring per shard. Operations push SQEs and flag the driver; the
@@ -147,6 +147,94 @@ impl IoEngine {
             sync.finish(result).await
         }
     }
+
+    /// Reads `len` bytes at byte `pos` of `file` (short reads are continued); fewer only
+    /// when the file ends first. The buffer belongs to the op slot until the kernel is
+    /// done with it, so dropping the future mid-read is safe.
+    pub fn read_at(
+        &self,
+        file: Arc<File>,
+        pos: u64,
+        len: usize,
+    ) -> impl Future<Output = io::Result<Bytes>> + 'static {
+        let decision = self.faults.on_read();
+        let uring = self.uring.clone();
+        async move {
+            let result = match (decision.action, uring) {
+                (Some(Action::Fail(errno)), _) => Err(io::Error::from_raw_os_error(errno)),
+                (Some(Action::Tear(_)), _) => Err(io::Error::from_raw_os_error(libc::EIO)),
+                (None, None) => pread_upto(&file, pos, len).map(Bytes::from),
+                (None, Some(u)) => read_uring(&u, &file, pos, len).await,
+            };
+            decision.finish(result).await
+        }
+    }
+}
+
+/// Reads up to `len` bytes at `pos` with blocking preads into a buffer that is not
+/// zeroed first (a fetch reads megabytes; zeroing cost as much as the read). Shorter
+/// than `len` only at end of file.
+pub(crate) fn pread_upto(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read position too large"))?;
+        // SAFETY: pread writes at most `spare.len()` bytes into `spare`, memory this
+        // Vec owns and that nothing else references during the call.
+        let n =
+            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match n {
+            0 => break,
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            // SAFETY: pread initialized the `n <= spare.len()` bytes after the first `done`.
+            n => unsafe { buf.set_len(done + (n as usize).min(len - done)) },
+        }
+    }
+    Ok(buf)
+}
+
+async fn read_uring(u: &Rc<Uring>, file: &Arc<File>, pos: u64, len: usize) -> io::Result<Bytes> {
+    let buf = Rc::new(RefCell::new(Vec::<u8>::with_capacity(len)));
+    loop {
+        let (ptr, want, done) = {
+            let mut b = buf.borrow_mut();
+            let done = b.len();
+            if done >= len {
+                break;
+            }
+            let spare = b.spare_capacity_mut();
+            (spare.as_mut_ptr().cast::<u8>(), len - done, done)
+        };
+        let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
+        let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, want_u32)
+            .offset(pos + done as u64)
+            .build();
+        let keep = Keep {
+            _file: Some(file.clone()),
+            _read: Some(buf.clone()),
+            ..Keep::default()
+        };
+        let mut ops = u.push(&[sqe], keep)?;
+        let Some(op) = ops.pop() else {
+            return Err(io::Error::other("io_uring: submission lost"));
+        };
+        let n = op.await? as usize;
+        if n == 0 {
+            break; // end of file
+        }
+        // SAFETY: the completed Read initialized `n` bytes (at most `want`) of the spare
+        // capacity after `done`; the Vec was not touched while the op was in flight.
+        unsafe { buf.borrow_mut().set_len(done + n.min(want)) };
+    }
+    let out = std::mem::take(&mut *buf.borrow_mut());
+    Ok(Bytes::from(out))
 }
 
 /// One write as the fault rule says: untouched, failed before the disk, or torn.
@@ -276,6 +364,8 @@ async fn write_all_uring(
 struct Keep {
     _buf: Option<Bytes>,
     _file: Option<Arc<File>>,
+    /// A read's destination: the kernel writes into its spare capacity.
+    _read: Option<Rc<RefCell<Vec<u8>>>>,
 }
 
 impl Keep {

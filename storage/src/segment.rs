@@ -471,32 +471,11 @@ fn read_all(file: &File) -> io::Result<Vec<u8>> {
     read_at(file, len, 0)
 }
 
-/// Reads exactly `len` bytes at `pos` into a new buffer that is not zeroed first: a
-/// fetch reads up to megabytes at a time, and zeroing them cost as much CPU as the
-/// read itself.
+/// Reads exactly `len` bytes at `pos` (blocking; recovery and compaction only).
 pub(crate) fn read_at(file: &File, len: usize, pos: u64) -> io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let done = buf.len();
-        let spare = &mut buf.spare_capacity_mut()[..len - done];
-        let at = libc::off_t::try_from(pos + done as u64)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read position too large"))?;
-        // SAFETY: pread writes at most `spare.len()` bytes into `spare`, memory this
-        // Vec owns and that nothing else references during the call.
-        let n =
-            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
-        match n {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n if n < 0 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            // SAFETY: pread initialized the `n` bytes after the first `done`.
-            n => unsafe { buf.set_len(done + n as usize) },
-        }
+    let buf = crate::io::pread_upto(file, pos, len)?;
+    if buf.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(buf)
 }

@@ -30,8 +30,8 @@ use tokio::io::Interest;
 use tokio::sync::Notify;
 
 mod faults;
-pub use faults::Faults;
 use faults::Action;
+pub use faults::Faults;
 
 /// Disk I/O for one shard. Owned by one shard thread (`!Send`); every `Log` of that
 /// shard shares it through an `Rc`. Every operation first asks the engine's [`Faults`]

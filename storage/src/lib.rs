@@ -24,6 +24,7 @@ mod segment;
 pub mod testing;
 
 pub use batch::{BatchError, BatchHeader};
+pub use io::Faults;
 pub use io::IoEngine;
 pub use log::compact::{CleanOutcome, CleanPlan, CompactionConfig, RecordCodec, RecordInfo};
-pub use log::{AppendInfo, Log, LogConfig, ReadResult, StorageError};
+pub use log::{AppendInfo, Log, LogConfig, ReadFuture, ReadResult, StorageError};

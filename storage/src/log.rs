@@ -56,8 +56,8 @@ pub struct LogConfig {
     pub segment_index_bytes: u32,
     /// Recent appends kept in memory for tailing consumers.
     pub tail_cache_bytes: usize,
-    /// `file.delete.delay.ms`: accepted for compatibility; files are deleted at once
-    /// because reads are synchronous on the owning thread and hold no segment.
+    /// `file.delete.delay.ms`: accepted for compatibility; files are unlinked at once
+    /// because a read in flight holds its segment's file handle and still reads it.
     pub file_delete_delay_ms: i64,
 }
 
@@ -198,6 +198,7 @@ pub struct Log {
 
 pub mod compact;
 mod read;
+pub use read::ReadFuture;
 mod retention;
 
 impl Log {

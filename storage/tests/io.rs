@@ -54,7 +54,10 @@ fn faults_fail_tear_and_clear() {
             let io = engine();
             let faults = io.faults();
             faults.fail_read(1, libc::EIO);
-            let e = io.read_at(file.clone(), 0, 1).await.expect_err("read fault");
+            let e = io
+                .read_at(file.clone(), 0, 1)
+                .await
+                .expect_err("read fault");
             assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}");
             faults.fail_write(2, libc::ENOSPC);
             io.write_at(file.clone(), 0, Bytes::from_static(b"abc"))

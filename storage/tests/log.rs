@@ -32,11 +32,14 @@ async fn fill(log: &mut Log, n: usize, sync: bool) -> Vec<Bytes> {
 }
 
 /// Reads everything from `from` by repeated fetches of `max_bytes`.
-fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
+async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut offset = from;
     while offset < log.log_end_offset() {
-        let r = log.read(offset, i64::MAX, max_bytes, true).expect("read");
+        let r = log
+            .read(offset, i64::MAX, max_bytes, true)
+            .await
+            .expect("read");
         assert!(!r.records.is_empty(), "progress at {offset}");
         for range in split_batches(&r.records).expect("whole batches") {
             let h = BatchHeader::parse(&r.records[range]).expect("header");
@@ -117,7 +120,7 @@ fn append_and_read_back_across_rolls() {
                 assert_eq!(log.size_bytes() as usize, expected.len());
                 for max_bytes in [1, 700, 1 << 20] {
                     assert_eq!(
-                        read_all(&log, 0, max_bytes),
+                        read_all(&log, 0, max_bytes).await,
                         expected,
                         "{name} cache={cache} max={max_bytes}"
                     );
@@ -147,40 +150,43 @@ fn read_semantics() {
             .expect("open");
             let stored = fill(&mut log, 30, false).await;
             // Batch 2 holds offsets 3..=5 (batch i has 1 + i % 3 records).
-            let r = log.read(4, i64::MAX, 1, true).expect("read");
+            let r = log.read(4, i64::MAX, 1, true).await.expect("read");
             assert_eq!(
                 r.records, stored[2],
                 "inside a batch: that whole batch (min_one)"
             );
             assert!(
                 log.read(4, i64::MAX, 1, false)
+                    .await
                     .expect("read")
                     .records
                     .is_empty(),
                 "too small without min_one"
             );
             let two = stored[2].len() + stored[3].len();
-            let r = log.read(3, i64::MAX, two, false).expect("read");
+            let r = log.read(3, i64::MAX, two, false).await.expect("read");
             assert_eq!(r.records.len(), two, "exactly two batches fit");
-            let r = log.read(3, i64::MAX, two - 1, false).expect("read");
+            let r = log.read(3, i64::MAX, two - 1, false).await.expect("read");
             assert_eq!(r.records, stored[2]);
             // max_offset is exclusive on base offsets: batch 3 starts at 6.
             assert_eq!(
-                log.read(3, 6, 1 << 20, false).expect("read").records,
+                log.read(3, 6, 1 << 20, false).await.expect("read").records,
                 stored[2]
             );
             assert!(log
                 .read(6, 6, 1 << 20, false)
+                .await
                 .expect("read")
                 .records
                 .is_empty());
             let leo = log.log_end_offset();
             assert!(log
                 .read(leo, i64::MAX, 100, true)
+                .await
                 .expect("read")
                 .records
                 .is_empty());
-            match log.read(leo + 1, i64::MAX, 100, true) {
+            match log.read(leo + 1, i64::MAX, 100, true).await {
                 Err(StorageError::OffsetOutOfRange {
                     log_start_offset: 0,
                     log_end_offset,
@@ -189,13 +195,13 @@ fn read_semantics() {
             }
             log.advance_log_start_offset(10).expect("advance");
             assert!(matches!(
-                log.read(9, i64::MAX, 100, true),
+                log.read(9, i64::MAX, 100, true).await,
                 Err(StorageError::OffsetOutOfRange {
                     log_start_offset: 10,
                     ..
                 })
             ));
-            let r = log.read(10, i64::MAX, 1, true).expect("read");
+            let r = log.read(10, i64::MAX, 1, true).await.expect("read");
             assert!(BatchHeader::parse(&r.records).expect("h").last_offset() >= 10);
             assert_eq!(r.log_start_offset, 10);
         }
@@ -220,7 +226,7 @@ fn reopen_after_clean_close_keeps_offsets() {
             assert_eq!(log.log_start_offset(), 7);
             assert_eq!(log.segment_count(), segments);
             // Offset 7 lies in batch 4 (offsets 7..=8).
-            assert_eq!(read_all(&log, 7, 1 << 16), concat(&stored[4..]));
+            assert_eq!(read_all(&log, 7, 1 << 16).await, concat(&stored[4..]));
             let (info, fut) = log.append(batch(0), 4, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, leo);
@@ -290,11 +296,11 @@ fn recovery_truncates_torn_or_corrupt_tail() {
                 std::fs::metadata(&path).expect("meta").len(),
                 len - torn_len
             );
-            assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored[..19]));
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored[..19]));
             let (info, fut) = log.append(batch(19), 3, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, good_end);
-            assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored));
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
         });
     }
 }
@@ -333,7 +339,7 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
         assert_eq!(truncated, 0);
         assert_eq!(std::fs::read(&first).expect("index"), index_bytes);
         assert_eq!(std::fs::read(&time).expect("time"), time_bytes);
-        assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored));
+        assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
         check_index_files(&dir.0);
     });
 }
@@ -365,13 +371,18 @@ fn retention_by_size_and_time() {
         assert!(lso > 0);
         assert!(!dir.0.join(format!("{:020}.log", 0)).exists());
         assert!(matches!(
-            log.read(0, i64::MAX, 10, true),
+            log.read(0, i64::MAX, 10, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         assert_eq!(
-            BatchHeader::parse(&log.read(lso, i64::MAX, 10, true).expect("read").records)
-                .expect("h")
-                .base_offset,
+            BatchHeader::parse(
+                &log.read(lso, i64::MAX, 10, true)
+                    .await
+                    .expect("read")
+                    .records
+            )
+            .expect("h")
+            .base_offset,
             lso
         );
 
@@ -510,6 +521,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert_eq!(info.offset_of_max_timestamp, info.last_offset);
         let stored = log
             .read(info.base_offset, i64::MAX, 1 << 20, true)
+            .await
             .expect("read")
             .records;
         let h = BatchHeader::parse(&stored).expect("h");
@@ -618,4 +630,57 @@ fn rejects_bad_appends_and_deletes() {
         log.delete().expect("delete");
         assert!(!dir.0.exists());
     });
+}
+
+#[test]
+fn reads_run_on_the_engine_and_outlive_retention() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("read-async");
+            let io = engine();
+            let (mut log, _) = Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
+            let stored = fill(&mut log, 100, false).await;
+            // The next append evicts the (now written) cache entries.
+            let (_, fut) = log.append(batch(100), 0, None, false).expect("append");
+            fut.await.expect("write");
+            let reads = io.faults().reads();
+            let pending = log.read(0, i64::MAX, 1 << 20, true);
+            assert!(
+                !pending.is_ready(),
+                "{name}: disk reads wait for the engine"
+            );
+            // Retention unlinks the first segment before the read runs.
+            log.set_config(LogConfig {
+                retention_bytes: 0,
+                ..small_config()
+            });
+            assert!(log.enforce_retention(0).expect("retention") > 0);
+            assert!(!dir.0.join(format!("{:020}.log", 0)).exists());
+            let r = pending.await.expect("read of an unlinked segment");
+            let all = concat(&stored);
+            assert!(!r.records.is_empty());
+            assert_eq!(&r.records[..], &all[..r.records.len()], "{name}");
+            assert!(
+                io.faults().reads() > reads,
+                "{name}: read through the engine"
+            );
+
+            // Tail-cache hits resolve at once without I/O.
+            log.set_config(LogConfig {
+                tail_cache_bytes: 1 << 20,
+                ..small_config()
+            });
+            let (info, fut) = log.append(batch(7), 0, None, false).expect("append");
+            fut.await.expect("write");
+            let reads = io.faults().reads();
+            let hit = log.read(info.base_offset, i64::MAX, 1 << 20, true);
+            assert!(hit.is_ready());
+            let r = hit.await.expect("cache read");
+            assert_eq!(
+                BatchHeader::parse(&r.records).expect("h").base_offset,
+                info.base_offset
+            );
+            assert_eq!(io.faults().reads(), reads);
+        });
+    }
 }

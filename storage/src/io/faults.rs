@@ -53,10 +53,7 @@ impl Kind {
     fn next(&mut self) -> Decision {
         self.issued += 1;
         Decision {
-            action: self
-                .rule
-                .filter(|r| r.hits(self.issued))
-                .map(|r| r.action),
+            action: self.rule.filter(|r| r.hits(self.issued)).map(|r| r.action),
             delay: self.delay,
         }
     }

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use crate::batch::{self, BatchHeader};
 use crate::commit::Committer;
 use crate::io::IoEngine;
-use crate::segment::{parse_log_file_name, Segment};
+use crate::segment::Segment;
 
 /// Log start offset checkpoint, inside the partition directory.
 pub const LOG_START_OFFSET_FILE: &str = "fjord-log-start-offset";
@@ -198,86 +198,24 @@ pub struct Log {
 
 pub mod compact;
 mod read;
-pub use read::ReadFuture;
+mod recover;
 mod retention;
+pub use read::ReadFuture;
+pub use recover::Recovered;
 
 impl Log {
-    /// Opens (creating if missing) the partition directory and recovers it: segments
-    /// from the recovery point on are validated batch by batch (length, magic 2,
-    /// CRC-32C, offsets) and a torn or corrupt tail is truncated on disk (segments after
-    /// a truncated one are deleted, as Kafka does); missing or insane indexes are
-    /// rebuilt. Returns the log and the number of bytes truncated.
+    /// Opens (creating if missing) the partition directory and recovers it on this
+    /// thread: [`Log::recover`] then [`Log::from_recovered`]. Returns the log and the
+    /// number of bytes truncated. A shard should rather run `recover` on a blocking
+    /// thread.
     pub fn open(
         dir: PathBuf,
         config: LogConfig,
         io: Rc<IoEngine>,
     ) -> Result<(Log, u64), StorageError> {
-        std::fs::create_dir_all(&dir)?;
-        compact::recover_cleaning(&dir)?;
-        let now = system_now_ms();
-        let mut bases: Vec<i64> = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let name = entry?.file_name();
-            if let Some(base) = name.to_str().and_then(parse_log_file_name) {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
-        let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE);
-        let recovery_point = read_checkpoint(&dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
-        let interval = config.index_interval_bytes;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        let mut truncated_total = 0u64;
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            let (seg, truncated) =
-                Segment::open(&dir, base, last || base >= recovery_point, interval, now)?;
-            truncated_total += truncated;
-            segments.push(seg);
-            if truncated > 0 && !last {
-                for &later in &bases[i + 1..] {
-                    tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after a truncated one");
-                    Segment::delete_files(&dir, later)?;
-                }
-                break;
-            }
-        }
-        if segments.is_empty() {
-            segments.push(Segment::create(
-                &dir,
-                checkpointed_start.unwrap_or(0).max(0),
-                now,
-            )?);
-        }
-        let (first_base, active_base, log_end_offset, active_log) =
-            match (segments.first(), segments.last()) {
-                (Some(f), Some(l)) => (f.base_offset, l.base_offset, l.next_offset, l.log.clone()),
-                _ => return Err(StorageError::Corrupt("no segment".into())),
-            };
-        let log_start_offset = checkpointed_start
-            .unwrap_or(first_base)
-            .clamp(first_base, log_end_offset);
-        let dir_file = Arc::new(File::open(&dir)?);
-        dir_file.sync_all()?;
-        write_checkpoint(&dir, RECOVERY_POINT_FILE, active_base)?;
-        let commit = Committer::new(io.clone(), log_end_offset, active_log);
-        let log = Log {
-            dir,
-            dir_file,
-            config,
-            io,
-            segments,
-            log_start_offset,
-            log_end_offset,
-            tail: VecDeque::new(),
-            tail_bytes: 0,
-            commit,
-            last_written: None,
-            last_resolved: None,
-            last_roll_done: None,
-            clock: Rc::new(system_now_ms),
-        };
-        Ok((log, truncated_total))
+        let recovered = Log::recover(dir, config)?;
+        let truncated = recovered.truncated_bytes();
+        Ok((Log::from_recovered(recovered, io), truncated))
     }
 
     pub fn dir(&self) -> &Path {

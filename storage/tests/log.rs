@@ -684,3 +684,39 @@ fn reads_run_on_the_engine_and_outlive_retention() {
         });
     }
 }
+
+#[test]
+fn recovery_runs_on_another_thread() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("recover-thread");
+            let (mut log, _) = Log::open(dir.0.clone(), small_config(), engine()).expect("open");
+            let stored = fill(&mut log, 40, true).await;
+            log.flush().await.expect("flush");
+            let leo = log.log_end_offset();
+            drop(log);
+            let path = dir.0.clone();
+            let (recovered, headers) = std::thread::spawn(move || {
+                let r = Log::recover(path, small_config()).expect("recover");
+                let mut headers = Vec::new();
+                r.scan_headers(0, &mut |h| headers.push(h.base_offset))
+                    .expect("scan");
+                (r, headers)
+            })
+            .join()
+            .expect("recovery thread");
+            assert_eq!(recovered.log_end_offset(), leo, "{name}");
+            assert_eq!(
+                (recovered.truncated_bytes(), recovered.log_start_offset()),
+                (0, 0)
+            );
+            assert_eq!(headers.len(), 40);
+            assert_eq!(headers.last(), Some(&(leo - 1 - (39 % 3) as i64)));
+            let mut log = Log::from_recovered(recovered, engine());
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
+            let (info, fut) = log.append(batch(0), 1, None, true).expect("append");
+            fut.await.expect("durable");
+            assert_eq!(info.base_offset, leo);
+        });
+    }
+}

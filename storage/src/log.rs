@@ -264,14 +264,17 @@ impl Log {
         &self.segments[self.segments.len() - 1]
     }
 
-    /// Appends one or more complete v2 batches (already validated by the caller).
-    /// Synchronously rolls if needed, assigns offsets, patches leader epoch (and
-    /// LogAppendTime), updates indexes and the tail cache and submits the write. The
-    /// returned future resolves after the bytes are written — and fdatasync'd when
-    /// `sync` (group commit) — never before an earlier append's future.
+    /// Appends one or more complete v2 batches (already validated by the caller);
+    /// `headers` are their parsed headers, in order (their sizes must add up to
+    /// `records.len()`). Synchronously rolls if needed, assigns offsets, patches leader
+    /// epoch (and LogAppendTime) in place once, updates indexes and the tail cache from
+    /// the patched header copies and submits the write. The returned future resolves
+    /// after the bytes are written — and fdatasync'd when `sync` (group commit) — never
+    /// before an earlier append's future.
     pub fn append(
         &mut self,
         mut records: BytesMut,
+        headers: &[BatchHeader],
         leader_epoch: i32,
         log_append_time: Option<i64>,
         sync: bool,
@@ -279,16 +282,23 @@ impl Log {
         if let Some(e) = self.commit.failure() {
             return Err(StorageError::Io(e));
         }
-        let ranges =
-            batch::split_batches(&records).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        if ranges.is_empty() {
+        if headers.is_empty() {
             return Err(StorageError::Corrupt("append of no batches".into()));
         }
+        let sizes: usize = headers.iter().map(BatchHeader::total_size).sum();
+        if sizes != records.len() {
+            return Err(StorageError::Corrupt(format!(
+                "batch headers cover {sizes} bytes of a {}-byte append",
+                records.len()
+            )));
+        }
+        debug_assert!(
+            batch::parse_headers(&records).is_ok_and(|parsed| parsed == headers),
+            "headers are the parsed batches of records"
+        );
         let mut count = 0i64;
         let mut max_timestamp = -1i64;
-        for r in &ranges {
-            let h = BatchHeader::parse(&records[r.clone()])
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        for h in headers {
             count += i64::from(h.last_offset_delta) + 1;
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
@@ -299,7 +309,7 @@ impl Log {
         let last_offset = first_offset + count - 1;
         self.maybe_roll(
             records.len() as u64,
-            ranges.len(),
+            headers.len(),
             max_timestamp,
             last_offset,
         )?;
@@ -322,20 +332,24 @@ impl Log {
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
         };
-        for r in &ranges {
-            let b = &mut records[r.clone()];
-            batch::set_base_offset(b, next);
-            batch::set_partition_leader_epoch(b, leader_epoch);
-            if let Some(now) = log_append_time {
-                batch::set_log_append_time(b, now);
-            }
-            let h = BatchHeader::parse(b).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            seg.on_batch(position + r.start as u64, &h, interval);
+        let mut at = 0usize;
+        for header in headers {
+            let size = header.total_size();
+            let mut h = *header;
+            batch::assign(
+                &mut records[at..at + size],
+                &mut h,
+                next,
+                leader_epoch,
+                log_append_time,
+            );
+            seg.on_batch(position + at as u64, &h, interval);
             if h.max_timestamp > info.max_timestamp {
                 info.max_timestamp = h.max_timestamp;
                 info.offset_of_max_timestamp = h.last_offset();
             }
             next = h.next_offset();
+            at += size;
         }
         let bytes = records.freeze();
         let file = seg.log.clone();
@@ -354,6 +368,19 @@ impl Log {
         let write = self.io.write_at(file, position, bytes);
         let fut = self.spawn_completion(write, next, sync);
         Ok((info, fut))
+    }
+
+    /// [`Log::append`] for callers holding only bytes: parses the batch headers first.
+    pub fn append_bytes(
+        &mut self,
+        records: BytesMut,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        sync: bool,
+    ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        let headers =
+            batch::parse_headers(&records).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        self.append(records, &headers, leader_epoch, log_append_time, sync)
     }
 
     /// Spawns the task that orders one append's completion after its predecessors'.

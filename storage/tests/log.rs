@@ -18,7 +18,10 @@ async fn fill(log: &mut Log, n: usize, sync: bool) -> Vec<Bytes> {
     let mut futs = Vec::new();
     for i in 0..n {
         let b = batch(i);
-        let (info, fut) = log.append(b.clone(), 3, None, sync).expect("append");
+        let headers = [BatchHeader::parse(&b).expect("header")];
+        let (info, fut) = log
+            .append(b.clone(), &headers, 3, None, sync)
+            .expect("append");
         let mut expected = b;
         fjord_storage::batch::set_base_offset(&mut expected, info.base_offset);
         fjord_storage::batch::set_partition_leader_epoch(&mut expected, 3);
@@ -227,7 +230,7 @@ fn reopen_after_clean_close_keeps_offsets() {
             assert_eq!(log.segment_count(), segments);
             // Offset 7 lies in batch 4 (offsets 7..=8).
             assert_eq!(read_all(&log, 7, 1 << 16).await, concat(&stored[4..]));
-            let (info, fut) = log.append(batch(0), 4, None, true).expect("append");
+            let (info, fut) = log.append_bytes(batch(0), 4, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, leo);
             assert_eq!(info.log_start_offset, 7);
@@ -297,7 +300,7 @@ fn recovery_truncates_torn_or_corrupt_tail() {
                 len - torn_len
             );
             assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored[..19]));
-            let (info, fut) = log.append(batch(19), 3, None, true).expect("append");
+            let (info, fut) = log.append_bytes(batch(19), 3, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, good_end);
             assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
@@ -433,7 +436,7 @@ fn group_commit_resolves_everything_in_order() {
             let mut handles = Vec::new();
             for i in 0..300usize {
                 let sync = i % 4 != 3;
-                let (_, fut) = log.append(batch(i), 1, None, sync).expect("append");
+                let (_, fut) = log.append_bytes(batch(i), 1, None, sync).expect("append");
                 let done = done.clone();
                 handles.push(tokio::task::spawn_local(async move {
                     fut.await.expect("durable");
@@ -471,7 +474,7 @@ fn sync_appends_in_one_turn_share_an_fdatasync() {
             let (mut log, _) = Log::open(dir.0.clone(), config, io.clone()).expect("open");
             let before = io.sync_count();
             let futs: Vec<_> = (0..100)
-                .map(|i| log.append(batch(i), 0, None, true).expect("append").1)
+                .map(|i| log.append_bytes(batch(i), 0, None, true).expect("append").1)
                 .collect();
             for f in futs {
                 f.await.expect("durable");
@@ -511,7 +514,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert!(log.batch_with_max_timestamp().expect("empty").is_none());
         fill(&mut log, 60, false).await;
         let (info, fut) = log
-            .append(build_batch(5, &[b"late"]), 2, Some(777_777), false)
+            .append_bytes(build_batch(5, &[b"late"]), 2, Some(777_777), false)
             .expect("append");
         fut.await.expect("write");
         assert_eq!(
@@ -529,7 +532,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert_eq!(h.max_timestamp, 777_777);
         // An older batch after it with a duplicate of an earlier max timestamp.
         let (_, fut) = log
-            .append(build_batch_with(1_000, 1_100, &[b"old"]), 2, None, false)
+            .append_bytes(build_batch_with(1_000, 1_100, &[b"old"]), 2, None, false)
             .expect("append");
         fut.await.expect("write");
 
@@ -594,7 +597,7 @@ fn segment_ms_rolls_on_timestamps() {
         .expect("open");
         for ts in [0i64, 50, 100, 101, 150, 202] {
             let (_, fut) = log
-                .append(build_batch(ts, &[b"v"]), 0, None, false)
+                .append_bytes(build_batch(ts, &[b"v"]), 0, None, false)
                 .expect("append");
             fut.await.expect("write");
         }
@@ -615,13 +618,21 @@ fn rejects_bad_appends_and_deletes() {
         .expect("open");
         let b = batch(1);
         assert!(matches!(
-            log.append(BytesMut::from(&b[..b.len() - 1]), 0, None, false),
+            log.append_bytes(BytesMut::from(&b[..b.len() - 1]), 0, None, false),
             Err(StorageError::Corrupt(_))
         ));
         assert!(matches!(
-            log.append(BytesMut::new(), 0, None, false),
+            log.append_bytes(BytesMut::new(), 0, None, false),
             Err(StorageError::Corrupt(_))
         ));
+        let h = BatchHeader::parse(&b).expect("h");
+        assert!(
+            matches!(
+                log.append(b.clone(), &[h, h], 0, None, false),
+                Err(StorageError::Corrupt(_))
+            ),
+            "headers must cover the bytes exactly"
+        );
         assert!(
             log.advance_log_start_offset(1).is_err(),
             "beyond the log end"
@@ -641,7 +652,9 @@ fn reads_run_on_the_engine_and_outlive_retention() {
             let (mut log, _) = Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
             let stored = fill(&mut log, 100, false).await;
             // The next append evicts the (now written) cache entries.
-            let (_, fut) = log.append(batch(100), 0, None, false).expect("append");
+            let (_, fut) = log
+                .append_bytes(batch(100), 0, None, false)
+                .expect("append");
             fut.await.expect("write");
             let reads = io.faults().reads();
             let pending = log.read(0, i64::MAX, 1 << 20, true);
@@ -670,7 +683,7 @@ fn reads_run_on_the_engine_and_outlive_retention() {
                 tail_cache_bytes: 1 << 20,
                 ..small_config()
             });
-            let (info, fut) = log.append(batch(7), 0, None, false).expect("append");
+            let (info, fut) = log.append_bytes(batch(7), 0, None, false).expect("append");
             fut.await.expect("write");
             let reads = io.faults().reads();
             let hit = log.read(info.base_offset, i64::MAX, 1 << 20, true);
@@ -714,7 +727,7 @@ fn recovery_runs_on_another_thread() {
             assert_eq!(headers.last(), Some(&(leo - 1 - (39 % 3) as i64)));
             let mut log = Log::from_recovered(recovered, engine());
             assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
-            let (info, fut) = log.append(batch(0), 1, None, true).expect("append");
+            let (info, fut) = log.append_bytes(batch(0), 1, None, true).expect("append");
             fut.await.expect("durable");
             assert_eq!(info.base_offset, leo);
         });

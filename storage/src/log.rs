@@ -259,6 +259,38 @@ impl Log {
         self.segments.len()
     }
 
+    /// Checks the invariants in this file's doc comment (debug builds only).
+    fn debug_check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        debug_assert!(!self.segments.is_empty(), "segments never empty");
+        debug_assert!(
+            self.segments.windows(2).all(
+                |w| w[0].base_offset < w[1].base_offset && w[0].next_offset <= w[1].base_offset
+            ),
+            "segments sorted by base offset and disjoint"
+        );
+        debug_assert_eq!(self.active().next_offset, self.log_end_offset);
+        debug_assert!(self.log_start_offset <= self.log_end_offset);
+        debug_assert!(self.commit.written_end() <= self.log_end_offset);
+        debug_assert!(
+            self.tail
+                .iter()
+                .zip(self.tail.iter().skip(1))
+                .all(|(a, b)| a.next_offset == b.base_offset),
+            "tail cache contiguous"
+        );
+        debug_assert!(self
+            .tail
+            .back()
+            .is_none_or(|e| e.next_offset == self.log_end_offset));
+        debug_assert_eq!(
+            self.tail_bytes,
+            self.tail.iter().map(|e| e.bytes.len()).sum::<usize>()
+        );
+    }
+
     fn active(&self) -> &Segment {
         // Invariant: never empty.
         &self.segments[self.segments.len() - 1]
@@ -365,8 +397,11 @@ impl Log {
         });
         self.evict_tail();
 
+        debug_assert_eq!(at, bytes.len());
+        debug_assert_eq!(next, last_offset + 1);
         let write = self.io.write_at(file, position, bytes);
         let fut = self.spawn_completion(write, next, sync);
+        self.debug_check();
         Ok((info, fut))
     }
 

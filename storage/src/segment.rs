@@ -355,6 +355,10 @@ impl Segment {
 
     /// Accounts for a batch (offsets and timestamps already final) written at `pos`.
     pub fn on_batch(&mut self, pos: u64, h: &BatchHeader, interval: u32) {
+        debug_assert!(
+            h.base_offset >= self.next_offset,
+            "batches of a segment in offset order"
+        );
         if pos == 0 {
             self.rolling_base_timestamp = Some(h.max_timestamp);
         }
@@ -363,8 +367,14 @@ impl Segment {
             self.offset_of_max_timestamp = h.last_offset();
         }
         if self.bytes_since_index > u64::from(interval) {
-            self.index
-                .push(((h.last_offset() - self.base_offset) as u32, pos as u32));
+            let entry = ((h.last_offset() - self.base_offset) as u32, pos as u32);
+            debug_assert!(
+                self.index
+                    .last()
+                    .is_none_or(|&(r, p)| entry.0 > r && entry.1 > p),
+                "offset index entries strictly increase"
+            );
+            self.index.push(entry);
             self.maybe_append_time_entry();
             self.bytes_since_index = 0;
         }
@@ -377,6 +387,10 @@ impl Segment {
         let last_ts = self.time_index.last().map_or(-1, |e| e.0);
         if self.max_timestamp > last_ts {
             let rel = (self.offset_of_max_timestamp - self.base_offset) as u32;
+            debug_assert!(
+                self.time_index.last().is_none_or(|&(_, r)| rel >= r),
+                "time index offsets never decrease"
+            );
             self.time_index.push((self.max_timestamp, rel));
         }
     }

@@ -503,6 +503,7 @@ impl Log {
 
     /// Starts a new active segment at `log_end_offset`; the finished one (log and
     /// indexes) is made durable in the background, then the recovery point moves past it.
+    /// A failure there fails the log, like a failed group-commit sync.
     fn roll(&mut self, now: i64) -> Result<(), StorageError> {
         let new_base = self.log_end_offset;
         let new = Segment::create(&self.dir, new_base, now)?;
@@ -534,15 +535,18 @@ impl Log {
                 io.sync(log, false).await?;
                 io.write_at_and_sync(index, 0, index_bytes).await?;
                 io.write_at_and_sync(time, 0, time_bytes).await?;
-                io.sync(dir_file, true).await?;
+                io.sync(dir_file.clone(), true).await?;
                 if let Some(prev) = prev_roll {
                     let _ = prev.await;
                 }
-                write_checkpoint(&dir, RECOVERY_POINT_FILE, new_base)
+                write_checkpoint_on(&io, &dir, dir_file, RECOVERY_POINT_FILE, new_base).await
             }
             .await;
             if let Err(e) = result {
                 tracing::warn!(dir = %dir.display(), error = %e, "making a rolled segment durable failed");
+                // A later fdatasync of the same file could succeed after the kernel
+                // dropped the dirty pages: the log never trusts that file again.
+                commit.fail(&e);
             }
             let _ = done_tx.send(());
             commit
@@ -590,6 +594,24 @@ fn read_checkpoint(dir: &Path, name: &str) -> Option<i64> {
             None
         }
     }
+}
+
+/// [`write_checkpoint`] with its write and both syncs through the engine (so they
+/// neither block the shard nor escape fault injection); creating and renaming the
+/// temp file stay blocking metadata calls.
+async fn write_checkpoint_on(
+    io: &IoEngine,
+    dir: &Path,
+    dir_file: Arc<File>,
+    name: &str,
+    value: i64,
+) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = Arc::new(File::create(&tmp)?);
+    io.write_at_and_sync(file, 0, Bytes::from(format!("{value}\n")))
+        .await?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    io.sync(dir_file, true).await
 }
 
 /// Atomically replaces a checkpoint (temp file, fdatasync, rename, directory fsync).

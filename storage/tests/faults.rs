@@ -186,3 +186,28 @@ fn a_delayed_read_does_not_delay_an_append() {
         });
     }
 }
+
+#[test]
+fn a_failed_sync_of_a_rolled_segment_fails_the_log() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("rollsync");
+            let io = engine();
+            let (mut log, _) = Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
+            io.faults().fail_sync(1, libc::EIO);
+            // No sync appends: the only syncs are the roll's background ones.
+            let mut i = 0;
+            while log.segment_count() < 2 {
+                let (_, fut) = log.append_bytes(batch(i), 0, None, false).expect("append");
+                // Writes before the roll land; the roll's failure may beat later ones.
+                let _ = fut.await;
+                i += 1;
+            }
+            assert!(log.flush().await.is_err(), "{name}");
+            assert!(
+                log.append_bytes(batch(i), 0, None, false).is_err(),
+                "{name}: the log is offline"
+            );
+        });
+    }
+}

@@ -205,6 +205,48 @@ pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
     Ok(out)
 }
 
+/// Parses every batch header of a record-set blob whose bytes must all belong to whole
+/// batches (as [`split_batches`] requires), in order.
+pub fn parse_headers(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let h = BatchHeader::parse(rest)?;
+        let size = h.total_size();
+        if size > rest.len() {
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: rest.len(),
+            });
+        }
+        out.push(h);
+        pos += size;
+    }
+    Ok(out)
+}
+
+/// Writes the fields a broker owns into a stored batch, once: base offset, leader
+/// epoch and, with `log_append_time`, LogAppendTime with its CRC. `header` is the
+/// batch's parsed header and is updated to match the bytes (no re-parse).
+pub fn assign(
+    batch: &mut [u8],
+    header: &mut BatchHeader,
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) {
+    set_base_offset(batch, base_offset);
+    set_partition_leader_epoch(batch, leader_epoch);
+    header.base_offset = base_offset;
+    header.partition_leader_epoch = leader_epoch;
+    if let Some(now) = log_append_time {
+        header.crc = set_log_append_time(batch, now);
+        header.attributes |= ATTR_TIMESTAMP_TYPE;
+        header.max_timestamp = now;
+    }
+}
+
 /// Writes `base_offset` (outside the CRC). Panics if `batch` is shorter than a header.
 pub fn set_base_offset(batch: &mut [u8], offset: i64) {
     batch[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&offset.to_be_bytes());
@@ -217,13 +259,15 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 
 /// Marks the batch LogAppendTime with `max_timestamp = now_ms` and recomputes the CRC,
 /// like Kafka's `DefaultRecordBatch.setMaxTimestamp`. Records keep their deltas; readers
-/// use the batch's max timestamp for every record of a LogAppendTime batch.
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+/// use the batch's max timestamp for every record of a LogAppendTime batch. Returns the
+/// new CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) -> u32 {
     let attrs = be_i16(batch, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
     batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
     batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = crc32c::crc32c(&batch[OFF_ATTRIBUTES..]);
     batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    crc
 }
 
 #[cfg(test)]
@@ -312,5 +356,26 @@ mod tests {
         assert_eq!(h.max_timestamp, 9_999);
         assert_eq!(h.base_timestamp, 100, "records keep their own timestamps");
         assert_eq!(h.compression(), 0);
+    }
+
+    #[test]
+    fn assign_keeps_the_header_copy_equal_to_the_bytes() {
+        for lat in [None, Some(12_345)] {
+            let mut b = build_batch(100, &[b"a", b"b", b"c"]);
+            let mut headers = parse_headers(&b).expect("one batch");
+            assert_eq!(headers.len(), 1);
+            assign(&mut b, &mut headers[0], 77, 9, lat);
+            assert_eq!(BatchHeader::parse(&b).expect("valid"), headers[0]);
+            assert!(crc_is_valid(&b));
+            assert_eq!(headers[0].last_offset(), 79);
+        }
+        let mut set = build_batch(0, &[b"a"]);
+        set.extend_from_slice(&build_batch(5, &[b"b", b"c"]));
+        let hs = parse_headers(&set).expect("two");
+        assert_eq!(
+            hs.iter().map(BatchHeader::total_size).sum::<usize>(),
+            set.len()
+        );
+        assert!(parse_headers(&set[..set.len() - 1]).is_err());
     }
 }

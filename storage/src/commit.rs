@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -25,7 +26,7 @@ struct State {
     failed: Option<(io::ErrorKind, String)>,
     /// Log files that may hold unsynced bytes, oldest first, each with the offset its
     /// segment ends at (`i64::MAX` for the active one).
-    files: Vec<(Rc<File>, i64)>,
+    files: Vec<(Arc<File>, i64)>,
 }
 
 pub(crate) struct Committer {
@@ -37,7 +38,7 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn new(io: Rc<IoEngine>, end: i64, active: Rc<File>) -> Rc<Committer> {
+    pub fn new(io: Rc<IoEngine>, end: i64, active: Arc<File>) -> Rc<Committer> {
         Rc::new(Committer {
             state: RefCell::new(State {
                 written_end: end,
@@ -73,8 +74,14 @@ impl Committer {
         self.changed.notify_waiters();
     }
 
+    /// Appends call this in append order, each with its end offset.
     pub fn mark_written(&self, end: i64) {
         let mut st = self.state.borrow_mut();
+        debug_assert!(
+            st.failed.is_some() || end > st.written_end,
+            "written_end grows by each append in order ({} -> {end})",
+            st.written_end
+        );
         if st.failed.is_none() && end > st.written_end {
             st.written_end = end;
         }
@@ -83,8 +90,12 @@ impl Committer {
     }
 
     /// A new active log file (segment roll); the previous one ends at `prev_end`.
-    pub fn add_file(&self, prev_end: i64, file: Rc<File>) {
+    pub fn add_file(&self, prev_end: i64, file: Arc<File>) {
         let mut st = self.state.borrow_mut();
+        debug_assert!(
+            st.files.last().is_none_or(|(_, end)| *end == i64::MAX),
+            "only the last file is open-ended"
+        );
         if let Some(last) = st.files.last_mut() {
             last.1 = prev_end;
         }
@@ -92,11 +103,11 @@ impl Committer {
     }
 
     /// Forgets a deleted segment's file.
-    pub fn remove_file(&self, file: &Rc<File>) {
+    pub fn remove_file(&self, file: &Arc<File>) {
         self.state
             .borrow_mut()
             .files
-            .retain(|(f, _)| !Rc::ptr_eq(f, file));
+            .retain(|(f, _)| !Arc::ptr_eq(f, file));
     }
 
     pub fn notify(&self) {
@@ -132,6 +143,10 @@ impl Committer {
     /// `written_end >= end`. Joins the running fdatasync round only if it started after
     /// `end` was written; otherwise waits for the next round, which it may lead.
     pub async fn sync_to(&self, end: i64) -> io::Result<()> {
+        debug_assert!(
+            self.failure().is_some() || self.written_end() >= end,
+            "sync_to({end}) before the write completed"
+        );
         loop {
             let changed = self.changed.notified();
             let lead = {
@@ -171,6 +186,7 @@ impl Committer {
             match result {
                 Ok(()) => {
                     st.synced_end = st.synced_end.max(target);
+                    debug_assert!(st.synced_end <= st.written_end, "synced_end <= written_end");
                     // A finished segment is durable once a round covering its end ran.
                     st.files.retain(|(_, seg_end)| *seg_end > target);
                     drop(st);
@@ -190,7 +206,110 @@ struct RoundGuard<'a>(&'a Committer);
 
 impl Drop for RoundGuard<'_> {
     fn drop(&mut self) {
-        self.0.state.borrow_mut().sync_in_flight = false;
+        let mut st = self.0.state.borrow_mut();
+        debug_assert!(st.sync_in_flight, "the one round in flight is this guard's");
+        st.sync_in_flight = false;
+        drop(st);
         self.0.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn run<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        tokio::task::LocalSet::new().block_on(&rt, f());
+    }
+
+    /// A committer over a fresh file on the fallback engine, whose faults it returns.
+    fn committer(name: &str) -> (Rc<Committer>, crate::io::Faults, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fjord-commit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = File::create(dir.join("log")).expect("file");
+        let io = IoEngine::new_fallback();
+        let faults = io.faults();
+        (Committer::new(io, 0, Arc::new(file)), faults, dir)
+    }
+
+    #[test]
+    fn appends_of_one_turn_share_one_fdatasync() {
+        run(|| async {
+            let (c, faults, dir) = committer("group");
+            c.mark_written(3);
+            c.mark_written(7);
+            c.mark_written(10);
+            let (a, b, d) = tokio::join!(c.sync_to(3), c.sync_to(7), c.sync_to(10));
+            assert!(a.is_ok() && b.is_ok() && d.is_ok());
+            assert_eq!(faults.syncs(), 1, "one round covers all three");
+            c.sync_to(10).await.expect("already durable");
+            assert_eq!(faults.syncs(), 1, "nothing new to sync");
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+
+    #[test]
+    fn sync_to_waits_for_a_round_that_covers_it() {
+        run(|| async {
+            let (c, faults, dir) = committer("cover");
+            let delay = Duration::from_millis(40);
+            faults.delay_syncs(Some(delay));
+            c.mark_written(5);
+            let first_done = Rc::new(Cell::new(false));
+            let first = tokio::task::spawn_local({
+                let (c, done) = (c.clone(), first_done.clone());
+                async move {
+                    c.sync_to(5).await.expect("first round");
+                    done.set(true);
+                }
+            });
+            // Let the first round start (it covers offsets below 5 only).
+            while faults.syncs() == 0 {
+                tokio::task::yield_now().await;
+            }
+            let started = Instant::now();
+            c.mark_written(9);
+            c.sync_to(9).await.expect("second round");
+            assert!(first_done.get(), "rounds complete in order");
+            assert_eq!(
+                faults.syncs(),
+                2,
+                "9 needed a round started after its write"
+            );
+            assert!(
+                started.elapsed() >= delay,
+                "resolved only after its own sync"
+            );
+            first.await.expect("task");
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+
+    #[test]
+    fn a_failed_sync_fails_everything_after_it() {
+        run(|| async {
+            let (c, faults, dir) = committer("fail");
+            faults.fail_sync(1, libc::EIO);
+            c.mark_written(5);
+            let e = c.sync_to(5).await.expect_err("sync fails");
+            assert_eq!(e.kind(), io::Error::from_raw_os_error(libc::EIO).kind());
+            assert!(c.failure().is_some());
+            // The disk heals, but the data is never again treated as safe.
+            faults.clear();
+            assert!(c.sync_to(5).await.is_err(), "not retried");
+            c.mark_written(8);
+            assert_eq!(c.written_end(), 5, "nothing advances after a failure");
+            assert!(c.wait_written(8).await.is_err());
+            assert_eq!(faults.syncs(), 1);
+            let _ = std::fs::remove_dir_all(dir);
+        });
     }
 }

@@ -1,10 +1,13 @@
-//! `IoEngine`: positional writes and fdatasync for one shard, through io_uring when the
+//! `IoEngine`: positional reads, writes and fdatasync for one shard, through io_uring when the
 //! kernel allows it, else through blocking std file I/O.
 //!
 //! io_uring path: one ring per shard. Operations push SQEs and flag the driver; the
 //! driver task (spawned with `spawn_local` by [`IoEngine::new`]) submits everything
 //! queued during the reactor turn in one `io_uring_enter`, and reaps completions when
 //! the eventfd registered with the ring (watched through `AsyncFd`) becomes readable.
+//!
+//! Fault layer (`io/faults.rs`): every operation asks the engine's `Faults` first, so
+//! tests fail, tear and delay writes, syncs and reads deterministically on both paths.
 //!
 //! Invariant: a buffer or file handed to an operation stays alive (owned by its op
 //! slot) until the kernel posts the completion, even if the caller's future is dropped.
@@ -17,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -25,11 +29,16 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
+mod faults;
+use faults::Action;
+pub use faults::Faults;
+
 /// Disk I/O for one shard. Owned by one shard thread (`!Send`); every `Log` of that
-/// shard shares it through an `Rc`.
+/// shard shares it through an `Rc`. Every operation first asks the engine's [`Faults`]
+/// (counters, and injected failures in tests), on both paths.
 pub struct IoEngine {
     uring: Option<Rc<Uring>>,
-    syncs: Cell<u64>,
+    faults: Faults,
 }
 
 impl IoEngine {
@@ -48,7 +57,7 @@ impl IoEngine {
                 tokio::task::spawn_local(drive(u.clone()));
                 Ok(Rc::new(IoEngine {
                     uring: Some(u),
-                    syncs: Cell::new(0),
+                    faults: Faults::default(),
                 }))
             }
             Err(e) => {
@@ -62,7 +71,7 @@ impl IoEngine {
     pub fn new_fallback() -> Rc<IoEngine> {
         Rc::new(IoEngine {
             uring: None,
-            syncs: Cell::new(0),
+            faults: Faults::default(),
         })
     }
 
@@ -70,93 +79,240 @@ impl IoEngine {
         self.uring.is_some()
     }
 
+    /// This engine's fault rules and operation counters (shared handle).
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+
     /// fsync/fdatasync operations issued so far (for metrics and group-commit tests).
     pub fn sync_count(&self) -> u64 {
-        self.syncs.get()
+        self.faults.syncs()
     }
 
     /// Writes all of `buf` at byte `pos` of `file` (short writes are continued).
     pub fn write_at(
         &self,
-        file: Rc<File>,
+        file: Arc<File>,
         pos: u64,
         buf: Bytes,
     ) -> impl Future<Output = io::Result<()>> + 'static {
+        let decision = self.faults.on_write();
         let uring = self.uring.clone();
         async move {
-            match uring {
-                None => file.write_all_at(&buf, pos),
-                Some(u) => write_all_uring(&u, &file, pos, buf).await,
-            }
+            let result = write_faulted(uring.as_ref(), &file, pos, buf, decision.action).await;
+            decision.finish(result).await
         }
     }
 
     /// `fdatasync(file)`; `fsync` semantics when `full` (needed for directories).
     pub fn sync(
         &self,
-        file: Rc<File>,
+        file: Arc<File>,
         full: bool,
     ) -> impl Future<Output = io::Result<()>> + 'static {
-        self.syncs.set(self.syncs.get() + 1);
+        let decision = self.faults.on_sync();
         let uring = self.uring.clone();
         async move {
-            match uring {
-                None if full => file.sync_all(),
-                None => file.sync_data(),
-                Some(u) => {
-                    let mut ops = u.push(&[fsync_sqe(&file, full)], Keep::file(file.clone()))?;
-                    let Some(op) = ops.pop() else {
-                        return Err(io::Error::other("io_uring: submission lost"));
-                    };
-                    op.await.map(|_| ())
-                }
-            }
+            let result = sync_faulted(uring.as_ref(), &file, full, decision.action).await;
+            decision.finish(result).await
         }
     }
 
     /// Writes `buf` at `pos` then fdatasyncs, linked on the ring (`IOSQE_IO_LINK`) so
     /// both go to the kernel in one submission and the sync starts only after the write.
+    /// Counts one write and one sync; with a fault on either, the two run unlinked.
     pub fn write_at_and_sync(
         &self,
-        file: Rc<File>,
+        file: Arc<File>,
         pos: u64,
         buf: Bytes,
     ) -> impl Future<Output = io::Result<()>> + 'static {
-        self.syncs.set(self.syncs.get() + 1);
+        let write = self.faults.on_write();
+        let sync = self.faults.on_sync();
         let uring = self.uring.clone();
         async move {
-            let Some(u) = uring else {
-                file.write_all_at(&buf, pos)?;
-                return file.sync_data();
+            let result = match uring {
+                Some(u) if write.action.is_none() && sync.action.is_none() => {
+                    write_and_sync_uring(&u, &file, pos, buf).await
+                }
+                u => {
+                    let u = u.as_ref();
+                    match write_faulted(u, &file, pos, buf, write.action).await {
+                        Ok(()) => sync_faulted(u, &file, false, sync.action).await,
+                        Err(e) => Err(e),
+                    }
+                }
             };
-            let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-            let write = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), len)
-                .offset(pos)
-                .build()
-                .flags(squeue::Flags::IO_LINK);
-            let keep = Keep {
-                _buf: Some(buf.clone()),
-                _file: Some(file.clone()),
-            };
-            let mut ops = u.push(&[write, fsync_sqe(&file, false)], keep)?.into_iter();
-            let (Some(w), Some(s)) = (ops.next(), ops.next()) else {
-                return Err(io::Error::other("io_uring: linked submission lost"));
-            };
-            let written = w.await;
-            let synced = s.await;
-            let n = written? as usize;
-            if n < buf.len() {
-                // A short write cancels the linked sync: finish the write, then sync.
-                write_all_uring(&u, &file, pos + n as u64, buf.slice(n..)).await?;
-                let mut ops = u.push(&[fsync_sqe(&file, false)], Keep::file(file.clone()))?;
-                let Some(op) = ops.pop() else {
-                    return Err(io::Error::other("io_uring: submission lost"));
-                };
-                return op.await.map(|_| ());
-            }
-            synced.map(|_| ())
+            let result = write.finish(result).await;
+            sync.finish(result).await
         }
     }
+
+    /// Reads `len` bytes at byte `pos` of `file` (short reads are continued); fewer only
+    /// when the file ends first. The buffer belongs to the op slot until the kernel is
+    /// done with it, so dropping the future mid-read is safe.
+    pub fn read_at(
+        &self,
+        file: Arc<File>,
+        pos: u64,
+        len: usize,
+    ) -> impl Future<Output = io::Result<Bytes>> + 'static {
+        let decision = self.faults.on_read();
+        let uring = self.uring.clone();
+        async move {
+            let result = match (decision.action, uring) {
+                (Some(Action::Fail(errno)), _) => Err(io::Error::from_raw_os_error(errno)),
+                (Some(Action::Tear(_)), _) => Err(io::Error::from_raw_os_error(libc::EIO)),
+                (None, None) => pread_upto(&file, pos, len).map(Bytes::from),
+                (None, Some(u)) => read_uring(&u, &file, pos, len).await,
+            };
+            decision.finish(result).await
+        }
+    }
+}
+
+/// Reads up to `len` bytes at `pos` with blocking preads into a buffer that is not
+/// zeroed first (a fetch reads megabytes; zeroing cost as much as the read). Shorter
+/// than `len` only at end of file.
+pub(crate) fn pread_upto(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read position too large"))?;
+        // SAFETY: pread writes at most `spare.len()` bytes into `spare`, memory this
+        // Vec owns and that nothing else references during the call.
+        let n =
+            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match n {
+            0 => break,
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            // SAFETY: pread initialized the `n <= spare.len()` bytes after the first `done`.
+            n => unsafe { buf.set_len(done + (n as usize).min(len - done)) },
+        }
+    }
+    Ok(buf)
+}
+
+async fn read_uring(u: &Rc<Uring>, file: &Arc<File>, pos: u64, len: usize) -> io::Result<Bytes> {
+    let buf = Rc::new(RefCell::new(Vec::<u8>::with_capacity(len)));
+    loop {
+        let (ptr, want, done) = {
+            let mut b = buf.borrow_mut();
+            let done = b.len();
+            if done >= len {
+                break;
+            }
+            let spare = b.spare_capacity_mut();
+            (spare.as_mut_ptr().cast::<u8>(), len - done, done)
+        };
+        let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
+        let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, want_u32)
+            .offset(pos + done as u64)
+            .build();
+        let keep = Keep {
+            _file: Some(file.clone()),
+            _read: Some(buf.clone()),
+            ..Keep::default()
+        };
+        let mut ops = u.push(&[sqe], keep)?;
+        let Some(op) = ops.pop() else {
+            return Err(io::Error::other("io_uring: submission lost"));
+        };
+        let n = op.await? as usize;
+        if n == 0 {
+            break; // end of file
+        }
+        // SAFETY: the completed Read initialized `n` bytes (at most `want`) of the spare
+        // capacity after `done`; the Vec was not touched while the op was in flight.
+        unsafe { buf.borrow_mut().set_len(done + n.min(want)) };
+    }
+    let out = std::mem::take(&mut *buf.borrow_mut());
+    Ok(Bytes::from(out))
+}
+
+/// One write as the fault rule says: untouched, failed before the disk, or torn.
+async fn write_faulted(
+    uring: Option<&Rc<Uring>>,
+    file: &Arc<File>,
+    pos: u64,
+    buf: Bytes,
+    action: Option<Action>,
+) -> io::Result<()> {
+    let buf = match action {
+        None => buf,
+        Some(Action::Fail(errno)) => return Err(io::Error::from_raw_os_error(errno)),
+        Some(Action::Tear(at)) => buf.slice(..at.min(buf.len())),
+    };
+    match uring {
+        None => file.write_all_at(&buf, pos)?,
+        Some(u) => write_all_uring(u, file, pos, buf).await?,
+    }
+    match action {
+        Some(Action::Tear(_)) => Err(io::Error::from_raw_os_error(libc::EIO)),
+        _ => Ok(()),
+    }
+}
+
+async fn sync_faulted(
+    uring: Option<&Rc<Uring>>,
+    file: &Arc<File>,
+    full: bool,
+    action: Option<Action>,
+) -> io::Result<()> {
+    match action {
+        Some(Action::Fail(errno)) => return Err(io::Error::from_raw_os_error(errno)),
+        Some(Action::Tear(_)) => return Err(io::Error::from_raw_os_error(libc::EIO)),
+        None => {}
+    }
+    match uring {
+        None if full => file.sync_all(),
+        None => file.sync_data(),
+        Some(u) => {
+            let mut ops = u.push(&[fsync_sqe(file, full)], Keep::file(file.clone()))?;
+            let Some(op) = ops.pop() else {
+                return Err(io::Error::other("io_uring: submission lost"));
+            };
+            op.await.map(|_| ())
+        }
+    }
+}
+
+async fn write_and_sync_uring(
+    u: &Rc<Uring>,
+    file: &Arc<File>,
+    pos: u64,
+    buf: Bytes,
+) -> io::Result<()> {
+    let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    let write = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), len)
+        .offset(pos)
+        .build()
+        .flags(squeue::Flags::IO_LINK);
+    let keep = Keep {
+        _buf: Some(buf.clone()),
+        _file: Some(file.clone()),
+        ..Keep::default()
+    };
+    let mut ops = u.push(&[write, fsync_sqe(file, false)], keep)?.into_iter();
+    let (Some(w), Some(s)) = (ops.next(), ops.next()) else {
+        return Err(io::Error::other("io_uring: linked submission lost"));
+    };
+    let written = w.await;
+    let synced = s.await;
+    let n = written? as usize;
+    if n < buf.len() {
+        // A short write cancels the linked sync: finish the write, then sync.
+        write_all_uring(u, file, pos + n as u64, buf.slice(n..)).await?;
+        return sync_faulted(Some(u), file, false, None).await;
+    }
+    synced.map(|_| ())
 }
 
 fn fsync_sqe(file: &File, full: bool) -> squeue::Entry {
@@ -172,7 +328,7 @@ fn fsync_sqe(file: &File, full: bool) -> squeue::Entry {
 
 async fn write_all_uring(
     u: &Rc<Uring>,
-    file: &Rc<File>,
+    file: &Arc<File>,
     mut pos: u64,
     mut buf: Bytes,
 ) -> io::Result<()> {
@@ -184,6 +340,7 @@ async fn write_all_uring(
         let keep = Keep {
             _buf: Some(buf.clone()),
             _file: Some(file.clone()),
+            ..Keep::default()
         };
         let mut ops = u.push(&[sqe], keep)?;
         let Some(op) = ops.pop() else {
@@ -206,14 +363,16 @@ async fn write_all_uring(
 #[derive(Default)]
 struct Keep {
     _buf: Option<Bytes>,
-    _file: Option<Rc<File>>,
+    _file: Option<Arc<File>>,
+    /// A read's destination: the kernel writes into its spare capacity.
+    _read: Option<Rc<RefCell<Vec<u8>>>>,
 }
 
 impl Keep {
-    fn file(f: Rc<File>) -> Keep {
+    fn file(f: Arc<File>) -> Keep {
         Keep {
-            _buf: None,
             _file: Some(f),
+            ..Keep::default()
         }
     }
 }

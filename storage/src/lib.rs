@@ -4,17 +4,20 @@
 //! - `batch.rs`  — pure view of a magic-v2 record batch header and in-place patching
 //!   (base offset, leader epoch, LogAppendTime + CRC-32C).
 //! - `io.rs`     — `IoEngine`: one io_uring ring per shard thread (eventfd-woken), or a
-//!   blocking std fallback when io_uring is unavailable.
-//! - `log.rs`    — `Log`: one partition directory; open/recovery, append, roll, flush.
-//!   `log/read.rs` (fetch reads, timestamp lookups, header scans) and
-//!   `log/retention.rs` (retention, DeleteRecords) extend it.
+//!   blocking std fallback when io_uring is unavailable; `io/faults.rs` — `Faults`,
+//!   counters and deterministic injected failures, tears and delays.
+//! - `log.rs`    — `Log`: one partition directory; append, roll, flush.
+//!   `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
+//!   `log/read.rs` (fetch reads on the ring, timestamp lookups, header scans),
+//!   `log/retention.rs` (retention, DeleteRecords) and `log/compact.rs` extend it.
 //! - `segment.rs` — one segment's files and sparse indexes in Kafka's exact format,
 //!   batch-by-batch validation and index rebuilding.
 //! - `commit.rs` — write completion order, `written_end_offset`, group-commit fdatasync.
 //! - `testing.rs` — builds valid v2 batches for tests (here and in the server).
 //!
 //! The crate never sees Kafka message types: batches are bytes plus a `BatchHeader`.
-//! Every stateful type is owned by exactly one shard thread (`!Send`).
+//! Every stateful type is owned by exactly one shard thread (`!Send`), except
+//! `Recovered` and `CleanPlan`, which exist to cross to a blocking thread and back.
 
 pub mod batch;
 mod commit;
@@ -24,6 +27,7 @@ mod segment;
 pub mod testing;
 
 pub use batch::{BatchError, BatchHeader};
+pub use io::Faults;
 pub use io::IoEngine;
 pub use log::compact::{CleanOutcome, CleanPlan, CompactionConfig, RecordCodec, RecordInfo};
-pub use log::{AppendInfo, Log, LogConfig, ReadResult, StorageError};
+pub use log::{AppendInfo, Log, LogConfig, ReadFuture, ReadResult, Recovered, StorageError};

@@ -21,6 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -28,7 +29,7 @@ use tokio::sync::oneshot;
 use crate::batch::{self, BatchHeader};
 use crate::commit::Committer;
 use crate::io::IoEngine;
-use crate::segment::{parse_log_file_name, Segment};
+use crate::segment::Segment;
 
 /// Log start offset checkpoint, inside the partition directory.
 pub const LOG_START_OFFSET_FILE: &str = "fjord-log-start-offset";
@@ -55,8 +56,8 @@ pub struct LogConfig {
     pub segment_index_bytes: u32,
     /// Recent appends kept in memory for tailing consumers.
     pub tail_cache_bytes: usize,
-    /// `file.delete.delay.ms`: accepted for compatibility; files are deleted at once
-    /// because reads are synchronous on the owning thread and hold no segment.
+    /// `file.delete.delay.ms`: accepted for compatibility; files are unlinked at once
+    /// because a read in flight holds its segment's file handle and still reads it.
     pub file_delete_delay_ms: i64,
 }
 
@@ -180,7 +181,7 @@ impl Loc<'_> {
 /// inside that thread's `LocalSet` (they spawn local tasks).
 pub struct Log {
     dir: PathBuf,
-    dir_file: Rc<File>,
+    dir_file: Arc<File>,
     config: LogConfig,
     io: Rc<IoEngine>,
     segments: Vec<Segment>,
@@ -197,85 +198,24 @@ pub struct Log {
 
 pub mod compact;
 mod read;
+mod recover;
 mod retention;
+pub use read::ReadFuture;
+pub use recover::Recovered;
 
 impl Log {
-    /// Opens (creating if missing) the partition directory and recovers it: segments
-    /// from the recovery point on are validated batch by batch (length, magic 2,
-    /// CRC-32C, offsets) and a torn or corrupt tail is truncated on disk (segments after
-    /// a truncated one are deleted, as Kafka does); missing or insane indexes are
-    /// rebuilt. Returns the log and the number of bytes truncated.
+    /// Opens (creating if missing) the partition directory and recovers it on this
+    /// thread: [`Log::recover`] then [`Log::from_recovered`]. Returns the log and the
+    /// number of bytes truncated. A shard should rather run `recover` on a blocking
+    /// thread.
     pub fn open(
         dir: PathBuf,
         config: LogConfig,
         io: Rc<IoEngine>,
     ) -> Result<(Log, u64), StorageError> {
-        std::fs::create_dir_all(&dir)?;
-        compact::recover_cleaning(&dir)?;
-        let now = system_now_ms();
-        let mut bases: Vec<i64> = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let name = entry?.file_name();
-            if let Some(base) = name.to_str().and_then(parse_log_file_name) {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
-        let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE);
-        let recovery_point = read_checkpoint(&dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
-        let interval = config.index_interval_bytes;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        let mut truncated_total = 0u64;
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            let (seg, truncated) =
-                Segment::open(&dir, base, last || base >= recovery_point, interval, now)?;
-            truncated_total += truncated;
-            segments.push(seg);
-            if truncated > 0 && !last {
-                for &later in &bases[i + 1..] {
-                    tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after a truncated one");
-                    Segment::delete_files(&dir, later)?;
-                }
-                break;
-            }
-        }
-        if segments.is_empty() {
-            segments.push(Segment::create(
-                &dir,
-                checkpointed_start.unwrap_or(0).max(0),
-                now,
-            )?);
-        }
-        let (first_base, active_base, log_end_offset, active_log) =
-            match (segments.first(), segments.last()) {
-                (Some(f), Some(l)) => (f.base_offset, l.base_offset, l.next_offset, l.log.clone()),
-                _ => return Err(StorageError::Corrupt("no segment".into())),
-            };
-        let log_start_offset = checkpointed_start
-            .unwrap_or(first_base)
-            .clamp(first_base, log_end_offset);
-        let dir_file = Rc::new(File::open(&dir)?);
-        dir_file.sync_all()?;
-        write_checkpoint(&dir, RECOVERY_POINT_FILE, active_base)?;
-        let commit = Committer::new(io.clone(), log_end_offset, active_log);
-        let log = Log {
-            dir,
-            dir_file,
-            config,
-            io,
-            segments,
-            log_start_offset,
-            log_end_offset,
-            tail: VecDeque::new(),
-            tail_bytes: 0,
-            commit,
-            last_written: None,
-            last_resolved: None,
-            last_roll_done: None,
-            clock: Rc::new(system_now_ms),
-        };
-        Ok((log, truncated_total))
+        let recovered = Log::recover(dir, config)?;
+        let truncated = recovered.truncated_bytes();
+        Ok((Log::from_recovered(recovered, io), truncated))
     }
 
     pub fn dir(&self) -> &Path {
@@ -319,19 +259,54 @@ impl Log {
         self.segments.len()
     }
 
+    /// Checks the invariants in this file's doc comment (debug builds only).
+    fn debug_check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        debug_assert!(!self.segments.is_empty(), "segments never empty");
+        debug_assert!(
+            self.segments.windows(2).all(
+                |w| w[0].base_offset < w[1].base_offset && w[0].next_offset <= w[1].base_offset
+            ),
+            "segments sorted by base offset and disjoint"
+        );
+        debug_assert_eq!(self.active().next_offset, self.log_end_offset);
+        debug_assert!(self.log_start_offset <= self.log_end_offset);
+        debug_assert!(self.commit.written_end() <= self.log_end_offset);
+        debug_assert!(
+            self.tail
+                .iter()
+                .zip(self.tail.iter().skip(1))
+                .all(|(a, b)| a.next_offset == b.base_offset),
+            "tail cache contiguous"
+        );
+        debug_assert!(self
+            .tail
+            .back()
+            .is_none_or(|e| e.next_offset == self.log_end_offset));
+        debug_assert_eq!(
+            self.tail_bytes,
+            self.tail.iter().map(|e| e.bytes.len()).sum::<usize>()
+        );
+    }
+
     fn active(&self) -> &Segment {
         // Invariant: never empty.
         &self.segments[self.segments.len() - 1]
     }
 
-    /// Appends one or more complete v2 batches (already validated by the caller).
-    /// Synchronously rolls if needed, assigns offsets, patches leader epoch (and
-    /// LogAppendTime), updates indexes and the tail cache and submits the write. The
-    /// returned future resolves after the bytes are written — and fdatasync'd when
-    /// `sync` (group commit) — never before an earlier append's future.
+    /// Appends one or more complete v2 batches (already validated by the caller);
+    /// `headers` are their parsed headers, in order (their sizes must add up to
+    /// `records.len()`). Synchronously rolls if needed, assigns offsets, patches leader
+    /// epoch (and LogAppendTime) in place once, updates indexes and the tail cache from
+    /// the patched header copies and submits the write. The returned future resolves
+    /// after the bytes are written — and fdatasync'd when `sync` (group commit) — never
+    /// before an earlier append's future.
     pub fn append(
         &mut self,
         mut records: BytesMut,
+        headers: &[BatchHeader],
         leader_epoch: i32,
         log_append_time: Option<i64>,
         sync: bool,
@@ -339,16 +314,23 @@ impl Log {
         if let Some(e) = self.commit.failure() {
             return Err(StorageError::Io(e));
         }
-        let ranges =
-            batch::split_batches(&records).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        if ranges.is_empty() {
+        if headers.is_empty() {
             return Err(StorageError::Corrupt("append of no batches".into()));
         }
+        let sizes: usize = headers.iter().map(BatchHeader::total_size).sum();
+        if sizes != records.len() {
+            return Err(StorageError::Corrupt(format!(
+                "batch headers cover {sizes} bytes of a {}-byte append",
+                records.len()
+            )));
+        }
+        debug_assert!(
+            batch::parse_headers(&records).is_ok_and(|parsed| parsed == headers),
+            "headers are the parsed batches of records"
+        );
         let mut count = 0i64;
         let mut max_timestamp = -1i64;
-        for r in &ranges {
-            let h = BatchHeader::parse(&records[r.clone()])
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        for h in headers {
             count += i64::from(h.last_offset_delta) + 1;
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
@@ -359,7 +341,7 @@ impl Log {
         let last_offset = first_offset + count - 1;
         self.maybe_roll(
             records.len() as u64,
-            ranges.len(),
+            headers.len(),
             max_timestamp,
             last_offset,
         )?;
@@ -382,20 +364,24 @@ impl Log {
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
         };
-        for r in &ranges {
-            let b = &mut records[r.clone()];
-            batch::set_base_offset(b, next);
-            batch::set_partition_leader_epoch(b, leader_epoch);
-            if let Some(now) = log_append_time {
-                batch::set_log_append_time(b, now);
-            }
-            let h = BatchHeader::parse(b).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            seg.on_batch(position + r.start as u64, &h, interval);
+        let mut at = 0usize;
+        for header in headers {
+            let size = header.total_size();
+            let mut h = *header;
+            batch::assign(
+                &mut records[at..at + size],
+                &mut h,
+                next,
+                leader_epoch,
+                log_append_time,
+            );
+            seg.on_batch(position + at as u64, &h, interval);
             if h.max_timestamp > info.max_timestamp {
                 info.max_timestamp = h.max_timestamp;
                 info.offset_of_max_timestamp = h.last_offset();
             }
             next = h.next_offset();
+            at += size;
         }
         let bytes = records.freeze();
         let file = seg.log.clone();
@@ -411,9 +397,25 @@ impl Log {
         });
         self.evict_tail();
 
+        debug_assert_eq!(at, bytes.len());
+        debug_assert_eq!(next, last_offset + 1);
         let write = self.io.write_at(file, position, bytes);
         let fut = self.spawn_completion(write, next, sync);
+        self.debug_check();
         Ok((info, fut))
+    }
+
+    /// [`Log::append`] for callers holding only bytes: parses the batch headers first.
+    pub fn append_bytes(
+        &mut self,
+        records: BytesMut,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        sync: bool,
+    ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        let headers =
+            batch::parse_headers(&records).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        self.append(records, &headers, leader_epoch, log_append_time, sync)
     }
 
     /// Spawns the task that orders one append's completion after its predecessors'.
@@ -501,6 +503,7 @@ impl Log {
 
     /// Starts a new active segment at `log_end_offset`; the finished one (log and
     /// indexes) is made durable in the background, then the recovery point moves past it.
+    /// A failure there fails the log, like a failed group-commit sync.
     fn roll(&mut self, now: i64) -> Result<(), StorageError> {
         let new_base = self.log_end_offset;
         let new = Segment::create(&self.dir, new_base, now)?;
@@ -532,15 +535,18 @@ impl Log {
                 io.sync(log, false).await?;
                 io.write_at_and_sync(index, 0, index_bytes).await?;
                 io.write_at_and_sync(time, 0, time_bytes).await?;
-                io.sync(dir_file, true).await?;
+                io.sync(dir_file.clone(), true).await?;
                 if let Some(prev) = prev_roll {
                     let _ = prev.await;
                 }
-                write_checkpoint(&dir, RECOVERY_POINT_FILE, new_base)
+                write_checkpoint_on(&io, &dir, dir_file, RECOVERY_POINT_FILE, new_base).await
             }
             .await;
             if let Err(e) = result {
                 tracing::warn!(dir = %dir.display(), error = %e, "making a rolled segment durable failed");
+                // A later fdatasync of the same file could succeed after the kernel
+                // dropped the dirty pages: the log never trusts that file again.
+                commit.fail(&e);
             }
             let _ = done_tx.send(());
             commit
@@ -588,6 +594,24 @@ fn read_checkpoint(dir: &Path, name: &str) -> Option<i64> {
             None
         }
     }
+}
+
+/// [`write_checkpoint`] with its write and both syncs through the engine (so they
+/// neither block the shard nor escape fault injection); creating and renaming the
+/// temp file stay blocking metadata calls.
+async fn write_checkpoint_on(
+    io: &IoEngine,
+    dir: &Path,
+    dir_file: Arc<File>,
+    name: &str,
+    value: i64,
+) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = Arc::new(File::create(&tmp)?);
+    io.write_at_and_sync(file, 0, Bytes::from(format!("{value}\n")))
+        .await?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    io.sync(dir_file, true).await
 }
 
 /// Atomically replaces a checkpoint (temp file, fdatasync, rename, directory fsync).

@@ -16,7 +16,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -51,9 +51,9 @@ fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
 
 pub(crate) struct Segment {
     pub base_offset: i64,
-    pub log: Rc<File>,
-    pub index_file: Rc<File>,
-    pub time_file: Rc<File>,
+    pub log: Arc<File>,
+    pub index_file: Arc<File>,
+    pub time_file: Arc<File>,
     /// Bytes assigned in `.log` (including writes still in flight).
     pub size: u64,
     /// Offset after the last batch (== base_offset when empty).
@@ -180,9 +180,9 @@ impl Segment {
     fn empty(base_offset: i64, log: File, index: File, time: File, now_ms: i64) -> Segment {
         Segment {
             base_offset,
-            log: Rc::new(log),
-            index_file: Rc::new(index),
-            time_file: Rc::new(time),
+            log: Arc::new(log),
+            index_file: Arc::new(index),
+            time_file: Arc::new(time),
             size: 0,
             next_offset: base_offset,
             index: Vec::new(),
@@ -355,6 +355,10 @@ impl Segment {
 
     /// Accounts for a batch (offsets and timestamps already final) written at `pos`.
     pub fn on_batch(&mut self, pos: u64, h: &BatchHeader, interval: u32) {
+        debug_assert!(
+            h.base_offset >= self.next_offset,
+            "batches of a segment in offset order"
+        );
         if pos == 0 {
             self.rolling_base_timestamp = Some(h.max_timestamp);
         }
@@ -363,8 +367,14 @@ impl Segment {
             self.offset_of_max_timestamp = h.last_offset();
         }
         if self.bytes_since_index > u64::from(interval) {
-            self.index
-                .push(((h.last_offset() - self.base_offset) as u32, pos as u32));
+            let entry = ((h.last_offset() - self.base_offset) as u32, pos as u32);
+            debug_assert!(
+                self.index
+                    .last()
+                    .is_none_or(|&(r, p)| entry.0 > r && entry.1 > p),
+                "offset index entries strictly increase"
+            );
+            self.index.push(entry);
             self.maybe_append_time_entry();
             self.bytes_since_index = 0;
         }
@@ -377,6 +387,10 @@ impl Segment {
         let last_ts = self.time_index.last().map_or(-1, |e| e.0);
         if self.max_timestamp > last_ts {
             let rel = (self.offset_of_max_timestamp - self.base_offset) as u32;
+            debug_assert!(
+                self.time_index.last().is_none_or(|&(_, r)| rel >= r),
+                "time index offsets never decrease"
+            );
             self.time_index.push((self.max_timestamp, rel));
         }
     }
@@ -471,32 +485,11 @@ fn read_all(file: &File) -> io::Result<Vec<u8>> {
     read_at(file, len, 0)
 }
 
-/// Reads exactly `len` bytes at `pos` into a new buffer that is not zeroed first: a
-/// fetch reads up to megabytes at a time, and zeroing them cost as much CPU as the
-/// read itself.
+/// Reads exactly `len` bytes at `pos` (blocking; recovery and compaction only).
 pub(crate) fn read_at(file: &File, len: usize, pos: u64) -> io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let done = buf.len();
-        let spare = &mut buf.spare_capacity_mut()[..len - done];
-        let at = libc::off_t::try_from(pos + done as u64)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read position too large"))?;
-        // SAFETY: pread writes at most `spare.len()` bytes into `spare`, memory this
-        // Vec owns and that nothing else references during the call.
-        let n =
-            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
-        match n {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n if n < 0 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            // SAFETY: pread initialized the `n` bytes after the first `done`.
-            n => unsafe { buf.set_len(done + n as usize) },
-        }
+    let buf = crate::io::pread_upto(file, pos, len)?;
+    if buf.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(buf)
 }

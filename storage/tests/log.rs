@@ -18,7 +18,10 @@ async fn fill(log: &mut Log, n: usize, sync: bool) -> Vec<Bytes> {
     let mut futs = Vec::new();
     for i in 0..n {
         let b = batch(i);
-        let (info, fut) = log.append(b.clone(), 3, None, sync).expect("append");
+        let headers = [BatchHeader::parse(&b).expect("header")];
+        let (info, fut) = log
+            .append(b.clone(), &headers, 3, None, sync)
+            .expect("append");
         let mut expected = b;
         fjord_storage::batch::set_base_offset(&mut expected, info.base_offset);
         fjord_storage::batch::set_partition_leader_epoch(&mut expected, 3);
@@ -32,11 +35,14 @@ async fn fill(log: &mut Log, n: usize, sync: bool) -> Vec<Bytes> {
 }
 
 /// Reads everything from `from` by repeated fetches of `max_bytes`.
-fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
+async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut offset = from;
     while offset < log.log_end_offset() {
-        let r = log.read(offset, i64::MAX, max_bytes, true).expect("read");
+        let r = log
+            .read(offset, i64::MAX, max_bytes, true)
+            .await
+            .expect("read");
         assert!(!r.records.is_empty(), "progress at {offset}");
         for range in split_batches(&r.records).expect("whole batches") {
             let h = BatchHeader::parse(&r.records[range]).expect("header");
@@ -117,7 +123,7 @@ fn append_and_read_back_across_rolls() {
                 assert_eq!(log.size_bytes() as usize, expected.len());
                 for max_bytes in [1, 700, 1 << 20] {
                     assert_eq!(
-                        read_all(&log, 0, max_bytes),
+                        read_all(&log, 0, max_bytes).await,
                         expected,
                         "{name} cache={cache} max={max_bytes}"
                     );
@@ -147,40 +153,43 @@ fn read_semantics() {
             .expect("open");
             let stored = fill(&mut log, 30, false).await;
             // Batch 2 holds offsets 3..=5 (batch i has 1 + i % 3 records).
-            let r = log.read(4, i64::MAX, 1, true).expect("read");
+            let r = log.read(4, i64::MAX, 1, true).await.expect("read");
             assert_eq!(
                 r.records, stored[2],
                 "inside a batch: that whole batch (min_one)"
             );
             assert!(
                 log.read(4, i64::MAX, 1, false)
+                    .await
                     .expect("read")
                     .records
                     .is_empty(),
                 "too small without min_one"
             );
             let two = stored[2].len() + stored[3].len();
-            let r = log.read(3, i64::MAX, two, false).expect("read");
+            let r = log.read(3, i64::MAX, two, false).await.expect("read");
             assert_eq!(r.records.len(), two, "exactly two batches fit");
-            let r = log.read(3, i64::MAX, two - 1, false).expect("read");
+            let r = log.read(3, i64::MAX, two - 1, false).await.expect("read");
             assert_eq!(r.records, stored[2]);
             // max_offset is exclusive on base offsets: batch 3 starts at 6.
             assert_eq!(
-                log.read(3, 6, 1 << 20, false).expect("read").records,
+                log.read(3, 6, 1 << 20, false).await.expect("read").records,
                 stored[2]
             );
             assert!(log
                 .read(6, 6, 1 << 20, false)
+                .await
                 .expect("read")
                 .records
                 .is_empty());
             let leo = log.log_end_offset();
             assert!(log
                 .read(leo, i64::MAX, 100, true)
+                .await
                 .expect("read")
                 .records
                 .is_empty());
-            match log.read(leo + 1, i64::MAX, 100, true) {
+            match log.read(leo + 1, i64::MAX, 100, true).await {
                 Err(StorageError::OffsetOutOfRange {
                     log_start_offset: 0,
                     log_end_offset,
@@ -189,13 +198,13 @@ fn read_semantics() {
             }
             log.advance_log_start_offset(10).expect("advance");
             assert!(matches!(
-                log.read(9, i64::MAX, 100, true),
+                log.read(9, i64::MAX, 100, true).await,
                 Err(StorageError::OffsetOutOfRange {
                     log_start_offset: 10,
                     ..
                 })
             ));
-            let r = log.read(10, i64::MAX, 1, true).expect("read");
+            let r = log.read(10, i64::MAX, 1, true).await.expect("read");
             assert!(BatchHeader::parse(&r.records).expect("h").last_offset() >= 10);
             assert_eq!(r.log_start_offset, 10);
         }
@@ -220,8 +229,8 @@ fn reopen_after_clean_close_keeps_offsets() {
             assert_eq!(log.log_start_offset(), 7);
             assert_eq!(log.segment_count(), segments);
             // Offset 7 lies in batch 4 (offsets 7..=8).
-            assert_eq!(read_all(&log, 7, 1 << 16), concat(&stored[4..]));
-            let (info, fut) = log.append(batch(0), 4, None, true).expect("append");
+            assert_eq!(read_all(&log, 7, 1 << 16).await, concat(&stored[4..]));
+            let (info, fut) = log.append_bytes(batch(0), 4, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, leo);
             assert_eq!(info.log_start_offset, 7);
@@ -290,11 +299,11 @@ fn recovery_truncates_torn_or_corrupt_tail() {
                 std::fs::metadata(&path).expect("meta").len(),
                 len - torn_len
             );
-            assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored[..19]));
-            let (info, fut) = log.append(batch(19), 3, None, true).expect("append");
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored[..19]));
+            let (info, fut) = log.append_bytes(batch(19), 3, None, true).expect("append");
             fut.await.expect("write");
             assert_eq!(info.base_offset, good_end);
-            assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored));
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
         });
     }
 }
@@ -333,7 +342,7 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
         assert_eq!(truncated, 0);
         assert_eq!(std::fs::read(&first).expect("index"), index_bytes);
         assert_eq!(std::fs::read(&time).expect("time"), time_bytes);
-        assert_eq!(read_all(&log, 0, 1 << 20), concat(&stored));
+        assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
         check_index_files(&dir.0);
     });
 }
@@ -365,13 +374,18 @@ fn retention_by_size_and_time() {
         assert!(lso > 0);
         assert!(!dir.0.join(format!("{:020}.log", 0)).exists());
         assert!(matches!(
-            log.read(0, i64::MAX, 10, true),
+            log.read(0, i64::MAX, 10, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         assert_eq!(
-            BatchHeader::parse(&log.read(lso, i64::MAX, 10, true).expect("read").records)
-                .expect("h")
-                .base_offset,
+            BatchHeader::parse(
+                &log.read(lso, i64::MAX, 10, true)
+                    .await
+                    .expect("read")
+                    .records
+            )
+            .expect("h")
+            .base_offset,
             lso
         );
 
@@ -422,7 +436,7 @@ fn group_commit_resolves_everything_in_order() {
             let mut handles = Vec::new();
             for i in 0..300usize {
                 let sync = i % 4 != 3;
-                let (_, fut) = log.append(batch(i), 1, None, sync).expect("append");
+                let (_, fut) = log.append_bytes(batch(i), 1, None, sync).expect("append");
                 let done = done.clone();
                 handles.push(tokio::task::spawn_local(async move {
                     fut.await.expect("durable");
@@ -460,7 +474,7 @@ fn sync_appends_in_one_turn_share_an_fdatasync() {
             let (mut log, _) = Log::open(dir.0.clone(), config, io.clone()).expect("open");
             let before = io.sync_count();
             let futs: Vec<_> = (0..100)
-                .map(|i| log.append(batch(i), 0, None, true).expect("append").1)
+                .map(|i| log.append_bytes(batch(i), 0, None, true).expect("append").1)
                 .collect();
             for f in futs {
                 f.await.expect("durable");
@@ -500,7 +514,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert!(log.batch_with_max_timestamp().expect("empty").is_none());
         fill(&mut log, 60, false).await;
         let (info, fut) = log
-            .append(build_batch(5, &[b"late"]), 2, Some(777_777), false)
+            .append_bytes(build_batch(5, &[b"late"]), 2, Some(777_777), false)
             .expect("append");
         fut.await.expect("write");
         assert_eq!(
@@ -510,6 +524,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert_eq!(info.offset_of_max_timestamp, info.last_offset);
         let stored = log
             .read(info.base_offset, i64::MAX, 1 << 20, true)
+            .await
             .expect("read")
             .records;
         let h = BatchHeader::parse(&stored).expect("h");
@@ -517,7 +532,7 @@ fn log_append_time_and_timestamp_lookups() {
         assert_eq!(h.max_timestamp, 777_777);
         // An older batch after it with a duplicate of an earlier max timestamp.
         let (_, fut) = log
-            .append(build_batch_with(1_000, 1_100, &[b"old"]), 2, None, false)
+            .append_bytes(build_batch_with(1_000, 1_100, &[b"old"]), 2, None, false)
             .expect("append");
         fut.await.expect("write");
 
@@ -582,7 +597,7 @@ fn segment_ms_rolls_on_timestamps() {
         .expect("open");
         for ts in [0i64, 50, 100, 101, 150, 202] {
             let (_, fut) = log
-                .append(build_batch(ts, &[b"v"]), 0, None, false)
+                .append_bytes(build_batch(ts, &[b"v"]), 0, None, false)
                 .expect("append");
             fut.await.expect("write");
         }
@@ -603,13 +618,21 @@ fn rejects_bad_appends_and_deletes() {
         .expect("open");
         let b = batch(1);
         assert!(matches!(
-            log.append(BytesMut::from(&b[..b.len() - 1]), 0, None, false),
+            log.append_bytes(BytesMut::from(&b[..b.len() - 1]), 0, None, false),
             Err(StorageError::Corrupt(_))
         ));
         assert!(matches!(
-            log.append(BytesMut::new(), 0, None, false),
+            log.append_bytes(BytesMut::new(), 0, None, false),
             Err(StorageError::Corrupt(_))
         ));
+        let h = BatchHeader::parse(&b).expect("h");
+        assert!(
+            matches!(
+                log.append(b.clone(), &[h, h], 0, None, false),
+                Err(StorageError::Corrupt(_))
+            ),
+            "headers must cover the bytes exactly"
+        );
         assert!(
             log.advance_log_start_offset(1).is_err(),
             "beyond the log end"
@@ -618,4 +641,95 @@ fn rejects_bad_appends_and_deletes() {
         log.delete().expect("delete");
         assert!(!dir.0.exists());
     });
+}
+
+#[test]
+fn reads_run_on_the_engine_and_outlive_retention() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("read-async");
+            let io = engine();
+            let (mut log, _) = Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
+            let stored = fill(&mut log, 100, false).await;
+            // The next append evicts the (now written) cache entries.
+            let (_, fut) = log
+                .append_bytes(batch(100), 0, None, false)
+                .expect("append");
+            fut.await.expect("write");
+            let reads = io.faults().reads();
+            let pending = log.read(0, i64::MAX, 1 << 20, true);
+            assert!(
+                !pending.is_ready(),
+                "{name}: disk reads wait for the engine"
+            );
+            // Retention unlinks the first segment before the read runs.
+            log.set_config(LogConfig {
+                retention_bytes: 0,
+                ..small_config()
+            });
+            assert!(log.enforce_retention(0).expect("retention") > 0);
+            assert!(!dir.0.join(format!("{:020}.log", 0)).exists());
+            let r = pending.await.expect("read of an unlinked segment");
+            let all = concat(&stored);
+            assert!(!r.records.is_empty());
+            assert_eq!(&r.records[..], &all[..r.records.len()], "{name}");
+            assert!(
+                io.faults().reads() > reads,
+                "{name}: read through the engine"
+            );
+
+            // Tail-cache hits resolve at once without I/O.
+            log.set_config(LogConfig {
+                tail_cache_bytes: 1 << 20,
+                ..small_config()
+            });
+            let (info, fut) = log.append_bytes(batch(7), 0, None, false).expect("append");
+            fut.await.expect("write");
+            let reads = io.faults().reads();
+            let hit = log.read(info.base_offset, i64::MAX, 1 << 20, true);
+            assert!(hit.is_ready());
+            let r = hit.await.expect("cache read");
+            assert_eq!(
+                BatchHeader::parse(&r.records).expect("h").base_offset,
+                info.base_offset
+            );
+            assert_eq!(io.faults().reads(), reads);
+        });
+    }
+}
+
+#[test]
+fn recovery_runs_on_another_thread() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("recover-thread");
+            let (mut log, _) = Log::open(dir.0.clone(), small_config(), engine()).expect("open");
+            let stored = fill(&mut log, 40, true).await;
+            log.flush().await.expect("flush");
+            let leo = log.log_end_offset();
+            drop(log);
+            let path = dir.0.clone();
+            let (recovered, headers) = std::thread::spawn(move || {
+                let r = Log::recover(path, small_config()).expect("recover");
+                let mut headers = Vec::new();
+                r.scan_headers(0, &mut |h| headers.push(h.base_offset))
+                    .expect("scan");
+                (r, headers)
+            })
+            .join()
+            .expect("recovery thread");
+            assert_eq!(recovered.log_end_offset(), leo, "{name}");
+            assert_eq!(
+                (recovered.truncated_bytes(), recovered.log_start_offset()),
+                (0, 0)
+            );
+            assert_eq!(headers.len(), 40);
+            assert_eq!(headers.last(), Some(&(leo - 1 - (39 % 3) as i64)));
+            let mut log = Log::from_recovered(recovered, engine());
+            assert_eq!(read_all(&log, 0, 1 << 20).await, concat(&stored));
+            let (info, fut) = log.append_bytes(batch(0), 1, None, true).expect("append");
+            fut.await.expect("durable");
+            assert_eq!(info.base_offset, leo);
+        });
+    }
 }

@@ -241,6 +241,7 @@ impl Log {
             self.tail_bytes -= e.bytes.len();
             self.tail.pop_front();
         }
+        self.debug_check();
         if installed == outcome.segments.len() && installed > 0 {
             write_checkpoint(&self.dir, CLEANER_OFFSET_FILE, outcome.cleaned_through)?;
             write_checkpoint(

@@ -1,15 +1,80 @@
-//! Read side of `Log`: fetch reads, timestamp lookups, header scans.
+//! Read side of `Log`: fetch reads (awaited on the ring, borrowing nothing from the
+//! Log), timestamp lookups and header scans (blocking preads, kept synchronous).
 
+use std::fs::File;
+use std::future::Future;
+use std::io;
 use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 
 use super::{CacheEntry, Loc, Log, ReadResult, StorageError, READ_BYTES_MAX};
 use crate::batch::{BatchHeader, HEADER_SIZE};
-use crate::segment::{read_at, walk_file, Segment};
+use crate::io::IoEngine;
+use crate::segment::{walk_file, Segment};
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
+}
+
+/// Read-ahead of the first disk read past `max_bytes`, covering the batches between
+/// the index entry and the one holding the fetch offset (`index.interval.bytes` apart).
+const READ_AHEAD_BYTES: usize = 64 * 1024;
+/// Read size when walking headers beyond the first read.
+const WALK_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The result of [`Log::read`]: ready at once for tail-cache hits, else the disk read
+/// in flight on the ring. Borrows nothing from the `Log` (it owns the segment's file
+/// handle), so the caller may release its borrow before awaiting; a segment deleted
+/// meanwhile stays readable through that handle. `!Send`, like the engine.
+pub struct ReadFuture(ReadState);
+
+enum ReadState {
+    Ready(Option<Result<ReadResult, StorageError>>),
+    Disk(Pin<Box<dyn Future<Output = Result<ReadResult, StorageError>>>>),
+}
+
+impl ReadFuture {
+    fn ready(r: Result<ReadResult, StorageError>) -> ReadFuture {
+        ReadFuture(ReadState::Ready(Some(r)))
+    }
+
+    /// True when the result is known without I/O (range errors, empty, tail cache).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.0, ReadState::Ready(_))
+    }
+}
+
+impl Future for ReadFuture {
+    type Output = Result<ReadResult, StorageError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            ReadState::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Ready(Err(StorageError::Io(io::Error::other(
+                    "read future polled after completion",
+                )))),
+            },
+            ReadState::Disk(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// A disk read planned on the shard: which bytes of which file may be read.
+struct DiskPlan {
+    file: Arc<File>,
+    segment_base: i64,
+    /// Index position at or before the batch holding the offset.
+    start: u64,
+    /// Everything in `[.., end)` was fully written when the read was planned.
+    end: u64,
+    /// The tail cache's first entries (as many as `max_bytes` can take), for a read that
+    /// runs off the disk part of the segment the cache starts in.
+    cache: Option<Vec<Bytes>>,
 }
 
 impl Log {
@@ -18,71 +83,84 @@ impl Log {
     /// a first batch larger than `max_bytes` is returned whole (KIP-74). Empty at
     /// `log_end_offset` or `max_offset`; `OffsetOutOfRange` outside
     /// `[log_start_offset, log_end_offset]`. Reads stay within one segment on disk.
+    ///
+    /// Planned synchronously; disk bytes are read on the ring when the returned future
+    /// is awaited (at most [`READ_BYTES_MAX`] plus read-ahead per read).
     pub fn read(
         &self,
         offset: i64,
         max_offset: i64,
         max_bytes: usize,
         min_one: bool,
-    ) -> Result<ReadResult, StorageError> {
+    ) -> ReadFuture {
         if offset < self.log_start_offset || offset > self.log_end_offset {
-            return Err(StorageError::OffsetOutOfRange {
+            return ReadFuture::ready(Err(StorageError::OffsetOutOfRange {
                 log_start_offset: self.log_start_offset,
                 log_end_offset: self.log_end_offset,
-            });
+            }));
         }
-        let result = |records| ReadResult {
+        let log_start_offset = self.log_start_offset;
+        let result = move |records| ReadResult {
             records,
-            log_start_offset: self.log_start_offset,
+            log_start_offset,
         };
         if offset >= self.log_end_offset || offset >= max_offset {
-            return Ok(result(Bytes::new()));
+            return ReadFuture::ready(Ok(result(Bytes::new())));
         }
-        match self.tail.front() {
-            Some(front) if offset >= front.base_offset => self
-                .read_cache(offset, max_offset, max_bytes, min_one)
-                .map(result),
-            _ => self
-                .read_disk(offset, max_offset, max_bytes, min_one)
-                .map(result),
+        if let Some(front) = self.tail.front() {
+            if offset >= front.base_offset {
+                let first = self.tail.partition_point(|e| e.next_offset <= offset);
+                let entries = self.tail.iter().skip(first).map(|e| &e.bytes);
+                return ReadFuture::ready(
+                    read_cache(entries, offset, max_offset, max_bytes, min_one).map(result),
+                );
+            }
         }
+        let Some(plan) = self.plan_disk(offset, max_bytes) else {
+            return ReadFuture::ready(Ok(result(Bytes::new())));
+        };
+        let io = self.io.clone();
+        ReadFuture(ReadState::Disk(Box::pin(async move {
+            plan.run(&io, offset, max_offset, max_bytes, min_one)
+                .await
+                .map(result)
+        })))
     }
 
-    fn read_cache(
-        &self,
-        offset: i64,
-        max_offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<Bytes, StorageError> {
-        let first = self.tail.partition_point(|e| e.next_offset <= offset);
-        let mut pieces: Vec<Bytes> = Vec::new();
-        let mut total = 0usize;
-        'entries: for e in self.tail.iter().skip(first) {
-            let mut at = 0usize;
-            let mut run: Option<(usize, usize)> = None;
-            while at < e.bytes.len() {
-                let h = BatchHeader::parse(&e.bytes[at..]).map_err(corrupt)?;
-                let size = h.total_size();
-                if h.last_offset() >= offset {
-                    if h.base_offset >= max_offset
-                        || (total + size > max_bytes && !(total == 0 && min_one))
-                    {
-                        if let Some((s, end)) = run {
-                            pieces.push(e.bytes.slice(s..end));
-                        }
-                        break 'entries;
-                    }
-                    total += size;
-                    run = Some((run.map_or(at, |r| r.0), at + size));
-                }
-                at += size;
+    /// The segment to read `offset` from (skipping segments that end before it, which
+    /// compaction can leave) and the part of it that is on disk.
+    fn plan_disk(&self, offset: i64, max_bytes: usize) -> Option<DiskPlan> {
+        let mut i = self.segment_index_for(offset);
+        while let Some(seg) = self.segments.get(i) {
+            let end = self.disk_end(seg);
+            let in_cache = end < seg.size;
+            if in_cache || seg.next_offset > offset {
+                return Some(DiskPlan {
+                    file: seg.log.clone(),
+                    segment_base: seg.base_offset,
+                    start: seg.lookup(offset).min(end),
+                    end,
+                    cache: in_cache.then(|| self.cache_front(max_bytes)),
+                });
             }
-            if let Some((s, end)) = run {
-                pieces.push(e.bytes.slice(s..end));
-            }
+            i += 1;
         }
-        Ok(concat(pieces))
+        None
+    }
+
+    /// The tail cache's first entries while they hold fewer than `max_bytes` (and one
+    /// more): all a read starting at the cache's front can return.
+    fn cache_front(&self, max_bytes: usize) -> Vec<Bytes> {
+        let mut taken = 0usize;
+        let mut out = Vec::new();
+        for e in &self.tail {
+            if taken >= max_bytes && !out.is_empty() {
+                break;
+            }
+            taken += e.bytes.len();
+            out.push(e.bytes.clone());
+        }
+        out
     }
 
     /// Disk positions of the active segment at and after the tail cache's first entry
@@ -104,63 +182,6 @@ impl Log {
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1)
     }
-
-    fn read_disk(
-        &self,
-        offset: i64,
-        max_offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<Bytes, StorageError> {
-        for seg in &self.segments[self.segment_index_for(offset)..] {
-            let end = self.disk_end(seg);
-            let mut found = None;
-            let walk = walk_file(
-                &seg.log,
-                seg.lookup(offset),
-                end,
-                false,
-                &mut |pos, h, _| {
-                    if h.last_offset() >= offset {
-                        found = Some((pos, h.total_size()));
-                        return ControlFlow::Break(());
-                    }
-                    ControlFlow::Continue(())
-                },
-            )?;
-            if let Some(err) = walk.error {
-                return Err(corrupt(format!("segment {}: {err}", seg.base_offset)));
-            }
-            let Some((pos, first_size)) = found else {
-                if end < seg.size {
-                    // The rest of this segment is in the tail cache.
-                    return self.read_cache(offset, max_offset, max_bytes, min_one);
-                }
-                continue;
-            };
-            if first_size > max_bytes {
-                if !min_one {
-                    return Ok(Bytes::new());
-                }
-                return Ok(Bytes::from(read_at(&seg.log, first_size, pos)?));
-            }
-            let len =
-                ((end - pos).min(max_bytes.min(READ_BYTES_MAX) as u64) as usize).max(first_size);
-            let mut buf = read_at(&seg.log, len, pos)?;
-            let mut keep = 0usize;
-            while keep + HEADER_SIZE <= len {
-                let h = BatchHeader::parse(&buf[keep..]).map_err(corrupt)?;
-                if (keep > 0 && h.base_offset >= max_offset) || keep + h.total_size() > len {
-                    break;
-                }
-                keep += h.total_size();
-            }
-            buf.truncate(keep);
-            return Ok(Bytes::from(buf));
-        }
-        Ok(Bytes::new())
-    }
-
     /// Visits batches from the one containing `offset` to the end (disk, then cache).
     fn walk_from(
         &self,
@@ -284,6 +305,175 @@ impl Log {
             ControlFlow::Continue(())
         })
     }
+}
+
+impl DiskPlan {
+    async fn run(
+        self,
+        io: &Rc<IoEngine>,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Bytes, StorageError> {
+        let want = max_bytes.min(READ_BYTES_MAX);
+        let mut w = Window {
+            file: self.file.clone(),
+            end: self.end,
+            pos: self.start,
+            buf: Bytes::new(),
+        };
+        let bad = |what: String| corrupt(format!("segment {}: {what}", self.segment_base));
+        // Walk headers from the index position to the batch holding `offset`.
+        let mut pos = self.start;
+        let (pos, first_size) = loop {
+            if pos >= self.end {
+                return match &self.cache {
+                    // The rest of this segment is in the tail cache.
+                    Some(entries) => {
+                        read_cache(entries.iter(), offset, max_offset, max_bytes, min_one)
+                    }
+                    None => Err(bad(format!("no batch holds offset {offset}"))),
+                };
+            }
+            let ahead = if pos == self.start {
+                want.saturating_add(READ_AHEAD_BYTES)
+            } else {
+                WALK_CHUNK_BYTES
+            };
+            if !w.ensure(io, pos, HEADER_SIZE, ahead).await? {
+                return Err(bad(format!("truncated header at {pos}")));
+            }
+            let h = BatchHeader::parse(w.at(pos)).map_err(|e| bad(format!("{e} at {pos}")))?;
+            let size = h.total_size();
+            if pos + size as u64 > self.end {
+                return Err(bad(format!("truncated batch at {pos}")));
+            }
+            if h.last_offset() >= offset {
+                break (pos, size);
+            }
+            pos += size as u64;
+        };
+        let len = if first_size > max_bytes {
+            if !min_one {
+                return Ok(Bytes::new());
+            }
+            first_size
+        } else {
+            ((self.end - pos).min(want as u64) as usize).max(first_size)
+        };
+        if !w.ensure(io, pos, len, len).await? {
+            return Err(bad(format!("file ends before {}", pos + len as u64)));
+        }
+        let data = w.slice(pos, len);
+        let mut keep = 0usize;
+        while keep + HEADER_SIZE <= len {
+            let h = BatchHeader::parse(&data[keep..]).map_err(corrupt)?;
+            if (keep > 0 && h.base_offset >= max_offset) || keep + h.total_size() > len {
+                break;
+            }
+            keep += h.total_size();
+        }
+        Ok(data.slice(..keep))
+    }
+}
+
+/// The bytes of one file read so far: `buf` holds `[pos, pos + buf.len())`.
+struct Window {
+    file: Arc<File>,
+    end: u64,
+    pos: u64,
+    buf: Bytes,
+}
+
+impl Window {
+    /// Makes the window cover `[at, at + need)`, reading up to `want` bytes from `at`
+    /// (never past `end`) and keeping what it already holds of that range. False if
+    /// `end` or the file's end comes first.
+    async fn ensure(
+        &mut self,
+        io: &IoEngine,
+        at: u64,
+        need: usize,
+        want: usize,
+    ) -> io::Result<bool> {
+        let need_end = at + need as u64;
+        if need_end > self.end {
+            return Ok(false);
+        }
+        let held_end = self.pos + self.buf.len() as u64;
+        if at >= self.pos && need_end <= held_end {
+            return Ok(true);
+        }
+        let want_end = (at + want.max(need) as u64).min(self.end);
+        let overlap = at >= self.pos && at < held_end;
+        let read_from = if overlap { held_end } else { at };
+        let more = io
+            .read_at(
+                self.file.clone(),
+                read_from,
+                (want_end - read_from) as usize,
+            )
+            .await?;
+        self.buf = if overlap {
+            let mut joined = BytesMut::with_capacity((want_end - at) as usize);
+            joined.extend_from_slice(&self.buf[(at - self.pos) as usize..]);
+            joined.extend_from_slice(&more);
+            joined.freeze()
+        } else {
+            more
+        };
+        self.pos = at;
+        Ok(need_end <= self.pos + self.buf.len() as u64)
+    }
+
+    /// The held bytes from `at` on (`at` must be held).
+    fn at(&self, at: u64) -> &[u8] {
+        &self.buf[(at - self.pos) as usize..]
+    }
+
+    fn slice(&self, at: u64, len: usize) -> Bytes {
+        let from = (at - self.pos) as usize;
+        self.buf.slice(from..from + len)
+    }
+}
+
+/// Whole batches with last offset `>= offset` from consecutive tail-cache entries
+/// (`read`'s rules for `max_offset`, `max_bytes` and `min_one`).
+fn read_cache<'a>(
+    entries: impl Iterator<Item = &'a Bytes>,
+    offset: i64,
+    max_offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<Bytes, StorageError> {
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    'entries: for bytes in entries {
+        let mut at = 0usize;
+        let mut run: Option<(usize, usize)> = None;
+        while at < bytes.len() {
+            let h = BatchHeader::parse(&bytes[at..]).map_err(corrupt)?;
+            let size = h.total_size();
+            if h.last_offset() >= offset {
+                if h.base_offset >= max_offset
+                    || (total + size > max_bytes && !(total == 0 && min_one))
+                {
+                    if let Some((s, end)) = run {
+                        pieces.push(bytes.slice(s..end));
+                    }
+                    break 'entries;
+                }
+                total += size;
+                run = Some((run.map_or(at, |r| r.0), at + size));
+            }
+            at += size;
+        }
+        if let Some((s, end)) = run {
+            pieces.push(bytes.slice(s..end));
+        }
+    }
+    Ok(concat(pieces))
 }
 
 fn concat(mut pieces: Vec<Bytes>) -> Bytes {

@@ -40,6 +40,7 @@ impl Log {
             }
             tracing::info!(dir = %self.dir.display(), deleted, log_start_offset = self.log_start_offset, "retention deleted segments");
         }
+        self.debug_check();
         Ok(deleted)
     }
 
@@ -63,6 +64,7 @@ impl Log {
         {
             self.delete_oldest_segment()?;
         }
+        self.debug_check();
         Ok(())
     }
 

@@ -66,7 +66,9 @@ fn append(c: &mut Criterion) {
                 local.block_on(&rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let (info, done) = log.append(one.clone(), 0, None, sync).expect("append");
+                        let (info, done) = log
+                            .append_bytes(one.clone(), 0, None, sync)
+                            .expect("append");
                         done.await.expect("write completes");
                         black_box(info.last_offset);
                     }
@@ -98,7 +100,9 @@ fn lookup(c: &mut Criterion) {
             chunk.extend_from_slice(&one);
         }
         for _ in 0..LOOKUP_BATCHES / 100 {
-            let (_, done) = log.append(chunk.clone(), 0, None, false).expect("append");
+            let (_, done) = log
+                .append_bytes(chunk.clone(), 0, None, false)
+                .expect("append");
             done.await.expect("write completes");
         }
         (log, kind)
@@ -110,7 +114,9 @@ fn lookup(c: &mut Criterion) {
         b.iter(|| {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let offset = ((x >> 33) % LOOKUP_BATCHES as u64) as i64;
-            let read = log.read(offset, i64::MAX, 1, true).expect("read");
+            let read = local
+                .block_on(&rt, log.read(offset, i64::MAX, 1, true))
+                .expect("read");
             black_box(read.records.len())
         })
     });

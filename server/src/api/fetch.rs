@@ -78,7 +78,7 @@ async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
         Err(u) => return ReadOutcome::error(super::route::unavailable_code(&u)),
     };
     let watch = Some(partition.watch_high_watermark());
-    match partition.read(r.offset, r.max_bytes, min_one) {
+    match partition.read(r.offset, r.max_bytes, min_one).await {
         Ok(f) => ReadOutcome {
             error: 0,
             records: f.records,

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use fjord_storage::batch::{crc_is_valid, set_log_append_time, split_batches};
+use fjord_storage::batch::{crc_is_valid, split_batches};
 use fjord_storage::BatchHeader;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -237,7 +237,7 @@ fn recompress(
     records: &Option<Bytes>,
     compression_type: &str,
     header: &BatchHeader,
-) -> Result<Option<BytesMut>, String> {
+) -> Result<Option<(BytesMut, BatchHeader)>, String> {
     let (target, code) = match compression_type {
         "uncompressed" => (Compression::None, 0),
         "gzip" => (Compression::Gzip, 1),
@@ -257,7 +257,8 @@ fn recompress(
         compression: target,
     };
     RecordBatchEncoder::encode(&mut out, &set.records, &options).map_err(|e| e.to_string())?;
-    Ok(Some(out))
+    let header = BatchHeader::parse(&out).map_err(|e| e.to_string())?;
+    Ok(Some((out, header)))
 }
 
 /// Compacted topics refuse records without a key, as Kafka does.
@@ -334,12 +335,16 @@ pub async fn handle(
                         {
                             Err((code, msg)) => Some(Err((code, Some(msg)))),
                             Ok(header) => {
+                                let mut header = header;
                                 let records = match recompress(
                                     &part.records,
                                     &settings.compression_type,
                                     &header,
                                 ) {
-                                    Ok(Some(recompressed)) => Pending::Owned(recompressed),
+                                    Ok(Some((recompressed, h))) => {
+                                        header = h;
+                                        Pending::Owned(recompressed)
+                                    }
                                     Ok(None) => {
                                         Pending::Slice(part.records.clone().unwrap_or_default())
                                     }
@@ -449,12 +454,8 @@ async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
         }
         Err(u) => return Err((super::route::unavailable_code(&u), None)),
     };
-    let mut records = a.records;
-    if let Some(now) = a.log_append_time {
-        set_log_append_time(&mut records, now);
-    }
     partition
-        .append(records, a.header, a.log_append_time, a.sync)
+        .append(a.records, a.header, a.log_append_time, a.sync)
         .await
         .map_err(|e| match e {
             AppendError::InvalidProducerEpoch => (ResponseError::InvalidProducerEpoch.code(), None),

@@ -83,11 +83,11 @@ pub async fn load(
     replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
 ) -> Result<(), Unavailable> {
     let p = partition(partitions, topic_id, index).await?;
-    read_all(&p, replay).map_err(Unavailable::Offline)
+    read_all(&p, replay).await.map_err(Unavailable::Offline)
 }
 
 /// Replays every record of `p` up to its high watermark.
-fn read_all(
+async fn read_all(
     p: &Partition,
     replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
 ) -> Result<(), String> {
@@ -96,6 +96,7 @@ fn read_all(
     while offset < end {
         let fetched = p
             .read(offset, LOAD_READ_BYTES_MAX, true)
+            .await
             .map_err(|e| e.to_string())?;
         if fetched.records.is_empty() {
             break;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use fjord_storage::{BatchHeader, IoEngine, Log, LogConfig, StorageError};
+use fjord_storage::{BatchHeader, IoEngine, Log, LogConfig, Recovered, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -100,8 +100,10 @@ impl From<std::io::Error> for OpenError {
 }
 
 impl Partition {
-    /// Opens (or creates) the partition's log, running recovery, and rebuilds the
-    /// producer state from the batch headers in the log.
+    /// Opens (or creates) the partition's log: claims the directory, runs recovery and
+    /// rebuilds the producer state from the batch headers in the log, all on the
+    /// runtime's blocking pool, so the shard keeps serving meanwhile; then installs the
+    /// log on this shard's I/O engine.
     pub async fn open(
         dir: PathBuf,
         topic: &TopicImage,
@@ -110,23 +112,17 @@ impl Partition {
         io: Rc<IoEngine>,
         leader_epoch: i32,
     ) -> Result<Rc<Partition>, OpenError> {
-        claim_directory(&dir, &topic.id)?;
-        let (log, truncated) = Log::open(dir.clone(), log_config, io)?;
-        if truncated > 0 {
-            tracing::warn!(dir = %dir.display(), truncated, "recovery truncated the log tail");
-        }
-        let mut producers = ProducerStateTable::default();
-        log.scan_headers(log.log_start_offset(), &mut |h: &BatchHeader| {
-            if h.producer_id >= 0 && !h.is_control() {
-                producers.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    batch_meta(h, h.base_offset, -1),
-                );
-            }
-        })?;
+        let topic_id = topic.id;
+        let recovered = tokio::task::spawn_blocking(move || recover(dir, &topic_id, log_config))
+            .await
+            .map_err(|e| OpenError::Storage(StorageError::Io(std::io::Error::other(e))))??;
+        let Recovery {
+            log,
+            producers,
+            mut epochs,
+        } = recovered;
+        let log = Log::from_recovered(log, io);
         let hw = log.written_end_offset();
-        let mut epochs = leader_epoch::LeaderEpochCache::open(&dir);
         epochs.assign(leader_epoch, log.log_end_offset())?;
         let log_end_gauge = metrics::gauge!(
             "fjord_log_end_offset",
@@ -207,10 +203,13 @@ impl Partition {
                 Verdict::OutOfOrder => return Err(AppendError::OutOfOrderSequence),
             }
         }
-        let appended =
-            self.log
-                .borrow_mut()
-                .append(records, self.leader_epoch, log_append_time, sync);
+        let appended = self.log.borrow_mut().append(
+            records,
+            std::slice::from_ref(&header),
+            self.leader_epoch,
+            log_append_time,
+            sync,
+        );
         let (info, done) = appended.map_err(|e| self.fail(e.to_string()))?;
         if idempotent {
             self.producers.borrow_mut().record(
@@ -261,24 +260,28 @@ impl Partition {
         }
     }
 
-    /// Whole batches from the one containing `offset`, up to the high watermark.
-    pub fn read(
+    /// Whole batches from the one containing `offset`, up to the high watermark. Disk
+    /// reads go through the shard's I/O engine; the log is not borrowed while they run.
+    pub async fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<Fetched, StorageError> {
         let hw = self.high_watermark();
-        let log = self.log.borrow();
-        if offset > hw && offset <= log.log_end_offset() {
-            // Written but not yet complete: nothing to return yet.
-            return Ok(Fetched {
-                records: Bytes::new(),
-                high_watermark: hw,
-                log_start_offset: log.log_start_offset(),
-            });
-        }
-        let r = log.read(offset, hw, max_bytes, min_one)?;
+        let read = {
+            let log = self.log.borrow();
+            if offset > hw && offset <= log.log_end_offset() {
+                // Written but not yet complete: nothing to return yet.
+                return Ok(Fetched {
+                    records: Bytes::new(),
+                    high_watermark: hw,
+                    log_start_offset: log.log_start_offset(),
+                });
+            }
+            log.read(offset, hw, max_bytes, min_one)
+        };
+        let r = read.await?;
         Ok(Fetched {
             records: r.records,
             high_watermark: hw,
@@ -354,6 +357,38 @@ impl Partition {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
         }
     }
+}
+
+/// What opening a partition reads from disk, off the shard.
+struct Recovery {
+    log: Recovered,
+    producers: ProducerStateTable,
+    epochs: leader_epoch::LeaderEpochCache,
+}
+
+/// The blocking part of [`Partition::open`]: runs on the blocking pool.
+fn recover(dir: PathBuf, topic_id: &Uuid, log_config: LogConfig) -> Result<Recovery, OpenError> {
+    claim_directory(&dir, topic_id)?;
+    let log = Log::recover(dir.clone(), log_config)?;
+    if log.truncated_bytes() > 0 {
+        tracing::warn!(dir = %dir.display(), truncated = log.truncated_bytes(), "recovery truncated the log tail");
+    }
+    let mut producers = ProducerStateTable::default();
+    log.scan_headers(log.log_start_offset(), &mut |h: &BatchHeader| {
+        if h.producer_id >= 0 && !h.is_control() {
+            producers.record(
+                h.producer_id,
+                h.producer_epoch,
+                batch_meta(h, h.base_offset, -1),
+            );
+        }
+    })?;
+    let epochs = leader_epoch::LeaderEpochCache::open(&dir);
+    Ok(Recovery {
+        log,
+        producers,
+        epochs,
+    })
 }
 
 fn batch_meta(h: &BatchHeader, base_offset: i64, log_append_time_ms: i64) -> BatchMeta {

@@ -134,7 +134,10 @@ impl Log {
         while let Some(seg) = self.segments.get(i) {
             let end = self.disk_end(seg);
             let in_cache = end < seg.size;
-            if in_cache || seg.next_offset > offset {
+            // A segment compaction emptied has `next_offset == base_offset` and no
+            // batch; one with batches holds a batch ending at or after any offset below
+            // its `next_offset`.
+            if in_cache || (seg.size > 0 && seg.next_offset > offset) {
                 return Some(DiskPlan {
                     file: seg.log.clone(),
                     segment_base: seg.base_offset,

@@ -6,10 +6,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use fjord_storage::batch::split_batches;
-use fjord_storage::BatchHeader;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use fjord_storage::{BatchHeader, RecordCodec};
 use uuid::Uuid;
 
 use crate::partition::registry::{PartitionRegistry, Unavailable};
@@ -40,33 +37,7 @@ pub async fn append(
     let p = partition(partitions, topic_id, index)
         .await
         .map_err(|e| format!("__consumer_offsets-{index}: {e:?}"))?;
-    let now = now_ms();
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: p.leader_epoch,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch when offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    let buf = BytesMut::from(&partitions.codec().encode(&records, now_ms())?[..]);
     let header = BatchHeader::parse(&buf).map_err(|e| format!("{e:?}"))?;
     let appended = p
         .append(buf, header, None, true)
@@ -83,12 +54,15 @@ pub async fn load(
     replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
 ) -> Result<(), Unavailable> {
     let p = partition(partitions, topic_id, index).await?;
-    read_all(&p, replay).await.map_err(Unavailable::Offline)
+    read_all(&p, partitions.codec(), replay)
+        .await
+        .map_err(Unavailable::Offline)
 }
 
 /// Replays every record of `p` up to its high watermark.
 async fn read_all(
     p: &Partition,
+    codec: &dyn RecordCodec,
     replay: &mut dyn FnMut(i64, Bytes, Option<Bytes>),
 ) -> Result<(), String> {
     let mut offset = p.log_start_offset();
@@ -104,12 +78,11 @@ async fn read_all(
         let ranges = split_batches(&fetched.records).map_err(|e| format!("{e:?}"))?;
         let before = offset;
         for range in ranges {
-            let mut batch = fetched.records.slice(range);
-            let header = BatchHeader::parse(&batch).map_err(|e| format!("{e:?}"))?;
+            let batch = &fetched.records[range];
+            let header = BatchHeader::parse(batch).map_err(|e| format!("{e:?}"))?;
             let next = header.next_offset();
             if !header.is_control() && next > offset {
-                let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| e.to_string())?;
-                for r in set.records {
+                for r in codec.records(batch)? {
                     if r.offset < offset {
                         continue;
                     }

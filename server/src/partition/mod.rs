@@ -12,13 +12,15 @@ pub mod compaction;
 pub mod leader_epoch;
 pub mod producer_state;
 pub mod registry;
+pub mod validate;
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use fjord_storage::{BatchHeader, IoEngine, Log, LogConfig, Recovered, StorageError};
+pub use fjord_storage::{BatchHeader, StorageError};
+use fjord_storage::{IoEngine, Log, LogConfig, Recovered};
 use tokio::sync::watch;
 use uuid::Uuid;
 

@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_storage::{IoEngine, LogConfig};
+use fjord_storage::{IoEngine, LogConfig, RecordCodec};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -74,6 +74,8 @@ pub struct PartitionRegistry {
     config: Arc<Config>,
     view: Rc<ClusterView>,
     io: Rc<IoEngine>,
+    /// Reads and writes records inside batches (compaction, internal topics).
+    codec: Arc<dyn RecordCodec>,
     /// How long a request waits for a partition being opened before it is answered
     /// with a retriable error.
     open_wait: Duration,
@@ -87,10 +89,12 @@ impl PartitionRegistry {
         config: Arc<Config>,
         view: Rc<ClusterView>,
         io: Rc<IoEngine>,
+        codec: Arc<dyn RecordCodec>,
     ) -> Rc<PartitionRegistry> {
         Rc::new(PartitionRegistry {
             shard,
             shards,
+            codec,
             open_wait: Duration::from_millis(OPEN_WAIT_MS),
             config,
             view,
@@ -101,6 +105,11 @@ impl PartitionRegistry {
 
     pub fn view(&self) -> &Rc<ClusterView> {
         &self.view
+    }
+
+    /// The record codec for batches this shard writes or rewrites itself.
+    pub fn codec(&self) -> &dyn RecordCodec {
+        self.codec.as_ref()
     }
 
     /// Whether this shard owns partition `index` of topic `topic_id`.
@@ -297,7 +306,7 @@ impl PartitionRegistry {
                 continue;
             }
             let config = compaction::compaction_config(&settings);
-            if let Err(e) = p.clean(&config).await {
+            if let Err(e) = p.clean(&config, self.codec.clone()).await {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cleaning failed");
             }
         }

@@ -17,6 +17,7 @@ use crate::metadata::producer_ids::ProducerIds;
 use crate::metadata::view::ClusterView;
 use crate::metadata::MetadataHandle;
 use crate::partition::registry::PartitionRegistry;
+use crate::wire::records::KafkaRecords;
 
 /// Serves a listener on a shard (the accept loop); given by `main`, so nothing below
 /// `net/` needs to know about sockets.
@@ -92,7 +93,14 @@ async fn run(
     let mut image_rx = start.metadata.subscribe();
     image_rx.borrow_and_update();
     let cluster = ClusterView::new(config.clone(), start.metadata.clone());
-    let partitions = PartitionRegistry::new(id, peers.len(), config.clone(), cluster.clone(), io);
+    let partitions = PartitionRegistry::new(
+        id,
+        peers.len(),
+        config.clone(),
+        cluster.clone(),
+        io,
+        Arc::new(KafkaRecords),
+    );
     let groups = Coordinator::new(
         partitions.clone(),
         config.group_initial_rebalance_delay_ms,

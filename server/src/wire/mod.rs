@@ -5,7 +5,9 @@
 
 pub mod codec;
 pub mod frame;
+pub mod parts;
 pub mod pieces;
+pub mod records;
 
 pub use codec::{
     decode_request, encode_response, encode_response_pieces, DecodeError, Decoded, Request,

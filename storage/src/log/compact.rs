@@ -36,24 +36,43 @@ pub const CLEANER_OFFSET_FILE: &str = "fjord-cleaner-offset";
 /// round is due then even without new dirty records.
 pub const TOMBSTONE_EXPIRY_FILE: &str = "fjord-cleaner-tombstone-expiry";
 
-/// One record as the cleaner needs to see it.
+/// One record of a batch: its offset, key and value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordInfo {
     pub offset: i64,
     /// None: a record without a key (never removed by compaction).
     pub key: Option<Bytes>,
-    /// A null value: a delete marker for its key.
-    pub tombstone: bool,
+    /// None: a null value, a delete marker for its key (a tombstone).
+    pub value: Option<Bytes>,
 }
 
-/// Reads and rewrites the records inside a batch. Implemented by the caller, which
-/// knows the record format and the codecs.
+impl RecordInfo {
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+/// Reads and writes the records inside v2 batches. Implemented outside this crate
+/// (by the layer that knows the record format and the compression codecs); this crate
+/// uses `records` and `retain` for compaction, and the broker's validation and
+/// internal topics use the rest.
 pub trait RecordCodec: Send + Sync {
     /// Every record of `batch` (a whole v2 batch as stored).
     fn records(&self, batch: &[u8]) -> Result<Vec<RecordInfo>, String>;
     /// `batch` with only the records whose offset `keep` accepts, offsets unchanged,
     /// as a valid batch (CRC included); None if no record is kept.
     fn retain(&self, batch: &[u8], keep: &dyn Fn(i64) -> bool) -> Result<Option<Vec<u8>>, String>;
+    /// `batch` re-encoded with compression `codec` (the attribute's codec id: 0 none,
+    /// 1 gzip, 2 snappy, 3 lz4, 4 zstd); records, producer fields and timestamps
+    /// unchanged.
+    fn recompress(&self, batch: &[u8], codec: u8) -> Result<Vec<u8>, String>;
+    /// One uncompressed batch of `records` (key, value) at relative offsets 0.., all
+    /// stamped `timestamp_ms` (create time), without a producer.
+    fn encode(
+        &self,
+        records: &[(Bytes, Option<Bytes>)],
+        timestamp_ms: i64,
+    ) -> Result<Vec<u8>, String>;
 }
 
 /// Compaction settings of one log (Kafka's topic configs).
@@ -386,7 +405,7 @@ impl CleanPlan {
                         None => false,
                         Some(k) => {
                             latest.get(k).is_some_and(|&l| l > r.offset)
-                                || (r.tombstone && expired_tombstones)
+                                || (r.is_tombstone() && expired_tombstones)
                         }
                     })
                     .map(|r| r.offset)
@@ -394,7 +413,7 @@ impl CleanPlan {
                 removed += dropped.len() as u64;
                 if records
                     .iter()
-                    .any(|r| r.tombstone && !dropped.contains(&r.offset))
+                    .any(|r| r.is_tombstone() && !dropped.contains(&r.offset))
                 {
                     let due = h
                         .max_timestamp

@@ -6,7 +6,7 @@
 //! - `shard`      — one pinned runtime per core, partition→shard ownership, `invoke_on`.
 //! - `net/`       — SO_REUSEPORT listeners; the connection loop (pipelined, in-order).
 //! - `wire/`      — frames (incomplete vs invalid) and kafka-protocol coding.
-//! - `api/`       — one file per Kafka API; `api/mod.rs` holds the version table.
+//! - `api/`       — one file per Kafka API; `api/mod.rs` holds the API table.
 //! - `partition/` — a partition's log, high watermark and idempotent-producer state.
 //! - `metadata/`  — commands, the pure `ClusterImage` state machine, the metadata log
 //!   and the control-plane thread.

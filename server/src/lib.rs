@@ -1,8 +1,9 @@
 //! Fjord: a broker that speaks Apache Kafka's binary protocol.
 //!
 //! Layout (request path: `net` → `wire` → `api` → `partition` → storage):
-//! - `config`     — Kafka-style properties, defaults, validation.
-//! - `configs/`   — the topic/broker config model: names, types, docs, precedence.
+//! - `config`     — Kafka-style properties: parsing, start-up validation, `Config`.
+//! - `configs/`   — the topic/broker config model and the one catalogue of broker keys:
+//!   names, types, defaults, docs, precedence.
 //! - `shard`      — one pinned runtime per core, partition→shard ownership, `invoke_on`.
 //! - `net/`       — SO_REUSEPORT listeners; the connection loop (pipelined, in-order).
 //! - `wire/`      — frames (incomplete vs invalid) and kafka-protocol coding.

@@ -1,246 +1,18 @@
 //! Broker configuration, read the Kafka way: a `server.properties` file plus
 //! `--override key=value` pairs, with Kafka's key names and Kafka's defaults.
 //!
-//! Invariant: every key a user may set is listed in [`KEYS`]; an unknown key or a
-//! value that does not parse stops start-up with an error naming the key.
+//! Invariant: every key a user may set is in the broker key catalogue
+//! (`configs::broker`); an unknown key or a value that does not parse stops start-up
+//! with an error naming the key. This file holds no key list of its own: it parses
+//! the catalogue's [`StaticRule`]s and reads the values into [`Config`].
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-/// The type of a configuration value, used to validate it.
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Int { min: i64, max: i64 },
-    Bool,
-    Str,
-    Listeners,
-    TimestampType,
-    Voters,
-    ProcessRoles,
-    ProtocolMap,
-}
-
-/// One known key: its name, Kafka's default and its type.
-struct Key {
-    name: &'static str,
-    default: &'static str,
-    kind: Kind,
-}
-
-const fn int(min: i64, max: i64) -> Kind {
-    Kind::Int { min, max }
-}
-
-/// Every key Fjord understands, with Kafka's default where Kafka has one.
-const KEYS: &[Key] = &[
-    Key {
-        name: "node.id",
-        default: "1",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "listeners",
-        default: "PLAINTEXT://localhost:9092",
-        kind: Kind::Listeners,
-    },
-    Key {
-        name: "advertised.listeners",
-        default: "",
-        kind: Kind::Listeners,
-    },
-    Key {
-        name: "log.dirs",
-        default: "./data",
-        kind: Kind::Str,
-    },
-    Key {
-        name: "num.partitions",
-        default: "1",
-        kind: int(1, 1_000_000),
-    },
-    Key {
-        name: "default.replication.factor",
-        default: "1",
-        kind: int(1, i16::MAX as i64),
-    },
-    Key {
-        name: "auto.create.topics.enable",
-        default: "true",
-        kind: Kind::Bool,
-    },
-    Key {
-        name: "log.segment.bytes",
-        default: "1073741824",
-        kind: int(1024 * 1024, i32::MAX as i64),
-    },
-    Key {
-        name: "log.roll.ms",
-        default: "604800000",
-        kind: int(1, i64::MAX),
-    },
-    Key {
-        name: "log.retention.ms",
-        default: "604800000",
-        kind: int(-1, i64::MAX),
-    },
-    Key {
-        name: "log.retention.bytes",
-        default: "-1",
-        kind: int(-1, i64::MAX),
-    },
-    Key {
-        name: "log.retention.check.interval.ms",
-        default: "300000",
-        kind: int(1, i64::MAX),
-    },
-    Key {
-        name: "log.cleaner.backoff.ms",
-        default: "15000",
-        kind: int(1, i64::MAX),
-    },
-    Key {
-        name: "log.index.interval.bytes",
-        default: "4096",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "log.index.size.max.bytes",
-        default: "10485760",
-        kind: int(4, i32::MAX as i64),
-    },
-    Key {
-        name: "log.segment.delete.delay.ms",
-        default: "60000",
-        kind: int(0, i64::MAX),
-    },
-    Key {
-        name: "log.message.timestamp.type",
-        default: "CreateTime",
-        kind: Kind::TimestampType,
-    },
-    Key {
-        name: "log.flush.interval.messages",
-        default: "9223372036854775807",
-        kind: int(1, i64::MAX),
-    },
-    Key {
-        name: "message.max.bytes",
-        default: "1048588",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "socket.request.max.bytes",
-        default: "104857600",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "fetch.max.bytes",
-        default: "57671680",
-        kind: int(1024, i32::MAX as i64),
-    },
-    Key {
-        name: "max.connections",
-        default: "2147483647",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "group.initial.rebalance.delay.ms",
-        default: "3000",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "group.consumer.session.timeout.ms",
-        default: "45000",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "group.consumer.heartbeat.interval.ms",
-        default: "5000",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "offsets.topic.num.partitions",
-        default: "50",
-        kind: int(1, 1_000_000),
-    },
-    Key {
-        name: "offsets.retention.minutes",
-        default: "10080",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "offsets.retention.check.interval.ms",
-        default: "600000",
-        kind: int(1, i64::MAX),
-    },
-    Key {
-        name: "controller.quorum.voters",
-        default: "",
-        kind: Kind::Voters,
-    },
-    Key {
-        name: "controller.listener.names",
-        default: "CONTROLLER",
-        kind: Kind::Str,
-    },
-    Key {
-        name: "process.roles",
-        default: "broker,controller",
-        kind: Kind::ProcessRoles,
-    },
-    Key {
-        name: "listener.security.protocol.map",
-        default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        kind: Kind::ProtocolMap,
-    },
-    Key {
-        name: "broker.session.timeout.ms",
-        default: "9000",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "broker.heartbeat.interval.ms",
-        default: "2000",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "fjord.cores",
-        default: "0",
-        kind: int(0, 1024),
-    },
-    Key {
-        name: "fjord.max.inflight.requests.per.connection",
-        default: "128",
-        kind: int(1, 65536),
-    },
-    Key {
-        name: "fjord.max.partitions.per.request",
-        default: "100000",
-        kind: int(1, i32::MAX as i64),
-    },
-    Key {
-        name: "fjord.tail.cache.bytes",
-        default: "1048576",
-        kind: int(0, i32::MAX as i64),
-    },
-    Key {
-        name: "fjord.io.uring.entries",
-        default: "256",
-        kind: int(8, 32768),
-    },
-    Key {
-        name: "fjord.metrics.listener",
-        default: "",
-        kind: Kind::Str,
-    },
-    Key {
-        name: "fjord.cluster.id",
-        default: "",
-        kind: Kind::Str,
-    },
-];
+use crate::configs::broker;
+use crate::configs::StaticRule;
 
 /// A configuration error: always names the key.
 #[derive(Debug)]
@@ -341,9 +113,10 @@ pub struct Config {
     pub properties: BTreeMap<String, String>,
 }
 
-/// `config.rs`'s default of a key, if it has one (Kafka's unless Fjord's own).
+/// The start-up default of a key `config.rs` reads, from the catalogue (Kafka's
+/// unless Fjord's own).
 pub fn default_of(name: &str) -> Option<&'static str> {
-    KEYS.iter().find(|k| k.name == name).map(|k| k.default)
+    broker::startup_key(name).map(|k| k.default)
 }
 
 /// Parses a Kafka-style properties text: `key=value` or `key: value` lines, `#`/`!`
@@ -417,32 +190,32 @@ fn parse_voters(v: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     Ok(out)
 }
 
-fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| ConfigError(format!("{}: invalid value '{v}': {why}", key.name));
-    match key.kind {
-        Kind::Int { min, max } => {
+fn check(name: &str, rule: StaticRule, v: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError(format!("{name}: invalid value '{v}': {why}"));
+    match rule {
+        StaticRule::Int { min, max } => {
             let n: i64 = v.parse().map_err(|_| bad("not an integer"))?;
             if n < min || n > max {
                 return Err(bad(&format!("must be in [{min}, {max}]")));
             }
         }
-        Kind::Bool => {
+        StaticRule::Bool => {
             if !matches!(v.to_ascii_lowercase().as_str(), "true" | "false") {
                 return Err(bad("expected true or false"));
             }
         }
-        Kind::TimestampType => {
+        StaticRule::TimestampType => {
             if v != "CreateTime" && v != "LogAppendTime" {
                 return Err(bad("expected CreateTime or LogAppendTime"));
             }
         }
-        Kind::Listeners => {
-            parse_listeners(key.name, v)?;
+        StaticRule::Listeners => {
+            parse_listeners(name, v)?;
         }
-        Kind::Voters => {
+        StaticRule::Voters => {
             parse_voters(v)?;
         }
-        Kind::ProcessRoles => {
+        StaticRule::ProcessRoles => {
             let mut roles: Vec<&str> = v.split(',').map(str::trim).collect();
             roles.sort_unstable();
             if roles != ["broker", "controller"] {
@@ -451,7 +224,7 @@ fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
                 ));
             }
         }
-        Kind::ProtocolMap => {
+        StaticRule::ProtocolMap => {
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 match item.split_once(':') {
                     Some((_, "PLAINTEXT")) => {}
@@ -459,31 +232,27 @@ fn check(key: &Key, v: &str) -> Result<(), ConfigError> {
                 }
             }
         }
-        Kind::Str => {}
+        StaticRule::Str => {}
     }
     Ok(())
 }
 
 impl Config {
-    /// Validates `values` (file keys then overrides, merged) against [`KEYS`] and
-    /// fills in Kafka's defaults.
+    /// Validates `values` (file keys then overrides, merged) against the catalogue
+    /// and fills in its defaults.
     pub fn from_map(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         for (k, v) in values {
-            match KEYS.iter().find(|key| key.name == k) {
-                Some(key) => check(key, v)?,
+            match broker::startup_key(k) {
+                Some(key) => check(key.name, key.rule, v)?,
                 // The broker name of a topic config (log.cleanup.policy, ...).
-                None => {
-                    crate::configs::broker::validate_static(k, v).map_err(|e| ConfigError(e.0))?
-                }
+                None => broker::validate_static(k, v).map_err(|e| ConfigError(e.0))?,
             }
         }
         let get = |name: &str| -> &str {
-            values.get(name).map(String::as_str).unwrap_or_else(|| {
-                KEYS.iter()
-                    .find(|k| k.name == name)
-                    .map(|k| k.default)
-                    .unwrap_or("")
-            })
+            values
+                .get(name)
+                .map(String::as_str)
+                .unwrap_or_else(|| default_of(name).unwrap_or(""))
         };
         // Values were checked above; defaults are checked by a unit test.
         let int = |name: &str| get(name).parse::<i64>().unwrap_or(0);
@@ -617,8 +386,8 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_kafkas() {
-        for key in KEYS {
-            check(key, key.default).expect(key.name);
+        for key in broker::startup_keys() {
+            check(key.name, key.rule, key.default).expect(key.name);
         }
         let c = Config::from_map(&BTreeMap::new()).expect("defaults");
         assert_eq!(c.message_max_bytes, 1_048_588);
@@ -626,6 +395,12 @@ mod tests {
         assert_eq!(c.client_listener().port, 9092);
         assert_eq!(c.log_dirs, PathBuf::from("./data"));
         assert_eq!(c.offsets_topic_num_partitions, 50);
+        // Defaults of topic synonyms without one of their own: the topic config's.
+        assert_eq!(
+            (c.log_roll_ms, c.log_retention_ms),
+            (604_800_000, 604_800_000)
+        );
+        assert_eq!(c.log_flush_interval_messages, i64::MAX);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Fjord: a broker that speaks Apache Kafka's binary protocol.
 //!
 //! Layout (request path: `net` → `wire` → `api` → `partition` → storage):
-//! - `config`     — Kafka-style properties, defaults, validation.
-//! - `configs/`   — the topic/broker config model: names, types, docs, precedence.
+//! - `config`     — Kafka-style properties: parsing, start-up validation, `Config`.
+//! - `configs/`   — the topic/broker config model and the one catalogue of broker keys:
+//!   names, types, defaults, docs, precedence.
 //! - `shard`      — one pinned runtime per core, partition→shard ownership, `invoke_on`.
 //! - `net/`       — SO_REUSEPORT listeners; the connection loop (pipelined, in-order).
 //! - `wire/`      — frames (incomplete vs invalid) and kafka-protocol coding.
-//! - `api/`       — one file per Kafka API; `api/mod.rs` holds the version table.
+//! - `api/`       — one file per Kafka API; `api/mod.rs` holds the API table.
 //! - `partition/` — a partition's log, high watermark and idempotent-producer state.
 //! - `metadata/`  — commands, the pure `ClusterImage` state machine, the metadata log
 //!   and the control-plane thread.

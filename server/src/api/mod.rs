@@ -1,8 +1,10 @@
 //! Kafka APIs: one file per API, named as the kafka-protocol crate names it.
 //!
-//! [`APIS`] is the single table of what Fjord serves: ApiVersions is generated from
-//! it and the decoder refuses anything outside it. An API is listed only when every
-//! version in its range is implemented completely.
+//! The `served_apis!` invocation below is the single table of what Fjord serves, one
+//! line per API: [`APIS`] (from which ApiVersions is generated and by which the
+//! decoder refuses anything else), the dispatch to handlers and the metrics names
+//! all come from it. An API is listed only when every version in its range is
+//! implemented completely.
 
 pub mod alter_configs;
 pub mod api_versions;
@@ -57,54 +59,109 @@ pub struct ApiSpec {
     pub max: i16,
 }
 
-const fn api(key: ApiKey, min: i16, max: i16) -> ApiSpec {
-    ApiSpec {
-        key,
-        advertised_min: min,
-        min,
-        max,
-    }
+/// Builds, from one line per API, the table [`APIS`], the metrics name
+/// [`api_name`] and the dispatch `serve`. A line is
+/// `Key: advertised_min, min, max => module(shape)`, where `Key` is the
+/// kafka-protocol `ApiKey`/`RequestKind`/`ResponseKind` variant and the shape says
+/// how `module::handle` is called (see `call_handler!`).
+macro_rules! served_apis {
+    ($($key:ident: $advertised_min:literal, $min:literal, $max:literal
+        => $module:ident $(($shape:ident))?,)*) => {
+        /// Every API Fjord serves.
+        pub const APIS: &[ApiSpec] = &[$(ApiSpec {
+            key: ApiKey::$key,
+            advertised_min: $advertised_min,
+            min: $min,
+            max: $max,
+        },)*];
+
+        /// A static name for metrics labels ("Other" for an API not served).
+        pub fn api_name(key: ApiKey) -> &'static str {
+            match key {
+                $(ApiKey::$key => stringify!($key),)*
+                _ => "Other",
+            }
+        }
+
+        /// Runs the handler of `req` (None: no response, e.g. acks=0).
+        async fn serve(shard: &Rc<Shard>, version: i16, req: Request) -> Option<ResponseKind> {
+            match req.body {
+                $(RequestKind::$key(body) => {
+                    call_handler!(($($shape)?) $key, $module, shard, version, body, req)
+                })*
+                other => {
+                    // The decoder only admits APIs in the table; reaching here is a table bug.
+                    tracing::error!(
+                        api_key = ?req.api_key,
+                        "no handler for {:?}",
+                        std::mem::discriminant(&other)
+                    );
+                    None
+                }
+            }
+        }
+    };
 }
 
-/// Every API Fjord serves.
-pub const APIS: &[ApiSpec] = &[
-    ApiSpec {
-        key: ApiKey::Produce,
-        advertised_min: 0,
-        min: 3,
-        max: 13,
-    },
-    api(ApiKey::Fetch, 4, 18),
-    api(ApiKey::ListOffsets, 1, 10),
-    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    api(ApiKey::Metadata, 0, 13),
-    api(ApiKey::ApiVersions, 0, 4),
-    api(ApiKey::CreateTopics, 2, 7),
-    api(ApiKey::DeleteTopics, 1, 6),
-    api(ApiKey::InitProducerId, 0, 5),
-    api(ApiKey::FindCoordinator, 0, 6),
-    api(ApiKey::JoinGroup, 0, 9),
-    api(ApiKey::SyncGroup, 0, 5),
-    api(ApiKey::Heartbeat, 0, 4),
-    api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 2, 9),
-    api(ApiKey::OffsetFetch, 1, 9),
-    api(ApiKey::OffsetDelete, 0, 0),
-    api(ApiKey::DescribeGroups, 0, 6),
-    api(ApiKey::ListGroups, 0, 5),
-    api(ApiKey::DeleteGroups, 0, 2),
-    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    api(ApiKey::ConsumerGroupDescribe, 0, 1),
-    api(ApiKey::DescribeConfigs, 1, 4),
-    api(ApiKey::AlterConfigs, 0, 2),
-    api(ApiKey::IncrementalAlterConfigs, 0, 1),
-    api(ApiKey::CreatePartitions, 0, 3),
-    api(ApiKey::DeleteRecords, 0, 2),
-    api(ApiKey::DescribeLogDirs, 1, 4),
-    api(ApiKey::DescribeProducers, 0, 0),
-    api(ApiKey::DescribeCluster, 0, 2),
-    api(ApiKey::ElectLeaders, 0, 2),
-];
+/// One handler call, by shape: `()` is `handle(shard, version, body).await`;
+/// `(sync)` is `handle(version, body)`; `(frame)` also passes the request frame and
+/// returns an Option; `(client_id)` passes the client id before the body.
+macro_rules! call_handler {
+    (() $key:ident, $m:ident, $shard:ident, $version:ident, $body:ident, $req:ident) => {
+        Some(ResponseKind::$key(
+            $m::handle($shard, $version, $body).await,
+        ))
+    };
+    ((sync) $key:ident, $m:ident, $shard:ident, $version:ident, $body:ident, $req:ident) => {
+        Some(ResponseKind::$key($m::handle($version, $body)))
+    };
+    ((frame) $key:ident, $m:ident, $shard:ident, $version:ident, $body:ident, $req:ident) => {
+        $m::handle($shard, $version, $body, $req.frame)
+            .await
+            .map(ResponseKind::$key)
+    };
+    ((client_id) $key:ident, $m:ident, $shard:ident, $version:ident, $body:ident, $req:ident) => {
+        Some(ResponseKind::$key(
+            $m::handle($shard, $version, $req.header.client_id.clone(), $body).await,
+        ))
+    };
+}
+
+// The one list of served APIs. Adding an API is adding its line here.
+served_apis! {
+    // key:                   advertised min, min, max => handler
+    Produce:                  0, 3, 13 => produce(frame),
+    Fetch:                    4, 4, 18 => fetch,
+    ListOffsets:              1, 1, 10 => list_offsets,
+    OffsetForLeaderEpoch:     2, 2, 4  => offset_for_leader_epoch,
+    Metadata:                 0, 0, 13 => metadata,
+    ApiVersions:              0, 0, 4  => api_versions(sync),
+    CreateTopics:             2, 2, 7  => create_topics,
+    DeleteTopics:             1, 1, 6  => delete_topics,
+    InitProducerId:           0, 0, 5  => init_producer_id,
+    FindCoordinator:          0, 0, 6  => find_coordinator,
+    JoinGroup:                0, 0, 9  => join_group(client_id),
+    SyncGroup:                0, 0, 5  => sync_group,
+    Heartbeat:                0, 0, 4  => heartbeat,
+    LeaveGroup:               0, 0, 5  => leave_group,
+    OffsetCommit:             2, 2, 9  => offset_commit,
+    OffsetFetch:              1, 1, 9  => offset_fetch,
+    OffsetDelete:             0, 0, 0  => offset_delete,
+    DescribeGroups:           0, 0, 6  => describe_groups,
+    ListGroups:               0, 0, 5  => list_groups,
+    DeleteGroups:             0, 0, 2  => delete_groups,
+    ConsumerGroupHeartbeat:   0, 0, 1  => consumer_group_heartbeat(client_id),
+    ConsumerGroupDescribe:    0, 0, 1  => consumer_group_describe,
+    DescribeConfigs:          1, 1, 4  => describe_configs,
+    AlterConfigs:             0, 0, 2  => alter_configs,
+    IncrementalAlterConfigs:  0, 0, 1  => incremental_alter_configs,
+    CreatePartitions:         0, 0, 3  => create_partitions,
+    DeleteRecords:            0, 0, 2  => delete_records,
+    DescribeLogDirs:          1, 1, 4  => describe_log_dirs,
+    DescribeProducers:        0, 0, 0  => describe_producers,
+    DescribeCluster:          0, 0, 2  => describe_cluster,
+    ElectLeaders:             0, 0, 2  => elect_leaders,
+}
 
 tokio::task_local! {
     /// The client's address, set by the connection loop around each request.
@@ -131,109 +188,7 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
     let correlation_id = req.header.correlation_id;
     let name = api_name(api_key);
     metrics::counter!("fjord_requests_total", "api" => name).increment(1);
-    let response = match req.body {
-        RequestKind::ApiVersions(r) => {
-            Some(ResponseKind::ApiVersions(api_versions::handle(version, r)))
-        }
-        RequestKind::Metadata(r) => Some(ResponseKind::Metadata(
-            metadata::handle(&shard, version, r).await,
-        )),
-        RequestKind::Produce(r) => produce::handle(&shard, version, r, req.frame)
-            .await
-            .map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(fetch::handle(&shard, version, r).await)),
-        RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
-            list_offsets::handle(&shard, version, r).await,
-        )),
-        RequestKind::OffsetForLeaderEpoch(r) => Some(ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(&shard, version, r).await,
-        )),
-        RequestKind::CreateTopics(r) => Some(ResponseKind::CreateTopics(
-            create_topics::handle(&shard, version, r).await,
-        )),
-        RequestKind::DeleteTopics(r) => Some(ResponseKind::DeleteTopics(
-            delete_topics::handle(&shard, version, r).await,
-        )),
-        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(&shard, version, r).await,
-        )),
-        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&shard, version, r).await,
-        )),
-        RequestKind::JoinGroup(r) => Some(ResponseKind::JoinGroup(
-            join_group::handle(&shard, version, req.header.client_id.clone(), r).await,
-        )),
-        RequestKind::SyncGroup(r) => Some(ResponseKind::SyncGroup(
-            sync_group::handle(&shard, version, r).await,
-        )),
-        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(
-            heartbeat::handle(&shard, version, r).await,
-        )),
-        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(
-            leave_group::handle(&shard, version, r).await,
-        )),
-        RequestKind::OffsetCommit(r) => Some(ResponseKind::OffsetCommit(
-            offset_commit::handle(&shard, version, r).await,
-        )),
-        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(
-            offset_fetch::handle(&shard, version, r).await,
-        )),
-        RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
-            offset_delete::handle(&shard, version, r).await,
-        )),
-        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
-            describe_groups::handle(&shard, version, r).await,
-        )),
-        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(
-            list_groups::handle(&shard, version, r).await,
-        )),
-        RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
-            delete_groups::handle(&shard, version, r).await,
-        )),
-        RequestKind::ConsumerGroupHeartbeat(r) => Some(ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(&shard, version, req.header.client_id.clone(), r)
-                .await,
-        )),
-        RequestKind::ConsumerGroupDescribe(r) => Some(ResponseKind::ConsumerGroupDescribe(
-            consumer_group_describe::handle(&shard, version, r).await,
-        )),
-        RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
-            describe_configs::handle(&shard, version, r).await,
-        )),
-        RequestKind::AlterConfigs(r) => Some(ResponseKind::AlterConfigs(
-            alter_configs::handle(&shard, version, r).await,
-        )),
-        RequestKind::IncrementalAlterConfigs(r) => Some(ResponseKind::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(&shard, version, r).await,
-        )),
-        RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(&shard, version, r).await,
-        )),
-        RequestKind::DeleteRecords(r) => Some(ResponseKind::DeleteRecords(
-            delete_records::handle(&shard, version, r).await,
-        )),
-        RequestKind::DescribeLogDirs(r) => Some(ResponseKind::DescribeLogDirs(
-            describe_log_dirs::handle(&shard, version, r).await,
-        )),
-        RequestKind::DescribeProducers(r) => Some(ResponseKind::DescribeProducers(
-            describe_producers::handle(&shard, version, r).await,
-        )),
-        RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(&shard, version, r).await,
-        )),
-        RequestKind::ElectLeaders(r) => Some(ResponseKind::ElectLeaders(
-            elect_leaders::handle(&shard, version, r).await,
-        )),
-        other => {
-            // The decoder only admits APIs in the table; reaching here is a table bug.
-            tracing::error!(
-                ?api_key,
-                "no handler for {:?}",
-                std::mem::discriminant(&other)
-            );
-            None
-        }
-    };
+    let response = serve(&shard, version, req).await;
     let elapsed = started.elapsed().as_secs_f64();
     metrics::histogram!("fjord_request_latency_seconds", "api" => name).record(elapsed);
     let Some(response) = response else {
@@ -267,48 +222,41 @@ fn encoded(result: anyhow::Result<Vec<Bytes>>, api: &'static str) -> Reply {
     }
 }
 
-/// A static name for metrics labels.
-pub fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
-        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::DescribeLogDirs => "DescribeLogDirs",
-        ApiKey::DescribeProducers => "DescribeProducers",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::ElectLeaders => "ElectLeaders",
-        _ => "Other",
-    }
-}
-
 /// Counts an error code in a response, by API.
 pub fn count_error(api: &'static str, code: i16) {
     if code != 0 {
         metrics::counter!("fjord_response_errors_total", "api" => api, "code" => code.to_string())
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_entry_is_named_once_and_decodable() {
+        for (i, a) in APIS.iter().enumerate() {
+            let name = api_name(a.key);
+            assert_ne!(name, "Other", "{:?} has no name", a.key);
+            assert!(
+                APIS[i + 1..]
+                    .iter()
+                    .all(|b| b.key != a.key && api_name(b.key) != name),
+                "{name} is listed twice"
+            );
+            assert!(
+                a.advertised_min <= a.min && a.min <= a.max,
+                "{name}: versions out of order"
+            );
+            assert_eq!(accepted_versions(a.key), Some((a.min, a.max)), "{name}");
+            let codec = a.key.valid_versions();
+            assert!(
+                codec.min <= a.min && a.max <= codec.max,
+                "{name}: accepts versions the codec cannot decode"
+            );
+        }
+        assert_eq!(api_name(ApiKey::SaslHandshake), "Other");
+        assert_eq!(accepted_versions(ApiKey::SaslHandshake), None);
     }
 }

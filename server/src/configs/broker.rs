@@ -1,134 +1,309 @@
-//! Broker configs: the keys `config.rs` reads at start-up plus the broker synonyms of
-//! every topic config. The synonyms of configs Fjord acts on are dynamic (settable
-//! through AlterConfigs for the cluster default, resource name "", or one broker);
-//! everything else is read-only and comes from `server.properties`.
+//! Broker configs: the catalogue of every broker key, read by `config.rs` at start-up
+//! and by the admin APIs. [`BROKER_KEYS`] holds the broker's own keys; the broker
+//! synonyms of topic configs live with their topic config in [`TOPIC_CONFIGS`]. The
+//! synonyms of configs Fjord acts on are dynamic (settable through AlterConfigs for
+//! the cluster default, resource name "", or one broker); everything else is
+//! read-only and comes from `server.properties`.
+//!
+//! Invariant: a broker key is named once, here or in [`TOPIC_CONFIGS`].
 
 use super::topic::{TopicConfigDef, TOPIC_CONFIGS};
-use super::{ConfigDef, ConfigError, ConfigType, Described, Layers, Source, Valid};
+use super::{int, ConfigDef, ConfigError, ConfigType, Described, Layers, Source, StaticRule};
 
-use ConfigType::{Boolean, Int, Long, String as Str};
+use ConfigType::{Boolean, Int, List, Long, String as Str};
+use StaticRule::{Bool, Listeners, ProcessRoles, ProtocolMap, Voters};
 
-const fn s(name: &'static str, ty: ConfigType, doc: &'static str) -> ConfigDef {
-    ConfigDef {
+const I32_MAX: i64 = i32::MAX as i64;
+
+/// One of the broker's own keys (not the synonym of a topic config).
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerKey {
+    pub name: &'static str,
+    /// The type DescribeConfigs reports.
+    pub ty: ConfigType,
+    /// What `config.rs` accepts at start-up.
+    pub rule: StaticRule,
+    /// The value when unset: Kafka's default, or Fjord's for Fjord's own keys.
+    pub default: &'static str,
+    pub doc: &'static str,
+    /// Known to the admin APIs: DescribeConfigs reports it (read-only) and AlterConfigs
+    /// refuses it as static. Otherwise they answer as for an unknown key.
+    pub described: bool,
+}
+
+const fn key(
+    name: &'static str,
+    ty: ConfigType,
+    rule: StaticRule,
+    default: &'static str,
+    doc: &'static str,
+) -> BrokerKey {
+    BrokerKey {
         name,
         ty,
-        default: None,
-        valid: Valid::Any,
-        fjord_acts: true,
+        rule,
+        default,
         doc,
+        described: true,
     }
 }
 
-/// Static broker configs that are not the synonym of a topic config. Their defaults
-/// and validation live in `config.rs`.
-pub const STATIC_CONFIGS: &[ConfigDef] = &[
-    s("node.id", Int, "The id of this node."),
-    s(
+/// A key read at start-up that the admin APIs do not report yet.
+const fn undescribed(key: BrokerKey) -> BrokerKey {
+    BrokerKey {
+        described: false,
+        ..key
+    }
+}
+
+/// Every broker key that is not the synonym of a topic config, in the order
+/// DescribeConfigs reports them.
+pub const BROKER_KEYS: &[BrokerKey] = &[
+    key("node.id", Int, int(0, I32_MAX), "1", "The id of this node."),
+    key(
         "listeners",
         Str,
+        Listeners,
+        "PLAINTEXT://localhost:9092",
         "The listeners clients connect to, NAME://host:port. Read-only in Fjord.",
     ),
-    s(
+    key(
         "advertised.listeners",
         Str,
+        Listeners,
+        "",
         "The addresses given to clients in Metadata; defaults to listeners.",
     ),
-    s(
+    key(
         "log.dirs",
         Str,
+        StaticRule::Str,
+        "./data",
         "The directory holding partition data and the metadata log.",
     ),
-    s(
+    key(
         "num.partitions",
         Int,
+        int(1, 1_000_000),
+        "1",
         "The default number of partitions of a new topic.",
     ),
-    s(
+    key(
         "default.replication.factor",
         Int,
+        int(1, i16::MAX as i64),
+        "1",
         "The default replication factor of a new topic.",
     ),
-    s(
+    key(
         "auto.create.topics.enable",
         Boolean,
+        Bool,
+        "true",
         "Whether Metadata requests create missing topics.",
     ),
-    s(
+    key(
         "log.retention.check.interval.ms",
         Long,
+        int(1, i64::MAX),
+        "300000",
         "How often retention is checked.",
     ),
-    s(
+    undescribed(key(
+        "log.cleaner.backoff.ms",
+        Long,
+        int(1, i64::MAX),
+        "15000",
+        "How often each shard looks for compacted partitions due for cleaning.",
+    )),
+    key(
         "socket.request.max.bytes",
         Int,
+        int(1, I32_MAX),
+        "104857600",
         "The largest request frame; larger ones close the connection.",
     ),
-    s(
+    key(
         "fetch.max.bytes",
         Int,
+        int(1024, I32_MAX),
+        "57671680",
         "The most bytes one Fetch response returns.",
     ),
-    s(
+    key(
         "max.connections",
         Int,
+        int(0, I32_MAX),
+        "2147483647",
         "The most client connections the broker accepts.",
     ),
-    s(
+    key(
         "group.initial.rebalance.delay.ms",
         Int,
+        int(0, I32_MAX),
+        "3000",
         "How long a new group waits for more members before its first rebalance.",
     ),
-    s(
+    undescribed(key(
+        "group.consumer.session.timeout.ms",
+        Int,
+        int(1, I32_MAX),
+        "45000",
+        "A member of a consumer group (KIP-848) silent this long is removed.",
+    )),
+    undescribed(key(
+        "group.consumer.heartbeat.interval.ms",
+        Int,
+        int(1, I32_MAX),
+        "5000",
+        "The heartbeat interval members of a consumer group (KIP-848) are told to keep.",
+    )),
+    key(
         "offsets.topic.num.partitions",
         Int,
+        int(1, 1_000_000),
+        "50",
         "The number of partitions of __consumer_offsets.",
     ),
-    s(
+    key(
         "offsets.retention.minutes",
         Int,
+        int(1, I32_MAX),
+        "10080",
         "Committed offsets of a group expire this long after the group became empty.",
     ),
-    s(
+    key(
         "offsets.retention.check.interval.ms",
         Long,
+        int(1, i64::MAX),
+        "600000",
         "How often expired committed offsets are looked for.",
     ),
-    s(
+    undescribed(key(
+        "controller.quorum.voters",
+        List,
+        Voters,
+        "",
+        "The controller voters, id@host:port; empty: this node is a one-voter quorum.",
+    )),
+    undescribed(key(
+        "controller.listener.names",
+        Str,
+        StaticRule::Str,
+        "CONTROLLER",
+        "The listeners that carry controller (Raft) traffic only.",
+    )),
+    undescribed(key(
+        "process.roles",
+        List,
+        ProcessRoles,
+        "broker,controller",
+        "The roles of this node; Fjord runs in combined mode only.",
+    )),
+    undescribed(key(
+        "listener.security.protocol.map",
+        Str,
+        ProtocolMap,
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "The security protocol of each listener; Fjord supports PLAINTEXT only.",
+    )),
+    undescribed(key(
+        "broker.session.timeout.ms",
+        Int,
+        int(1, I32_MAX),
+        "9000",
+        "A broker that has not heartbeaten to the controller this long is fenced.",
+    )),
+    undescribed(key(
+        "broker.heartbeat.interval.ms",
+        Int,
+        int(1, I32_MAX),
+        "2000",
+        "How often a broker heartbeats to the controller.",
+    )),
+    key(
         "fjord.cores",
         Int,
+        int(0, 1024),
+        "0",
         "Fjord: the number of shards (one per core); 0 means all cores.",
     ),
-    s(
+    key(
         "fjord.max.inflight.requests.per.connection",
         Int,
+        int(1, 65536),
+        "128",
         "Fjord: requests of one connection processed at once.",
     ),
-    s(
+    key(
         "fjord.max.partitions.per.request",
         Int,
+        int(1, I32_MAX),
+        "100000",
         "Fjord: the most partitions one request may name.",
     ),
-    s(
+    key(
         "fjord.tail.cache.bytes",
         Int,
+        int(0, I32_MAX),
+        "1048576",
         "Fjord: recent appends kept in memory per partition for tailing reads.",
     ),
-    s(
+    key(
         "fjord.io.uring.entries",
         Int,
+        int(8, 32768),
+        "256",
         "Fjord: the io_uring submission queue size per shard.",
     ),
-    s(
+    key(
         "fjord.metrics.listener",
         Str,
+        StaticRule::Str,
+        "",
         "Fjord: host:port of the Prometheus endpoint; empty is off.",
     ),
-    s(
+    key(
         "fjord.cluster.id",
         Str,
+        StaticRule::Str,
+        "",
         "Fjord: the cluster id reported to clients.",
     ),
 ];
+
+/// A key `config.rs` checks and reads itself: the broker's own keys and the topic
+/// synonyms it reads into `Config`.
+#[derive(Clone, Copy, Debug)]
+pub struct StartupKey {
+    pub name: &'static str,
+    pub rule: StaticRule,
+    pub default: &'static str,
+}
+
+/// Every key `config.rs` checks by a [`StaticRule`]. Any other key is either a topic
+/// config's broker synonym (checked by [`validate_static`]) or unknown.
+pub fn startup_keys() -> impl Iterator<Item = StartupKey> {
+    let own = BROKER_KEYS.iter().map(|k| StartupKey {
+        name: k.name,
+        rule: k.rule,
+        default: k.default,
+    });
+    let synonyms = TOPIC_CONFIGS.iter().filter_map(|t| {
+        let b = t.broker?;
+        Some(StartupKey {
+            name: b.name,
+            rule: b.startup?,
+            default: b.default.or(t.def.default).unwrap_or(""),
+        })
+    });
+    own.chain(synonyms)
+}
+
+/// The start-up key named `name`.
+pub fn startup_key(name: &str) -> Option<StartupKey> {
+    startup_keys().find(|k| k.name == name)
+}
 
 /// The topic config whose broker synonym is `name`.
 pub fn topic_of(name: &str) -> Option<&'static TopicConfigDef> {
@@ -150,9 +325,9 @@ pub fn validate_dynamic(name: &str, value: &str) -> Result<String, ConfigError> 
         Some(_) => Err(ConfigError(format!(
             "Cannot update these configs dynamically: [{name}]"
         ))),
-        None if STATIC_CONFIGS.iter().any(|c| c.name == name) => Err(ConfigError(format!(
-            "Cannot update these configs dynamically: [{name}]"
-        ))),
+        None if BROKER_KEYS.iter().any(|k| k.described && k.name == name) => Err(ConfigError(
+            format!("Cannot update these configs dynamically: [{name}]"),
+        )),
         None => Err(ConfigError(format!("Unknown broker config name: {name}"))),
     }
 }
@@ -170,16 +345,16 @@ pub fn validate_static(name: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// Every config of this broker (resource name = its node id), as Kafka's
-/// `createBrokerConfigEntry` reports them. `fjord_default` gives `config.rs`'s
-/// default of a static key.
+/// `createBrokerConfigEntry` reports them. `fjord_default` gives the default of a
+/// key of [`BROKER_KEYS`] (`config::default_of`, the catalogue's).
 pub fn describe_broker(
     layers: &Layers<'_>,
     fjord_default: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<Described> {
     let mut out = Vec::new();
-    for def in STATIC_CONFIGS {
-        let synonyms = layers.broker_synonyms(&[def.name], |n| fjord_default(n));
-        out.push(entry(def.name, def.ty, def.doc, true, synonyms));
+    for key in BROKER_KEYS.iter().filter(|k| k.described) {
+        let synonyms = layers.broker_synonyms(&[key.name], |n| fjord_default(n));
+        out.push(entry(key.name, key.ty, key.doc, true, synonyms));
     }
     for t in TOPIC_CONFIGS {
         let Some(b) = t.broker else { continue };

@@ -12,6 +12,10 @@
 //!
 //! Layers 2–4 hold the *broker* name of a setting (`log.retention.ms`), layer 1 the
 //! *topic* name (`retention.ms`); [`topic::TOPIC_CONFIGS`] links the two.
+//!
+//! The broker keys are catalogued once: [`broker::BROKER_KEYS`] (the broker's own
+//! keys) and the broker synonyms in [`topic::TOPIC_CONFIGS`]. Start-up validation
+//! (`config.rs`), DescribeConfigs and AlterConfigs all read that catalogue.
 
 pub mod broker;
 pub mod settings;
@@ -62,6 +66,34 @@ pub enum Valid {
     LevelOrDefault { min: i64, max: i64 },
     /// Anything of the type.
     Any,
+}
+
+/// What a static broker key accepts at start-up, for the keys `config.rs` reads into
+/// its typed `Config`. `config.rs` checks the rule (it parses these values) with its
+/// own messages, which name the key.
+#[derive(Clone, Copy, Debug)]
+pub enum StaticRule {
+    /// An integer within `[min, max]`.
+    Int { min: i64, max: i64 },
+    /// `true` or `false`, in any case.
+    Bool,
+    /// Any string.
+    Str,
+    /// A comma-separated list of `NAME://host:port`.
+    Listeners,
+    /// `CreateTime` or `LogAppendTime`.
+    TimestampType,
+    /// A comma-separated list of `id@host:port`, each id once.
+    Voters,
+    /// `broker,controller` in either order: Fjord runs in combined mode only.
+    ProcessRoles,
+    /// A comma-separated list of `NAME:PLAINTEXT`.
+    ProtocolMap,
+}
+
+/// [`StaticRule::Int`] within `[min, max]`.
+pub const fn int(min: i64, max: i64) -> StaticRule {
+    StaticRule::Int { min, max }
 }
 
 /// One config a resource can have.

@@ -228,3 +228,37 @@ fn settings_timestamps_and_compact_policy() {
     assert!(s.check_timestamps(now - 1001, now, now).is_err());
     assert!(s.check_timestamps(-1, -1, now).is_ok());
 }
+
+#[test]
+fn broker_keys_are_named_once_and_typed_as_checked() {
+    use super::broker::{startup_keys, BROKER_KEYS};
+    let mut names: Vec<&str> = BROKER_KEYS.iter().map(|k| k.name).collect();
+    names.extend(
+        TOPIC_CONFIGS
+            .iter()
+            .filter_map(|t| t.broker)
+            .map(|b| b.name),
+    );
+    for name in &names {
+        assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+    }
+    for k in BROKER_KEYS {
+        match (k.rule, k.ty) {
+            (StaticRule::Int { max, .. }, ConfigType::Int) => {
+                assert!(max <= i32::MAX as i64, "{}: an INT above i32", k.name)
+            }
+            (StaticRule::Int { .. }, ConfigType::Long)
+            | (StaticRule::Bool, ConfigType::Boolean) => {}
+            (StaticRule::Int { .. } | StaticRule::Bool, _) | (_, ConfigType::Boolean) => {
+                panic!(
+                    "{}: type {:?} disagrees with rule {:?}",
+                    k.name, k.ty, k.rule
+                )
+            }
+            _ => {}
+        }
+    }
+    // Every key config.rs checks is in the catalogue, synonyms included.
+    assert!(startup_keys().any(|k| k.name == "log.segment.bytes"));
+    assert!(!startup_keys().any(|k| k.name == "log.cleanup.policy"));
+}

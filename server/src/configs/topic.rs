@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigDef, ConfigError, ConfigType, Described, Layers, Source, Synonym, Valid};
+use super::{
+    int, ConfigDef, ConfigError, ConfigType, Described, Layers, Source, StaticRule, Synonym, Valid,
+};
 
 /// A topic config and its broker-level synonym.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +27,9 @@ pub struct BrokerSynonym {
     pub fallback: Option<(&'static str, &'static str)>,
     /// Settable as a dynamic broker config (cluster default or per broker).
     pub dynamic: bool,
+    /// For the keys `config.rs` reads into `Config` itself: the rule it checks them by
+    /// at start-up. None: the topic config's rule checks the static value too.
+    pub startup: Option<StaticRule>,
 }
 
 const LONG_MAX: &str = "9223372036854775807";
@@ -67,6 +72,7 @@ const fn b(name: &'static str, default: &'static str) -> Option<BrokerSynonym> {
         default: Some(default),
         fallback: None,
         dynamic: true,
+        startup: None,
     })
 }
 
@@ -80,6 +86,7 @@ const fn b_null(
         default: None,
         fallback: Some(fallback),
         dynamic,
+        startup: None,
     })
 }
 
@@ -89,8 +96,23 @@ const fn b_static(name: &'static str, default: &'static str) -> Option<BrokerSyn
         default: Some(default),
         fallback: None,
         dynamic: false,
+        startup: None,
     })
 }
+
+/// `synonym`, read by `config.rs` at start-up and checked there by `rule`; its
+/// start-up default is its own default, else the topic config's.
+const fn read_at_start(synonym: Option<BrokerSynonym>, rule: StaticRule) -> Option<BrokerSynonym> {
+    match synonym {
+        Some(b) => Some(BrokerSynonym {
+            startup: Some(rule),
+            ..b
+        }),
+        None => None,
+    }
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
 
 use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
 
@@ -106,7 +128,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "1073741824",
         int_at_least(1024 * 1024),
         true,
-        b("log.segment.bytes", "1073741824"),
+        read_at_start(
+            b("log.segment.bytes", "1073741824"),
+            int(1024 * 1024, I32_MAX),
+        ),
         "The largest size of one segment file; the active segment rolls before an append \
        would exceed it. Retention deletes whole segments.",
     ),
@@ -116,7 +141,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "604800000",
         at_least(1),
         true,
-        b_null("log.roll.ms", ("log.roll.hours", "168"), true),
+        read_at_start(
+            b_null("log.roll.ms", ("log.roll.hours", "168"), true),
+            int(1, i64::MAX),
+        ),
         "The active segment rolls once its records span this long, even if not full, so \
        that retention can delete old data.",
     ),
@@ -136,7 +164,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "10485760",
         int_at_least(4),
         true,
-        b("log.index.size.max.bytes", "10485760"),
+        read_at_start(b("log.index.size.max.bytes", "10485760"), int(4, I32_MAX)),
         "The largest size of a segment's offset and time indexes; the segment rolls when \
        one is full.",
     ),
@@ -146,7 +174,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         LONG_MAX,
         at_least(1),
         true,
-        b("log.flush.interval.messages", LONG_MAX),
+        read_at_start(b("log.flush.interval.messages", LONG_MAX), int(1, i64::MAX)),
         "Fsync after this many messages. Fjord fsyncs every append when this is 1; \
        otherwise appends are made durable by acks=all (group commit) and at roll.",
     ),
@@ -170,7 +198,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "-1",
         Valid::Any,
         true,
-        b("log.retention.bytes", "-1"),
+        read_at_start(b("log.retention.bytes", "-1"), int(-1, i64::MAX)),
         "The largest size a partition may grow to before its oldest segments are deleted \
        (cleanup.policy=delete). -1: no size limit. Checked every \
        log.retention.check.interval.ms and whenever the topic's retention changes.",
@@ -181,7 +209,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "604800000",
         at_least(-1),
         true,
-        b_null("log.retention.ms", ("log.retention.hours", "168"), true),
+        read_at_start(
+            b_null("log.retention.ms", ("log.retention.hours", "168"), true),
+            int(-1, i64::MAX),
+        ),
         "How long a segment is kept after its newest record before it is deleted \
        (cleanup.policy=delete). -1: no time limit. Checked every \
        log.retention.check.interval.ms and whenever the topic's retention changes.",
@@ -192,7 +223,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "1048588",
         int_at_least(0),
         true,
-        b("message.max.bytes", "1048588"),
+        read_at_start(b("message.max.bytes", "1048588"), int(0, I32_MAX)),
         "The largest record batch the broker accepts (after compression); larger batches \
        get MESSAGE_TOO_LARGE.",
     ),
@@ -202,7 +233,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "4096",
         int_at_least(0),
         true,
-        b("log.index.interval.bytes", "4096"),
+        read_at_start(b("log.index.interval.bytes", "4096"), int(0, I32_MAX)),
         "Bytes of log between entries of the sparse offset and time indexes.",
     ),
     t(
@@ -238,7 +269,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "60000",
         at_least(0),
         true,
-        b("log.segment.delete.delay.ms", "60000"),
+        read_at_start(b("log.segment.delete.delay.ms", "60000"), int(0, i64::MAX)),
         "The delay before a deleted segment's files are removed. Fjord removes them at \
        once: reads run on the partition's own thread and never hold a deleted segment.",
     ),
@@ -342,7 +373,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "CreateTime",
         Valid::OneOf(TIMESTAMP_TYPES),
         true,
-        b("log.message.timestamp.type", "CreateTime"),
+        read_at_start(
+            b("log.message.timestamp.type", "CreateTime"),
+            StaticRule::TimestampType,
+        ),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the \
        broker's clock on append.",
     ),

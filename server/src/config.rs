@@ -97,6 +97,8 @@ pub struct Config {
     pub max_inflight_requests_per_connection: usize,
     pub max_partitions_per_request: usize,
     pub tail_cache_bytes: usize,
+    /// `fjord.partition.open.wait.ms`.
+    pub partition_open_wait_ms: u64,
     pub io_uring_entries: u32,
     /// `host:port` of the Prometheus endpoint, or None (the default: off).
     pub metrics_listener: Option<String>,
@@ -340,6 +342,7 @@ impl Config {
                 as usize,
             max_partitions_per_request: int("fjord.max.partitions.per.request") as usize,
             tail_cache_bytes: int("fjord.tail.cache.bytes") as usize,
+            partition_open_wait_ms: int("fjord.partition.open.wait.ms") as u64,
             io_uring_entries: int("fjord.io.uring.entries") as u32,
             metrics_listener: (!metrics.is_empty()).then(|| metrics.to_string()),
             cluster_id,

@@ -557,6 +557,21 @@ impl Log {
         Ok(())
     }
 
+    /// Resolves once every append submitted so far has resolved and no background
+    /// segment task is running: after it, this Log issues no more writes unless it
+    /// is appended to again. Used before the files are reopened after a failure, so
+    /// that no write of this Log lands in a file a new Log has recovered.
+    pub fn settled(&mut self) -> impl Future<Output = ()> + 'static {
+        let last = self.last_resolved.take();
+        let commit = self.commit.clone();
+        async move {
+            if let Some(last) = last {
+                let _ = last.await;
+            }
+            commit.wait_background().await;
+        }
+    }
+
     /// Makes everything appended so far durable: data, the active segment's indexes and
     /// rolled segments. Used at clean shutdown. The future owns what it needs.
     pub fn flush(&self) -> AppendFuture {

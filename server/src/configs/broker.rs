@@ -250,6 +250,15 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "Fjord: recent appends kept in memory per partition for tailing reads.",
     ),
     key(
+        "fjord.partition.open.wait.ms",
+        Int,
+        int(0, I32_MAX),
+        "1000",
+        "Fjord: how long a request waits for its partition's log to be opened (recovered) \
+         before it is answered NOT_LEADER_OR_FOLLOWER (a coordinator: \
+         COORDINATOR_LOAD_IN_PROGRESS), so clients retry.",
+    ),
+    key(
         "fjord.io.uring.entries",
         Int,
         int(8, 32768),

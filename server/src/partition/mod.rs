@@ -61,8 +61,11 @@ pub struct Partition {
     log: RefCell<Log>,
     producers: RefCell<ProducerStateTable>,
     high_watermark: watch::Sender<i64>,
-    /// Set after a write failed: the log's tail is unknown until restart.
-    failed: Cell<bool>,
+    /// Set after a write or sync failed, with the error's kind: the log takes no more
+    /// appends. A partition that failed for a full disk is reopened (recovered from
+    /// its files) once space may have returned; any other failure keeps it offline
+    /// until restart (a failed fsync is never retried as if the data were safe).
+    failed: Cell<Option<std::io::ErrorKind>>,
     log_end_gauge: metrics::Gauge,
     /// First offset of each leader epoch (OffsetForLeaderEpoch, follower truncation).
     epochs: RefCell<leader_epoch::LeaderEpochCache>,
@@ -86,6 +89,13 @@ impl std::fmt::Display for OpenError {
             OpenError::InconsistentTopicId(m) => write!(f, "inconsistent topic id: {m}"),
             OpenError::Storage(e) => write!(f, "{e}"),
         }
+    }
+}
+
+impl OpenError {
+    /// The disk was full: opening may succeed once space returns.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, OpenError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull)
     }
 }
 
@@ -140,7 +150,7 @@ impl Partition {
             log: RefCell::new(log),
             producers: RefCell::new(producers),
             high_watermark: watch::channel(hw).0,
-            failed: Cell::new(false),
+            failed: Cell::new(None),
             log_end_gauge,
             epochs: RefCell::new(epochs),
         }))
@@ -184,7 +194,7 @@ impl Partition {
         log_append_time: Option<i64>,
         sync: bool,
     ) -> Result<Appended, AppendError> {
-        if self.failed.get() {
+        if self.failed.get().is_some() {
             return Err(AppendError::Storage(
                 "partition is offline after a write error".into(),
             ));
@@ -212,7 +222,13 @@ impl Partition {
             log_append_time,
             sync,
         );
-        let (info, done) = appended.map_err(|e| self.fail(e.to_string()))?;
+        let (info, done) = appended.map_err(|e| {
+            let kind = match &e {
+                StorageError::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            self.fail(kind, e.to_string())
+        })?;
         if idempotent {
             self.producers.borrow_mut().record(
                 header.producer_id,
@@ -220,7 +236,7 @@ impl Partition {
                 batch_meta(&header, info.base_offset, info.log_append_time_ms),
             );
         }
-        done.await.map_err(|e| self.fail(e.to_string()))?;
+        done.await.map_err(|e| self.fail(e.kind(), e.to_string()))?;
         self.advance_high_watermark();
         Ok(Appended {
             base_offset: info.base_offset,
@@ -242,10 +258,26 @@ impl Partition {
         })
     }
 
-    fn fail(&self, why: String) -> AppendError {
-        tracing::error!(topic = %self.topic, partition = self.index, error = %why, "write failed; partition offline");
-        self.failed.set(true);
+    fn fail(&self, kind: std::io::ErrorKind, why: String) -> AppendError {
+        if self.failed.get().is_none() {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %why, "write failed; partition offline");
+            self.failed.set(Some(kind));
+        }
         AppendError::Storage(why)
+    }
+
+    /// Whether a write or sync failed; `Some(true)` when for a full disk (the
+    /// partition may be reopened once space returns).
+    pub fn failed_for_full_disk(&self) -> Option<bool> {
+        self.failed
+            .get()
+            .map(|k| k == std::io::ErrorKind::StorageFull)
+    }
+
+    /// Resolves once the log issues no more writes (after a failure, before the
+    /// partition's files are reopened).
+    pub fn settled(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.log.borrow_mut().settled()
     }
 
     fn advance_high_watermark(&self) {
@@ -478,7 +510,10 @@ fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod id_tests {
     use super::*;
 
     #[test]

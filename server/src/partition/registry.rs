@@ -18,7 +18,7 @@
 //! - data is removed only for a topic (or partition) the image no longer has, through
 //!   the `-delete` rename.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -66,7 +66,19 @@ enum Slot {
     /// Recovery is running; `done` is notified when the slot changes.
     Opening(Rc<Notify>),
     Offline(String),
+    /// The disk was full when the partition was last opened or written: it is opened
+    /// again (recovered from its files) at the first request after `retry_at`.
+    Full {
+        why: String,
+        retry_at: tokio::time::Instant,
+        /// True until the failed log has settled (no write of it is in flight), so the
+        /// files are never reopened under a write of the old log.
+        settling: Rc<Cell<bool>>,
+    },
 }
+
+/// How long a partition whose disk is full waits between attempts to open it again.
+const FULL_DISK_RETRY: Duration = Duration::from_millis(1000);
 
 pub struct PartitionRegistry {
     shard: usize,
@@ -77,7 +89,7 @@ pub struct PartitionRegistry {
     /// Reads and writes records inside batches (compaction, internal topics).
     codec: Arc<dyn RecordCodec>,
     /// How long a request waits for a partition being opened before it is answered
-    /// with a retriable error.
+    /// with a retriable error (`fjord.partition.open.wait.ms`).
     open_wait: Duration,
     slots: RefCell<HashMap<Key, Slot>>,
 }
@@ -95,7 +107,7 @@ impl PartitionRegistry {
             shard,
             shards,
             codec,
-            open_wait: Duration::from_millis(OPEN_WAIT_MS),
+            open_wait: Duration::from_millis(config.partition_open_wait_ms),
             config,
             view,
             io,
@@ -125,11 +137,41 @@ impl PartitionRegistry {
             "partition used off its owner shard"
         );
         let key = (*topic_id, index);
-        match self.slots.borrow().get(&key) {
+        let full = match self.slots.borrow().get(&key) {
+            Some(Slot::Open(p)) if p.failed_for_full_disk() == Some(true) => Some(p.clone()),
             Some(Slot::Open(p)) => return Ok(p.clone()),
             Some(Slot::Opening(_)) => return Err(Unavailable::Opening),
             Some(Slot::Offline(why)) => return Err(Unavailable::Offline(why.clone())),
-            None => {}
+            Some(Slot::Full {
+                why,
+                retry_at,
+                settling,
+            }) if settling.get() || tokio::time::Instant::now() < *retry_at => {
+                return Err(Unavailable::Offline(why.clone()))
+            }
+            Some(Slot::Full { .. }) | None => None,
+        };
+        if let Some(p) = full {
+            // A write found the disk full: take the partition out and, once its log
+            // is settled, open it again from its files (the failed writes' bytes are
+            // truncated by recovery, producer state is rebuilt from what is there).
+            let why = format!("{}-{index}: the disk is full", p.topic);
+            let settling = Rc::new(Cell::new(true));
+            self.slots.borrow_mut().insert(
+                key,
+                Slot::Full {
+                    why: why.clone(),
+                    retry_at: tokio::time::Instant::now() + FULL_DISK_RETRY,
+                    settling: settling.clone(),
+                },
+            );
+            let settled = p.settled();
+            drop(p);
+            tokio::task::spawn_local(async move {
+                settled.await;
+                settling.set(false);
+            });
+            return Err(Unavailable::Offline(why));
         }
         let mut image = self.view.image();
         if image.topic_by_id(topic_id).is_none() {
@@ -233,6 +275,15 @@ impl PartitionRegistry {
                 Partition::open(dir, &topic, index, log_config, me.io.clone(), epoch).await;
             let slot = match opened {
                 Ok(p) => Slot::Open(p),
+                Err(e) if e.is_disk_full() => {
+                    let why = format!("{}-{index}: {e}", topic.name);
+                    tracing::error!(error = %why, "partition offline until space returns");
+                    Slot::Full {
+                        why,
+                        retry_at: tokio::time::Instant::now() + FULL_DISK_RETRY,
+                        settling: Rc::new(Cell::new(false)),
+                    }
+                }
                 Err(e) => {
                     let why = format!("{}-{index}: {e}", topic.name);
                     tracing::error!(error = %why, "partition offline: cannot open its log");
@@ -345,6 +396,3 @@ impl PartitionRegistry {
         }
     }
 }
-
-/// Default for how long a request waits for a partition whose log is being opened.
-const OPEN_WAIT_MS: u64 = 1000;

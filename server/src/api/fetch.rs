@@ -6,7 +6,6 @@
 //! partitions' high watermarks to move. No fetch sessions: every response carries
 //! session id 0, which clients treat as "full fetch each time".
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -160,32 +159,26 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
 
     // Reads grouped by owning shard; each shard reads its partitions in request order
     // within the request's byte budget, so at most (shards x max_bytes) is read.
-    let mut by_owner: HashMap<usize, Vec<(usize, Read)>> = HashMap::new();
-    for (i, (_, _, s)) in slots.iter().enumerate() {
-        if let Ok(r) = s {
-            by_owner
-                .entry(shard.owner(&r.topic_id, r.index))
-                .or_default()
-                .push((i, r.clone()));
-        }
-    }
+    let routed: Vec<(usize, (usize, Read))> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
+        .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
+        .collect();
     let mut outcomes: Vec<Option<ReadOutcome>>;
     loop {
         outcomes = (0..slots.len()).map(|_| None).collect();
-        let mut handles = Vec::with_capacity(by_owner.len());
-        for (&owner, reads) in &by_owner {
-            let reads = reads.clone();
-            let me = shard.clone();
-            handles.push(tokio::task::spawn_local(async move {
-                me.invoke_on(owner, move |s| read_many(s, reads, max_bytes))
-                    .await
-                    .unwrap_or_default()
-            }));
-        }
-        let mut results = Vec::new();
-        for h in handles {
-            results.extend(h.await.unwrap_or_default());
-        }
+        let results = shard
+            .scatter_by_shard(routed.clone(), move |s, reads| async move {
+                let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
+                read_many(s, reads, max_bytes).await
+            })
+            .await;
+        // Back from positions in `routed` to request slots.
+        let results = results
+            .into_iter()
+            .zip(&routed)
+            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)));
         let mut bytes = 0usize;
         let mut any_error = false;
         for (i, o) in results {
@@ -197,7 +190,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         }
         if bytes >= req.min_bytes.max(1) as usize
             || any_error
-            || by_owner.is_empty()
+            || routed.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
             break;

@@ -199,21 +199,20 @@ impl PartitionRegistry {
         index: i32,
     ) -> Result<Rc<Partition>, Unavailable> {
         let deadline = tokio::time::Instant::now() + self.open_wait;
+        let key = (*topic_id, index);
         loop {
-            let done = match self.slots.borrow().get(&(*topic_id, index)) {
-                Some(Slot::Opening(done)) => Some(done.clone()),
-                _ => None,
-            };
-            let Some(done) = done else {
-                return self.get(topic_id, index);
+            match self.get(topic_id, index) {
+                Err(Unavailable::Opening) => {}
+                other => return other,
+            }
+            let done = match self.slots.borrow().get(&key) {
+                Some(Slot::Opening(done)) => done.clone(),
+                _ => continue,
             };
             let changed = done.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if !matches!(
-                self.slots.borrow().get(&(*topic_id, index)),
-                Some(Slot::Opening(_))
-            ) {
+            if !matches!(self.slots.borrow().get(&key), Some(Slot::Opening(_))) {
                 continue;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -119,6 +119,45 @@ impl Shard {
         F: Fn(Rc<Shard>, T) -> Fut + Send + Clone + 'static,
         Fut: Future<Output = R> + 'static,
     {
+        let results = self
+            .scatter_by_shard(items, move |s, batch| {
+                let work = work.clone();
+                async move {
+                    let running: Vec<_> = batch
+                        .into_iter()
+                        .map(|(i, item)| (i, tokio::task::spawn_local(work(s.clone(), item))))
+                        .collect();
+                    let mut out = Vec::with_capacity(running.len());
+                    for (i, h) in running {
+                        if let Ok(r) = h.await {
+                            out.push((i, r));
+                        }
+                    }
+                    out
+                }
+            })
+            .await;
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(&gone))
+            .collect()
+    }
+
+    /// Hands each shard the items it owns in one call, `work(shard, [(position,
+    /// item)])`, all shards concurrently; `work` answers `(position, result)` pairs.
+    /// Returns the results by input position: None where no result came back (the
+    /// shard stopped, or `work` left the item out).
+    pub async fn scatter_by_shard<T, R, F, Fut>(
+        self: &Rc<Self>,
+        items: Vec<(usize, T)>,
+        work: F,
+    ) -> Vec<Option<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(Rc<Shard>, Vec<(usize, T)>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<(usize, R)>> + 'static,
+    {
         let n = items.len();
         let mut by_shard: HashMap<usize, Vec<(usize, T)>> = HashMap::new();
         for (i, (owner, item)) in items.into_iter().enumerate() {
@@ -129,30 +168,19 @@ impl Shard {
             let work = work.clone();
             let me = self.clone();
             handles.push(tokio::task::spawn_local(async move {
-                me.invoke_on(owner, move |s| async move {
-                    let running: Vec<_> = batch
-                        .into_iter()
-                        .map(|(i, item)| (i, tokio::task::spawn_local(work(s.clone(), item))))
-                        .collect();
-                    let mut out = Vec::with_capacity(running.len());
-                    for (i, h) in running {
-                        out.push((i, h.await.ok()));
-                    }
-                    out
-                })
-                .await
-                .unwrap_or_default()
+                me.invoke_on(owner, move |s| work(s, batch))
+                    .await
+                    .unwrap_or_default()
             }));
         }
         let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
         for h in handles {
             for (i, r) in h.await.unwrap_or_default() {
-                results[i] = r;
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r);
+                }
             }
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(&gone))
-            .collect()
     }
 }

@@ -34,7 +34,8 @@ pub enum GroupError {
     IllegalGeneration,
     /// An OffsetCommit by a KIP-848 member at another member epoch than its current one.
     StaleMemberEpoch,
-    /// A KIP-848 heartbeat with an epoch the member is not at (nor just left).
+    /// A KIP-848 heartbeat with an epoch that is neither the member's current one nor
+    /// its previous one (allowed only while it owns nothing outside its assignment).
     FencedMemberEpoch,
     /// A KIP-848 heartbeat asking for a server assignor the broker does not have.
     UnsupportedAssignor,

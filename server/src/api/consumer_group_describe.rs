@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::consumer::{self, Description, HeartbeatError};
 use crate::group::GROUP_OPERATIONS_ALL;
 use crate::metadata::image::ClusterImage;
@@ -39,11 +39,11 @@ pub async fn handle(
             });
         match describe(shard, &group_id).await {
             Ok(d) => g = described(g, d, &shard.cluster.image()),
-            Err(e) => {
-                super::count_error("ConsumerGroupDescribe", e.code);
+            Err((code, message)) => {
+                super::count_error("ConsumerGroupDescribe", code);
                 g = g
-                    .with_error_code(e.code)
-                    .with_error_message(e.message.map(StrBytes::from_string))
+                    .with_error_code(code)
+                    .with_error_message(message.map(StrBytes::from_string))
                     .with_group_state(StrBytes::from_static_str("Dead"));
             }
         }
@@ -52,22 +52,27 @@ pub async fn handle(
     ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
 
-async fn describe(shard: &Rc<Shard>, group_id: &GroupId) -> Result<Description, HeartbeatError> {
+/// The group's description, or Kafka's error code and the message sent with it.
+async fn describe(
+    shard: &Rc<Shard>,
+    group_id: &GroupId,
+) -> Result<Description, (i16, Option<String>)> {
     let group_id = group_id.0.to_string();
-    let err = |code| HeartbeatError {
-        code,
-        message: None,
-    };
     if group_id.is_empty() {
-        return Err(err(ResponseError::InvalidGroupId.code()));
+        return Err((ResponseError::InvalidGroupId.code(), None));
     }
-    let (loc, owner) = locate(shard, &group_id).await.map_err(err)?;
+    let (loc, owner) = locate(shard, &group_id)
+        .await
+        .map_err(|code| (code, None))?;
     shard
         .invoke_on(owner, move |s| async move {
-            s.groups.consumer_describe(loc, &group_id).await
+            s.groups
+                .consumer_describe(loc, &group_id)
+                .await
+                .map_err(|e: HeartbeatError| (group_code(e.error), e.message))
         })
         .await
-        .unwrap_or(Err(err(ResponseError::CoordinatorNotAvailable.code())))
+        .unwrap_or(Err((ResponseError::CoordinatorNotAvailable.code(), None)))
 }
 
 fn assignment(a: &consumer::Assignment, image: &ClusterImage) -> Assignment {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeart
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::consumer::{self, Heartbeat, HeartbeatError, HeartbeatResponse, LEAVE_EPOCH};
 use crate::shard::Shard;
 
@@ -39,25 +39,28 @@ pub async fn handle(
                         .collect(),
                 )
             })),
-        Err(e) => {
-            super::count_error("ConsumerGroupHeartbeat", e.code);
+        Err((code, message)) => {
+            super::count_error("ConsumerGroupHeartbeat", code);
             ConsumerGroupHeartbeatResponse::default()
-                .with_error_code(e.code)
-                .with_error_message(e.message.map(StrBytes::from_string))
+                .with_error_code(code)
+                .with_error_message(message.map(StrBytes::from_string))
                 .with_member_epoch(-1)
         }
     }
 }
 
-fn invalid(message: &str) -> HeartbeatError {
-    HeartbeatError {
-        code: ResponseError::InvalidRequest.code(),
-        message: Some(message.to_string()),
-    }
+/// A refused request: Kafka's error code and the message sent with it.
+type Refusal = (i16, Option<String>);
+
+fn invalid(message: &str) -> Refusal {
+    (
+        ResponseError::InvalidRequest.code(),
+        Some(message.to_string()),
+    )
 }
 
 /// Kafka's request checks, before the group is looked at.
-fn validate(version: i16, req: &ConsumerGroupHeartbeatRequest) -> Result<(), HeartbeatError> {
+fn validate(version: i16, req: &ConsumerGroupHeartbeatRequest) -> Result<(), Refusal> {
     let empty = |s: &Option<StrBytes>| s.as_ref().is_some_and(|s| s.is_empty());
     if (version >= 1 || req.member_epoch > 0 || req.member_epoch == LEAVE_EPOCH)
         && req.member_id.is_empty()
@@ -108,15 +111,12 @@ async fn run(
     version: i16,
     client_id: Option<StrBytes>,
     req: ConsumerGroupHeartbeatRequest,
-) -> Result<HeartbeatResponse, HeartbeatError> {
+) -> Result<HeartbeatResponse, Refusal> {
     validate(version, &req)?;
     let group_id = req.group_id.0.to_string();
     let (loc, owner) = locate(shard, &group_id)
         .await
-        .map_err(|code| HeartbeatError {
-            code,
-            message: None,
-        })?;
+        .map_err(|code| (code, None))?;
     let member_id = if req.member_id.is_empty() {
         uuid::Uuid::new_v4().to_string()
     } else {
@@ -145,11 +145,11 @@ async fn run(
     };
     shard
         .invoke_on(owner, move |s| async move {
-            s.groups.consumer_heartbeat(loc, &group_id, heartbeat).await
+            s.groups
+                .consumer_heartbeat(loc, &group_id, heartbeat)
+                .await
+                .map_err(|e: HeartbeatError| (group_code(e.error), e.message))
         })
         .await
-        .unwrap_or(Err(HeartbeatError {
-            code: ResponseError::CoordinatorNotAvailable.code(),
-            message: None,
-        }))
+        .unwrap_or(Err((ResponseError::CoordinatorNotAvailable.code(), None)))
 }

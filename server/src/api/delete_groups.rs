@@ -7,7 +7,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -41,5 +41,7 @@ async fn delete(shard: &Rc<Shard>, group_id: String) -> i16 {
             s.groups.delete_group(loc, &group_id).await
         })
         .await
-        .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+        .map_or(ResponseError::CoordinatorNotAvailable.code(), |r| {
+            r.err().map_or(0, group_code)
+        })
 }

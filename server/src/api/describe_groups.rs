@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::coordinator::GroupDescription;
 use crate::group::GROUP_OPERATIONS_ALL;
 use crate::shard::Shard;
@@ -81,7 +81,7 @@ async fn describe(shard: &Rc<Shard>, group_id: &GroupId) -> Result<GroupDescript
     let (loc, owner) = locate(shard, &group_id).await?;
     shard
         .invoke_on(owner, move |s| async move {
-            s.groups.describe(loc, &group_id).await
+            s.groups.describe(loc, &group_id).await.map_err(group_code)
         })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))

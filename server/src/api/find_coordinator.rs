@@ -1,6 +1,7 @@
 //! FindCoordinator (key 10), versions 0–6 (batched keys from v4). Also where group
 //! requests find their coordinator shard: [`locate`] creates `__consumer_offsets` on
-//! first need and maps a group to its partition and that partition's owner shard.
+//! first need and maps a group to its partition and that partition's owner shard, and
+//! [`group_code`] turns the group layer's errors into Kafka's error codes.
 //! Transaction coordinators do not exist yet: key type 1 answers UNSUPPORTED_VERSION,
 //! a final error, so transactional clients fail at once instead of retrying forever.
 
@@ -15,7 +16,7 @@ use kafka_protocol::ResponseError;
 
 use super::create_topics::create_topic;
 use crate::group::coordinator::Loc;
-use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::group::{partition_for, GroupError, OFFSETS_TOPIC};
 use crate::metadata::topics::{CreateTopic, TopicError};
 use crate::metadata::TopicImage;
 use crate::shard::Shard;
@@ -61,6 +62,30 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
             Err(ResponseError::CoordinatorNotAvailable.code())
         }
     }
+}
+
+/// Kafka's error code for a group error: the one place group errors become codes.
+pub fn group_code(e: GroupError) -> i16 {
+    let code = match e {
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+        GroupError::InvalidRequest => ResponseError::InvalidRequest,
+        GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+    };
+    code.code()
 }
 
 /// The group's offsets partition and the shard that owns it. NOT_COORDINATOR when
@@ -159,4 +184,36 @@ fn error_message(code: i16) -> StrBytes {
         _ => "The coordinator cannot be found.",
     };
     StrBytes::from_static_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_errors_have_kafkas_codes() {
+        // Numbers from Kafka's `Errors` table.
+        let codes = [
+            (GroupError::CoordinatorLoadInProgress, 14),
+            (GroupError::CoordinatorNotAvailable, 15),
+            (GroupError::IllegalGeneration, 22),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::UnknownMemberId, 25),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::InvalidRequest, 42),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::MemberIdRequired, 79),
+            (GroupError::GroupMaxSizeReached, 81),
+            (GroupError::FencedInstanceId, 82),
+            (GroupError::GroupSubscribedToTopic, 86),
+            (GroupError::FencedMemberEpoch, 110),
+            (GroupError::UnreleasedInstanceId, 111),
+            (GroupError::UnsupportedAssignor, 112),
+            (GroupError::StaleMemberEpoch, 113),
+        ];
+        for (e, code) in codes {
+            assert_eq!(group_code(e), code, "{e:?}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, _version: i16, req: HeartbeatRequest) -> HeartbeatResponse {
@@ -40,5 +40,7 @@ async fn run(shard: &Rc<Shard>, req: HeartbeatRequest) -> i16 {
                 .await
         })
         .await
-        .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+        .map_or(ResponseError::CoordinatorNotAvailable.code(), |r| {
+            r.err().map_or(0, group_code)
+        })
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::classic::{JoinRequest, JoinResponse};
 use crate::shard::Shard;
 
@@ -19,36 +19,45 @@ pub async fn handle(
     client_id: Option<StrBytes>,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
-    let resp = run(shard, version, client_id, req).await;
-    super::count_error("JoinGroup", resp.error);
-    encode(version, resp)
+    let member_id = req.member_id.to_string();
+    let (code, resp) = match run(shard, version, client_id, req).await {
+        Ok(r) => (r.error.map_or(0, group_code), r),
+        // Refused before the group saw it: no generation, the member id as sent.
+        Err(code) => (
+            code,
+            JoinResponse {
+                generation_id: -1,
+                member_id,
+                ..Default::default()
+            },
+        ),
+    };
+    super::count_error("JoinGroup", code);
+    encode(version, code, resp)
 }
 
+/// The group's answer, or the error code of a request refused before reaching it.
 async fn run(
     shard: &Rc<Shard>,
     version: i16,
     client_id: Option<StrBytes>,
     req: JoinGroupRequest,
-) -> JoinResponse {
-    let member_id = req.member_id.to_string();
+) -> Result<JoinResponse, i16> {
     let group_id = req.group_id.0.to_string();
     if group_id.is_empty() {
-        return JoinResponse::error(ResponseError::InvalidGroupId.code(), &member_id);
+        return Err(ResponseError::InvalidGroupId.code());
     }
     let limits = shard.groups.limits();
     if req.session_timeout_ms < limits.session_timeout_ms_min
         || req.session_timeout_ms > limits.session_timeout_ms_max
     {
-        return JoinResponse::error(ResponseError::InvalidSessionTimeout.code(), &member_id);
+        return Err(ResponseError::InvalidSessionTimeout.code());
     }
-    let (loc, owner) = match locate(shard, &group_id).await {
-        Ok(l) => l,
-        Err(code) => return JoinResponse::error(code, &member_id),
-    };
+    let (loc, owner) = locate(shard, &group_id).await?;
     let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
     let instance_missing = req.group_instance_id.is_none();
     let join = JoinRequest {
-        member_id: member_id.clone(),
+        member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.map(|i| i.to_string()),
         fresh_member_id: format!("{client_id}-{}", uuid::Uuid::new_v4()),
         client_host: super::client_host(),
@@ -68,17 +77,15 @@ async fn run(
             .collect(),
         require_known_member_id: version >= 4 && instance_missing,
     };
-    let result = shard
+    shard
         .invoke_on(owner, move |s| async move {
             s.groups.join(loc, &group_id, join).await
         })
-        .await;
-    result.unwrap_or_else(|_| {
-        JoinResponse::error(ResponseError::CoordinatorNotAvailable.code(), &member_id)
-    })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
 }
 
-fn encode(version: i16, r: JoinResponse) -> JoinGroupResponse {
+fn encode(version: i16, code: i16, r: JoinResponse) -> JoinGroupResponse {
     let protocol_name = match r.protocol_name {
         Some(p) => Some(StrBytes::from_string(p)),
         // Before v7 the field is not nullable: Kafka sends "".
@@ -86,7 +93,7 @@ fn encode(version: i16, r: JoinResponse) -> JoinGroupResponse {
         None => None,
     };
     JoinGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(code)
         .with_generation_id(r.generation_id)
         .with_protocol_type(r.protocol_type.map(StrBytes::from_string))
         .with_protocol_name(protocol_name)

@@ -8,7 +8,8 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
+use crate::group::GroupError;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
@@ -75,10 +76,16 @@ async fn run(
         })
         .await;
     match result {
-        Ok(Ok(codes)) => (0, codes),
+        Ok(Ok(results)) => (
+            0,
+            results
+                .into_iter()
+                .map(|r| r.err().map_or(0, group_code))
+                .collect(),
+        ),
         // An unknown group: every member is unknown.
-        Ok(Err(code)) if code == ResponseError::UnknownMemberId.code() => (0, vec![code; n]),
-        Ok(Err(code)) => (code, Vec::new()),
+        Ok(Err(e @ GroupError::UnknownMemberId)) => (0, vec![group_code(e); n]),
+        Ok(Err(e)) => (group_code(e), Vec::new()),
         Err(_) => (ResponseError::CoordinatorNotAvailable.code(), Vec::new()),
     }
 }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::find_coordinator::group_code;
 use crate::group::coordinator::GroupSummary;
 use crate::group::OFFSETS_TOPIC;
 use crate::shard::Shard;
@@ -26,7 +27,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> 
     let per_shard = shard
         .scatter(
             items,
-            move |s, ()| async move { s.groups.list(topic_id, n).await },
+            move |s, ()| async move { s.groups.list(topic_id, n).await.map_err(group_code) },
             || Err(ResponseError::CoordinatorNotAvailable.code()),
         )
         .await;

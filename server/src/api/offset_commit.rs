@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::coordinator::offsets::CommitRequest;
 use crate::group::records::OffsetCommitValue;
 use crate::partition::now_ms;
@@ -91,7 +91,10 @@ pub async fn handle(
             Err(code) => Err(code),
             Ok((loc, owner)) => shard
                 .invoke_on(owner, move |s| async move {
-                    s.groups.commit_offsets(loc, &group_id, commit).await
+                    s.groups
+                        .commit_offsets(loc, &group_id, commit)
+                        .await
+                        .map_err(group_code)
                 })
                 .await
                 .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code())),

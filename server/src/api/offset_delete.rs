@@ -9,7 +9,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -43,7 +43,10 @@ pub async fn handle(
                     asked.iter().map(|(_, n, p)| (n.clone(), *p)).collect();
                 shard
                     .invoke_on(owner, move |s| async move {
-                        s.groups.delete_offsets(loc, &group_id, parts).await
+                        s.groups
+                            .delete_offsets(loc, &group_id, parts)
+                            .await
+                            .map_err(group_code)
                     })
                     .await
                     .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))
@@ -65,7 +68,7 @@ pub async fn handle(
     let answered = asked
         .iter()
         .zip(codes)
-        .map(|((t, _, p), (_, _, code))| (*t, *p, code));
+        .map(|((t, _, p), (_, _, error))| (*t, *p, error.map_or(0, group_code)));
     for (t, p, code) in early.into_iter().chain(answered) {
         super::count_error("OffsetDelete", code);
         topics[t].partitions.push(

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::coordinator::offsets::FetchedOffsets;
 use crate::shard::Shard;
 
@@ -124,7 +124,10 @@ async fn fetch(
     let asked = topics.clone();
     let result = shard
         .invoke_on(owner, move |s| async move {
-            s.groups.fetch_offsets(loc, &group_id, topics).await
+            s.groups
+                .fetch_offsets(loc, &group_id, topics)
+                .await
+                .map_err(group_code)
         })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()));

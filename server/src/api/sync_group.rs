@@ -7,15 +7,18 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::find_coordinator::locate;
+use super::find_coordinator::{group_code, locate};
 use crate::group::classic::SyncResponse;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
-    let r = run(shard, req).await;
-    super::count_error("SyncGroup", r.error);
+    let (code, r) = match run(shard, req).await {
+        Ok(r) => (r.error.map_or(0, group_code), r),
+        Err(code) => (code, SyncResponse::default()),
+    };
+    super::count_error("SyncGroup", code);
     let resp = SyncGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(code)
         .with_assignment(r.assignment);
     if version >= 5 {
         resp.with_protocol_type(r.protocol_type.map(StrBytes::from_string))
@@ -25,15 +28,13 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> S
     }
 }
 
-async fn run(shard: &Rc<Shard>, req: SyncGroupRequest) -> SyncResponse {
+/// The group's answer, or the error code of a request refused before reaching it.
+async fn run(shard: &Rc<Shard>, req: SyncGroupRequest) -> Result<SyncResponse, i16> {
     let group_id = req.group_id.0.to_string();
     if group_id.is_empty() {
-        return SyncResponse::error(ResponseError::InvalidGroupId.code());
+        return Err(ResponseError::InvalidGroupId.code());
     }
-    let (loc, owner) = match locate(shard, &group_id).await {
-        Ok(l) => l,
-        Err(code) => return SyncResponse::error(code),
-    };
+    let (loc, owner) = locate(shard, &group_id).await?;
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.map(|s| s.to_string());
     let protocol_type = req.protocol_type.map(|s| s.to_string());
@@ -60,5 +61,5 @@ async fn run(shard: &Rc<Shard>, req: SyncGroupRequest) -> SyncResponse {
                 .await
         })
         .await
-        .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable.code()))
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
 }

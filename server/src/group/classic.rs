@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 
+use super::error::GroupError;
 use super::records::{subscription_topics, GroupMetadataValue, MemberMetadata};
 
 /// Identifies a parked request; allocated by the coordinator.
@@ -99,7 +99,7 @@ pub struct JoinedMember {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JoinResponse {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -110,9 +110,9 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    pub fn error(code: i16, member_id: &str) -> JoinResponse {
+    pub fn error(e: GroupError, member_id: &str) -> JoinResponse {
         JoinResponse {
-            error: code,
+            error: Some(e),
             generation_id: -1,
             member_id: member_id.to_string(),
             ..Default::default()
@@ -122,16 +122,16 @@ impl JoinResponse {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SyncResponse {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResponse {
-    pub fn error(code: i16) -> SyncResponse {
+    pub fn error(e: GroupError) -> SyncResponse {
         SyncResponse {
-            error: code,
+            error: Some(e),
             ..Default::default()
         }
     }
@@ -431,17 +431,16 @@ impl ClassicGroup {
     /// Marks the group deleted: parked requests get COORDINATOR_NOT_AVAILABLE (their
     /// clients look the coordinator up again).
     pub fn mark_dead(&mut self) {
-        let code = ResponseError::CoordinatorNotAvailable.code();
+        let e = GroupError::CoordinatorNotAvailable;
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             if let Some(m) = self.members.get_mut(&id) {
                 if let Some(w) = m.awaiting_join.take() {
                     self.effects
-                        .push(Effect::Join(w, JoinResponse::error(code, &id)));
+                        .push(Effect::Join(w, JoinResponse::error(e, &id)));
                 }
                 if let Some(w) = m.awaiting_sync.take() {
-                    self.effects
-                        .push(Effect::Sync(w, SyncResponse::error(code)));
+                    self.effects.push(Effect::Sync(w, SyncResponse::error(e)));
                 }
             }
         }

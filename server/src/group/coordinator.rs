@@ -21,12 +21,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use super::classic::{ClassicGroup, Effect, JoinResponse, Limits, SyncResponse, Waiter};
 use super::consumer::{ConsumerGroup, ConsumerLimits};
+use super::error::GroupError;
 use super::records::{GroupMetadataValue, OffsetCommitValue, RecordKey};
 use super::store;
 use crate::partition::now_ms;
@@ -126,9 +126,9 @@ impl Coordinator {
 
     /// Replays `loc`'s log into memory the first time the partition is used; a
     /// request arriving during the replay waits for it. Err:
-    /// COORDINATOR_LOAD_IN_PROGRESS while the partition's log is still being
-    /// recovered, COORDINATOR_NOT_AVAILABLE when it cannot be read.
-    pub async fn ensure_loaded(self: &Rc<Self>, loc: Loc) -> Result<(), i16> {
+    /// `CoordinatorLoadInProgress` while the partition's log is still being
+    /// recovered, `CoordinatorNotAvailable` when it cannot be read.
+    pub async fn ensure_loaded(self: &Rc<Self>, loc: Loc) -> Result<(), GroupError> {
         loop {
             let waiting = match self.loaded.borrow().get(&loc) {
                 Some(Load::Loaded) => return Ok(()),
@@ -164,8 +164,8 @@ impl Coordinator {
         if let Err(e) = result {
             tracing::warn!(partition = loc.partition, error = %e, "cannot load __consumer_offsets yet");
             return Err(match e {
-                Unavailable::Opening => ResponseError::CoordinatorLoadInProgress.code(),
-                _ => ResponseError::CoordinatorNotAvailable.code(),
+                Unavailable::Opening => GroupError::CoordinatorLoadInProgress,
+                _ => GroupError::CoordinatorNotAvailable,
             });
         }
         let ids: Vec<String> = groups.keys().cloned().collect();
@@ -231,8 +231,7 @@ impl Coordinator {
         }
         let exists = c.groups.borrow().contains_key(group_id);
         if !exists && !req.member_id.is_empty() {
-            let e = ResponseError::UnknownMemberId.code();
-            return JoinResponse::error(e, &req.member_id);
+            return JoinResponse::error(GroupError::UnknownMemberId, &req.member_id);
         }
         if let Err(e) = c.claim_for_classic(group_id) {
             return JoinResponse::error(e, &req.member_id);
@@ -244,7 +243,7 @@ impl Coordinator {
         c.with_group_or_create(group_id, loc, |e| e.group.join(req, waiter, now_ms()));
         c.drain(group_id);
         rx.await.unwrap_or_else(|_| {
-            JoinResponse::error(ResponseError::CoordinatorNotAvailable.code(), &member_id)
+            JoinResponse::error(GroupError::CoordinatorNotAvailable, &member_id)
         })
     }
 
@@ -282,14 +281,14 @@ impl Coordinator {
         });
         if found.is_none() {
             c.waiters.borrow_mut().sync.remove(&waiter);
-            return SyncResponse::error(ResponseError::UnknownMemberId.code());
+            return SyncResponse::error(GroupError::UnknownMemberId);
         }
         c.drain(group_id);
         rx.await
-            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable.code()))
+            .unwrap_or_else(|_| SyncResponse::error(GroupError::CoordinatorNotAvailable))
     }
 
-    /// Heartbeat on the owner shard: the error code.
+    /// Heartbeat on the owner shard.
     pub async fn heartbeat(
         self: &Rc<Self>,
         loc: Loc,
@@ -297,36 +296,34 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let c = self;
-        if let Err(e) = c.ensure_loaded(loc).await {
-            return e;
-        }
-        let code = c.with_group(group_id, |e| {
+        c.ensure_loaded(loc).await?;
+        let result = c.with_group(group_id, |e| {
             e.group
                 .heartbeat(member_id, instance_id, generation_id, now_ms())
         });
         c.drain(group_id);
-        code.unwrap_or(ResponseError::UnknownMemberId.code())
+        result.unwrap_or(Err(GroupError::UnknownMemberId))
     }
 
-    /// LeaveGroup on the owner shard: one error code per (member id, instance id).
+    /// LeaveGroup on the owner shard: one result per (member id, instance id).
     pub async fn leave(
         self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         members: &[(String, Option<String>)],
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let c = self;
         c.ensure_loaded(loc).await?;
-        let codes = c.with_group(group_id, |e| {
+        let results = c.with_group(group_id, |e| {
             members
                 .iter()
                 .map(|(m, i)| e.group.leave(m, i.as_deref(), now_ms()))
-                .collect::<Vec<i16>>()
+                .collect::<Vec<_>>()
         });
         c.drain(group_id);
-        codes.ok_or(ResponseError::UnknownMemberId.code())
+        results.ok_or(GroupError::UnknownMemberId)
     }
 
     /// Hands the group's queued effects out: answers parked requests, starts writes,

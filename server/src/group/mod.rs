@@ -1,6 +1,8 @@
 //! Consumer groups: the classic group protocol and committed offsets.
 //!
 //! Layout:
+//! - `error`       — [`GroupError`], why a group request is refused; the api layer
+//!   turns it into Kafka's error code.
 //! - `consumer`    — the pure KIP-848 consumer-group state machine and its assignors.
 //! - `classic`     — the pure classic-group state machine (members, generations,
 //!   rebalances, timeouts); no sockets, no clock: time comes in as `now_ms`.
@@ -18,8 +20,11 @@
 pub mod classic;
 pub mod consumer;
 pub mod coordinator;
+pub mod error;
 pub mod records;
 pub mod store;
+
+pub use error::GroupError;
 
 /// READ, DELETE and DESCRIBE (ACL operation codes 3, 6, 8): what a group allows when
 /// there is no authorizer (DescribeGroups, ConsumerGroupDescribe).

@@ -2,23 +2,19 @@
 //! write acknowledgement of an assignment, and deadlines ([`ClassicGroup::tick`]).
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 
 use super::{
     ClassicGroup, Effect, GroupState, JoinRequest, JoinResponse, JoinTimer, JoinedMember, Member,
     SyncResponse, Waiter,
 };
-
-fn code(e: ResponseError) -> i16 {
-    e.code()
-}
+use crate::group::error::GroupError;
 
 impl ClassicGroup {
     /// JoinGroup. The answer arrives as an [`Effect::Join`] for `waiter`, now or when
     /// the join phase completes.
     pub fn join(&mut self, req: JoinRequest, waiter: Waiter, now_ms: i64) {
         if self.state == GroupState::Dead {
-            let e = code(ResponseError::CoordinatorNotAvailable);
+            let e = GroupError::CoordinatorNotAvailable;
             self.reply_join(waiter, JoinResponse::error(e, &req.member_id));
         } else if req.member_id.is_empty() {
             self.join_new_member(req, waiter, now_ms);
@@ -47,7 +43,7 @@ impl ClassicGroup {
 
     fn join_new_member(&mut self, req: JoinRequest, waiter: Waiter, now_ms: i64) {
         if !self.supports_protocols(&req.protocol_type, &req.protocols) {
-            let e = code(ResponseError::InconsistentGroupProtocol);
+            let e = GroupError::InconsistentGroupProtocol;
             return self.reply_join(waiter, JoinResponse::error(e, ""));
         }
         let new_id = req.fresh_member_id.clone();
@@ -60,7 +56,7 @@ impl ClassicGroup {
         if req.require_known_member_id {
             let deadline = now_ms + req.session_timeout_ms as i64;
             self.pending_members.insert(new_id.clone(), deadline);
-            let e = code(ResponseError::MemberIdRequired);
+            let e = GroupError::MemberIdRequired;
             return self.reply_join(waiter, JoinResponse::error(e, &new_id));
         }
         self.add_member_and_rebalance(new_id, req, waiter, now_ms);
@@ -75,7 +71,7 @@ impl ClassicGroup {
             return self.reply_join(waiter, JoinResponse::error(e, &member_id));
         }
         if !self.supports_protocols(&req.protocol_type, &req.protocols) {
-            let e = code(ResponseError::InconsistentGroupProtocol);
+            let e = GroupError::InconsistentGroupProtocol;
             return self.reply_join(waiter, JoinResponse::error(e, &member_id));
         }
         let (is_leader, matches) = match self.members.get(&member_id) {
@@ -100,7 +96,7 @@ impl ClassicGroup {
                 self.update_member_and_rebalance(req, waiter, now_ms)
             }
             GroupState::Empty | GroupState::Dead => {
-                let e = code(ResponseError::UnknownMemberId);
+                let e = GroupError::UnknownMemberId;
                 self.reply_join(waiter, JoinResponse::error(e, &member_id));
             }
         }
@@ -108,18 +104,20 @@ impl ClassicGroup {
 
     /// Kafka's `validateMember`: a static member must present the member id currently
     /// holding its instance id (else FENCED_INSTANCE_ID); the member must exist.
-    pub fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
+    pub fn validate_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
-                None => return Err(code(ResponseError::UnknownMemberId)),
-                Some(holder) if holder != member_id => {
-                    return Err(code(ResponseError::FencedInstanceId))
-                }
+                None => return Err(GroupError::UnknownMemberId),
+                Some(holder) if holder != member_id => return Err(GroupError::FencedInstanceId),
                 Some(_) => {}
             }
         }
         if !self.members.contains_key(member_id) {
-            return Err(code(ResponseError::UnknownMemberId));
+            return Err(GroupError::UnknownMemberId);
         }
         Ok(())
     }
@@ -132,7 +130,7 @@ impl ClassicGroup {
         skip: bool,
     ) -> JoinResponse {
         JoinResponse {
-            error: 0,
+            error: None,
             generation_id: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -209,7 +207,7 @@ impl ClassicGroup {
         m.client_host = req.client_host;
         if let Some(old) = m.awaiting_join.replace(waiter) {
             // A duplicate JoinGroup: the older one is superseded.
-            let e = code(ResponseError::RebalanceInProgress);
+            let e = GroupError::RebalanceInProgress;
             self.reply_join(old, JoinResponse::error(e, &req.member_id));
         }
         self.maybe_prepare_rebalance_or_complete_join(now_ms);
@@ -228,7 +226,7 @@ impl ClassicGroup {
             return;
         };
         let new_id = req.fresh_member_id.clone();
-        let fenced = code(ResponseError::FencedInstanceId);
+        let fenced = GroupError::FencedInstanceId;
         if let Some(w) = m.awaiting_join.take() {
             self.reply_join(w, JoinResponse::error(fenced, old_id));
         }
@@ -293,7 +291,7 @@ impl ClassicGroup {
 
     pub(crate) fn prepare_rebalance(&mut self, now_ms: i64) {
         if self.state == GroupState::CompletingRebalance {
-            self.reset_assignments_with_error(code(ResponseError::RebalanceInProgress));
+            self.reset_assignments_with_error(GroupError::RebalanceInProgress);
         }
         self.pending_sync.clear();
         self.sync_deadline_ms = None;
@@ -317,7 +315,7 @@ impl ClassicGroup {
         }
     }
 
-    fn reset_assignments_with_error(&mut self, error: i16) {
+    fn reset_assignments_with_error(&mut self, error: GroupError) {
         let mut out = Vec::new();
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
@@ -381,7 +379,7 @@ impl ClassicGroup {
                 out.push(Effect::Join(
                     w,
                     JoinResponse {
-                        error: 0,
+                        error: None,
                         generation_id: self.generation,
                         protocol_type: self.protocol_type.clone(),
                         protocol_name: self.protocol_name.clone(),
@@ -435,7 +433,7 @@ impl ClassicGroup {
         let Some(mut m) = self.members.remove(member_id) else {
             return;
         };
-        let e = code(ResponseError::UnknownMemberId);
+        let e = GroupError::UnknownMemberId;
         if let Some(w) = m.awaiting_join.take() {
             self.reply_join(w, JoinResponse::error(e, ""));
         }
@@ -485,29 +483,26 @@ impl ClassicGroup {
         waiter: Waiter,
         now_ms: i64,
     ) {
-        let fail = |g: &mut Self, e: ResponseError| {
-            g.effects
-                .push(Effect::Sync(waiter, SyncResponse::error(e.code())))
+        let fail = |g: &mut Self, e: GroupError| {
+            g.effects.push(Effect::Sync(waiter, SyncResponse::error(e)))
         };
         if self.state == GroupState::Dead {
-            return fail(self, ResponseError::CoordinatorNotAvailable);
+            return fail(self, GroupError::CoordinatorNotAvailable);
         }
         if let Err(e) = self.validate_member(member_id, instance_id) {
-            return self
-                .effects
-                .push(Effect::Sync(waiter, SyncResponse::error(e)));
+            return fail(self, e);
         }
         if generation_id != self.generation {
-            return fail(self, ResponseError::IllegalGeneration);
+            return fail(self, GroupError::IllegalGeneration);
         }
         if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
             || protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
         {
-            return fail(self, ResponseError::InconsistentGroupProtocol);
+            return fail(self, GroupError::InconsistentGroupProtocol);
         }
         match self.state {
-            GroupState::Empty | GroupState::Dead => fail(self, ResponseError::UnknownMemberId),
-            GroupState::PreparingRebalance => fail(self, ResponseError::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => fail(self, GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => fail(self, GroupError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
                 self.pending_sync.remove(member_id);
                 let is_leader = self.leader.as_deref() == Some(member_id);
@@ -517,7 +512,7 @@ impl ClassicGroup {
                 m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
                 if let Some(old) = m.awaiting_sync.replace(waiter) {
                     // A duplicate SyncGroup: the older one is superseded.
-                    let e = ResponseError::RebalanceInProgress.code();
+                    let e = GroupError::RebalanceInProgress;
                     self.effects.push(Effect::Sync(old, SyncResponse::error(e)));
                 }
                 if is_leader {
@@ -537,7 +532,7 @@ impl ClassicGroup {
                 };
                 m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
                 let resp = SyncResponse {
-                    error: 0,
+                    error: None,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
                     assignment: m.assignment.clone(),
@@ -561,7 +556,7 @@ impl ClassicGroup {
             return;
         }
         if !ok {
-            self.reset_assignments_with_error(code(ResponseError::CoordinatorNotAvailable));
+            self.reset_assignments_with_error(GroupError::CoordinatorNotAvailable);
             return self.prepare_rebalance(now_ms);
         }
         for mm in &value.members {
@@ -575,7 +570,7 @@ impl ClassicGroup {
                 out.push(Effect::Sync(
                     w,
                     SyncResponse {
-                        error: 0,
+                        error: None,
                         protocol_type: self.protocol_type.clone(),
                         protocol_name: self.protocol_name.clone(),
                         assignment: m.assignment.clone(),
@@ -587,65 +582,66 @@ impl ClassicGroup {
         self.transition(GroupState::Stable, now_ms);
     }
 
-    /// Heartbeat: the error code to answer.
+    /// Heartbeat: Err is the error to answer.
     pub fn heartbeat(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
         now_ms: i64,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(GroupError::CoordinatorNotAvailable);
         }
-        if let Err(e) = self.validate_member(member_id, instance_id) {
-            return e;
-        }
+        self.validate_member(member_id, instance_id)?;
         if generation_id != self.generation {
-            return code(ResponseError::IllegalGeneration);
+            return Err(GroupError::IllegalGeneration);
         }
         let state = self.state;
         let Some(m) = self.members.get_mut(member_id) else {
-            return code(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         };
         match state {
-            GroupState::Empty | GroupState::Dead => code(ResponseError::UnknownMemberId),
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance => {
                 m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
-                code(ResponseError::RebalanceInProgress)
+                Err(GroupError::RebalanceInProgress)
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
-                0
+                Ok(())
             }
         }
     }
 
     /// LeaveGroup for one member (by member id, or by instance id alone when the
-    /// member id is empty): the member's error code.
-    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> i16 {
+    /// member id is empty): Err is the member's error.
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         if member_id.is_empty() {
             let Some(holder) = instance_id
                 .and_then(|i| self.static_members.get(i))
                 .cloned()
             else {
-                return code(ResponseError::UnknownMemberId);
+                return Err(GroupError::UnknownMemberId);
             };
             self.remove_member_and_update(&holder, now_ms);
-            return 0;
+            return Ok(());
         }
         if self.pending_members.remove(member_id).is_some() {
             self.maybe_complete_join_phase(now_ms);
-            return 0;
+            return Ok(());
         }
-        if let Err(e) = self.validate_member(member_id, instance_id) {
-            return e;
-        }
+        self.validate_member(member_id, instance_id)?;
         self.remove_member_and_update(member_id, now_ms);
-        0
+        Ok(())
     }
 
     /// Runs every deadline that has passed: session expiry, the end of the join phase
@@ -725,9 +721,9 @@ impl ClassicGroup {
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
-    ) -> Result<(), i16> {
+    ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
-            return Err(code(ResponseError::CoordinatorNotAvailable));
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
@@ -735,13 +731,13 @@ impl ClassicGroup {
         if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
             self.validate_member(member_id, instance_id)?;
             if generation_id != self.generation {
-                return Err(code(ResponseError::IllegalGeneration));
+                return Err(GroupError::IllegalGeneration);
             }
         } else if self.state != GroupState::Empty {
-            return Err(code(ResponseError::UnknownMemberId));
+            return Err(GroupError::UnknownMemberId);
         }
         if self.state == GroupState::CompletingRebalance {
-            return Err(code(ResponseError::RebalanceInProgress));
+            return Err(GroupError::RebalanceInProgress);
         }
         Ok(())
     }

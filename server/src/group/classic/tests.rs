@@ -1,7 +1,6 @@
 //! State-machine tests: no sockets, time passed explicitly.
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 
 use super::*;
 
@@ -113,7 +112,7 @@ fn stable_pair() -> ClassicGroup {
     let synced = syncs(&g.take_effects());
     assert_eq!(synced.len(), 2);
     for (w, r) in synced {
-        assert_eq!(r.error, 0);
+        assert_eq!(r.error, None);
         let expected: &[u8] = if w == 3 { b"B" } else { b"A" };
         assert_eq!(&r.assignment[..], expected);
     }
@@ -134,7 +133,7 @@ fn member_id_required_from_v4() {
     r.require_known_member_id = true;
     g.join(r, 1, 0);
     let answered = joins(&g.take_effects());
-    assert_eq!(answered[0].1.error, ResponseError::MemberIdRequired.code());
+    assert_eq!(answered[0].1.error, Some(GroupError::MemberIdRequired));
     assert_eq!(answered[0].1.member_id, "m-1");
     assert_eq!(g.state(), GroupState::Empty);
     // Rejoining with the given id joins; an expired pending id is forgotten.
@@ -146,23 +145,23 @@ fn member_id_required_from_v4() {
 #[test]
 fn heartbeat_errors() {
     let mut g = stable_pair();
-    assert_eq!(g.heartbeat("a", None, 1, 7_000), 0);
+    assert_eq!(g.heartbeat("a", None, 1, 7_000), Ok(()));
     assert_eq!(
         g.heartbeat("zz", None, 1, 7_000),
-        ResponseError::UnknownMemberId.code()
+        Err(GroupError::UnknownMemberId)
     );
     assert_eq!(
         g.heartbeat("a", None, 0, 7_000),
-        ResponseError::IllegalGeneration.code()
+        Err(GroupError::IllegalGeneration)
     );
     // b's session (6 s from its sync at 6.1 s) expires; a keeps heartbeating.
-    assert_eq!(g.heartbeat("a", None, 1, 12_000), 0);
+    assert_eq!(g.heartbeat("a", None, 1, 12_000), Ok(()));
     g.tick(12_200);
     assert!(!g.has_member("b"));
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert_eq!(
         g.heartbeat("a", None, 1, 12_300),
-        ResponseError::RebalanceInProgress.code()
+        Err(GroupError::RebalanceInProgress)
     );
     // a rejoins: the rebalance completes at once (not an initial rebalance).
     g.join(req("a", "x", &range()), 9, 12_400);
@@ -180,7 +179,7 @@ fn rebalance_timeout_drops_members_that_do_not_rejoin() {
     g.join(req("a", "x", &range()), 5, 7_000);
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert!(g.take_effects().is_empty());
-    g.heartbeat("b", None, 1, 8_000);
+    let _ = g.heartbeat("b", None, 1, 8_000);
     g.tick(7_000 + 10_000);
     let answered = joins(&g.take_effects());
     assert_eq!(answered.len(), 1);
@@ -207,7 +206,7 @@ fn protocol_selection_follows_votes() {
     g.join(req("", "d", &[("sticky", b"")]), 4, 2);
     let answered = joins(&g.take_effects());
     let d = answered.iter().find(|(w, _)| *w == 4).map(|(_, r)| r.error);
-    assert_eq!(d, Some(ResponseError::InconsistentGroupProtocol.code()));
+    assert_eq!(d, Some(Some(GroupError::InconsistentGroupProtocol)));
 }
 
 #[test]
@@ -252,9 +251,9 @@ fn static_member_rejoin_fences_the_old_id() {
     assert_eq!(g.state(), GroupState::Stable);
     assert_eq!(
         g.heartbeat("s-1", Some("i1"), 1, 200),
-        ResponseError::FencedInstanceId.code()
+        Err(GroupError::FencedInstanceId)
     );
-    assert_eq!(g.heartbeat("s-2", Some("i1"), 1, 200), 0);
+    assert_eq!(g.heartbeat("s-2", Some("i1"), 1, 200), Ok(()));
     // Its assignment survived the new id.
     g.sync("s-2", Some("i1"), 1, None, None, vec![], 4, 300);
     assert_eq!(&syncs(&g.take_effects())[0].1.assignment[..], b"X");
@@ -263,14 +262,11 @@ fn static_member_rejoin_fences_the_old_id() {
 #[test]
 fn leaving_hands_over_and_last_leave_empties() {
     let mut g = stable_pair();
-    assert_eq!(g.leave("a", None, 7_000), 0);
+    assert_eq!(g.leave("a", None, 7_000), Ok(()));
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert_eq!(g.leader(), Some("b"));
-    assert_eq!(
-        g.leave("zz", None, 7_000),
-        ResponseError::UnknownMemberId.code()
-    );
-    assert_eq!(g.leave("b", None, 7_100), 0);
+    assert_eq!(g.leave("zz", None, 7_000), Err(GroupError::UnknownMemberId));
+    assert_eq!(g.leave("b", None, 7_100), Ok(()));
     assert_eq!(g.state(), GroupState::Empty);
     assert!(g
         .take_effects()
@@ -294,8 +290,8 @@ fn members_that_never_sync_are_removed() {
     g.tick(1);
     g.take_effects();
     g.sync("a", None, 1, None, None, vec![], 3, 100);
-    g.heartbeat("b", None, 1, 5_000);
-    g.heartbeat("a", None, 1, 5_000);
+    let _ = g.heartbeat("b", None, 1, 5_000);
+    let _ = g.heartbeat("a", None, 1, 5_000);
     g.tick(1 + 10_000);
     assert!(!g.has_member("b"), "b never sent SyncGroup");
     assert!(g.has_member("a"));
@@ -308,16 +304,16 @@ fn sync_validation() {
     g.sync("a", None, 7, None, None, vec![], 10, 7_000);
     g.sync("zz", None, 1, None, None, vec![], 11, 7_000);
     g.sync("a", None, 1, Some("connect"), None, vec![], 12, 7_000);
-    let got: Vec<i16> = syncs(&g.take_effects())
+    let got: Vec<Option<GroupError>> = syncs(&g.take_effects())
         .iter()
         .map(|(_, r)| r.error)
         .collect();
     assert_eq!(
         got,
         vec![
-            ResponseError::IllegalGeneration.code(),
-            ResponseError::UnknownMemberId.code(),
-            ResponseError::InconsistentGroupProtocol.code()
+            Some(GroupError::IllegalGeneration),
+            Some(GroupError::UnknownMemberId),
+            Some(GroupError::InconsistentGroupProtocol)
         ]
     );
 }
@@ -343,7 +339,7 @@ fn deadlines_are_reported() {
     g.mark_dead();
     assert_eq!(
         joins(&g.take_effects())[0].1.error,
-        ResponseError::CoordinatorNotAvailable.code()
+        Some(GroupError::CoordinatorNotAvailable)
     );
     assert_eq!(g.next_deadline(), None);
 }

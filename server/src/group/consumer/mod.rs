@@ -31,10 +31,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 pub use assignor::Assignment;
+
+use super::error::GroupError;
 
 /// Epoch a member sends to leave the group.
 pub const LEAVE_EPOCH: i32 = -1;
@@ -85,19 +86,26 @@ pub struct HeartbeatResponse {
     pub assignment: Option<Assignment>,
 }
 
-/// A Kafka error code and message.
+/// A refused heartbeat (or describe): the error and the message Kafka sends with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatError {
-    pub code: i16,
+    pub error: GroupError,
     pub message: Option<String>,
 }
 
 impl HeartbeatError {
-    fn new(e: ResponseError, message: impl Into<Option<String>>) -> HeartbeatError {
+    pub fn new(error: GroupError, message: impl Into<Option<String>>) -> HeartbeatError {
         HeartbeatError {
-            code: e.code(),
+            error,
             message: message.into(),
         }
+    }
+}
+
+/// An error without a message.
+impl From<GroupError> for HeartbeatError {
+    fn from(error: GroupError) -> HeartbeatError {
+        HeartbeatError::new(error, None)
     }
 }
 
@@ -261,16 +269,20 @@ impl ConsumerGroup {
 
     /// OffsetCommit/TxnOffsetCommit check: an empty member id with a negative epoch is
     /// an admin commit; otherwise the member must exist at exactly that epoch.
-    pub fn validate_offset_commit(&self, member_id: &str, member_epoch: i32) -> Result<(), i16> {
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
         if member_id.is_empty() && member_epoch < 0 {
             return Ok(());
         }
         let m = self
             .members
             .get(member_id)
-            .ok_or(ResponseError::UnknownMemberId.code())?;
+            .ok_or(GroupError::UnknownMemberId)?;
         if member_epoch != m.member_epoch {
-            return Err(ResponseError::StaleMemberEpoch.code());
+            return Err(GroupError::StaleMemberEpoch);
         }
         Ok(())
     }
@@ -318,7 +330,7 @@ impl ConsumerGroup {
         if let Some(a) = req.server_assignor.as_deref() {
             if !assignor::is_supported(a) {
                 return Err(HeartbeatError::new(
-                    ResponseError::UnsupportedAssignor,
+                    GroupError::UnsupportedAssignor,
                     format!(
                         "ServerAssignor {a} is not supported. Supported assignors: uniform, range."
                     ),
@@ -335,7 +347,7 @@ impl ConsumerGroup {
             }
             _ => {
                 return Err(HeartbeatError::new(
-                    ResponseError::InvalidRequest,
+                    GroupError::InvalidRequest,
                     format!("MemberEpoch {} is not valid.", req.member_epoch),
                 ))
             }
@@ -346,7 +358,7 @@ impl ConsumerGroup {
                 && req.owned.is_some());
         let session_timeout_ms = self.limits.session_timeout_ms;
         let Some(m) = self.members.get_mut(&req.member_id) else {
-            return Err(HeartbeatError::new(ResponseError::UnknownMemberId, None));
+            return Err(HeartbeatError::new(GroupError::UnknownMemberId, None));
         };
         m.session_deadline_ms = now_ms + session_timeout_ms;
         m.client_id = req.client_id;
@@ -380,7 +392,7 @@ impl ConsumerGroup {
         let m = self
             .members
             .get(&req.member_id)
-            .ok_or_else(|| HeartbeatError::new(ResponseError::UnknownMemberId, None))?;
+            .ok_or_else(|| HeartbeatError::new(GroupError::UnknownMemberId, None))?;
         let changed = before != Some((m.assigned.clone(), m.member_epoch));
         Ok(HeartbeatResponse {
             member_id: m.member_id.clone(),
@@ -403,7 +415,7 @@ impl ConsumerGroup {
                 if old_id != req.member_id {
                     if old_epoch != STATIC_LEAVE_EPOCH {
                         return Err(HeartbeatError::new(
-                            ResponseError::UnreleasedInstanceId,
+                            GroupError::UnreleasedInstanceId,
                             format!(
                                 "Static member {} with instance id {instance} cannot join the group because the instance id is owned by {old_id} member.",
                                 req.member_id
@@ -430,7 +442,7 @@ impl ConsumerGroup {
         }
         if self.members.len() >= self.limits.members_max {
             return Err(HeartbeatError::new(
-                ResponseError::GroupMaxSizeReached,
+                GroupError::GroupMaxSizeReached,
                 format!(
                     "The consumer group has reached its maximum capacity of {} members.",
                     self.limits.members_max
@@ -466,7 +478,7 @@ impl ConsumerGroup {
     fn check_epoch(&self, req: &Heartbeat) -> Result<(), HeartbeatError> {
         let m = self.members.get(&req.member_id).ok_or_else(|| {
             HeartbeatError::new(
-                ResponseError::UnknownMemberId,
+                GroupError::UnknownMemberId,
                 format!(
                     "Member {} is not a member of group {}.",
                     req.member_id, self.group_id
@@ -475,7 +487,7 @@ impl ConsumerGroup {
         })?;
         let fenced = || {
             HeartbeatError::new(
-                ResponseError::FencedMemberEpoch,
+                GroupError::FencedMemberEpoch,
                 format!(
                     "The consumer group member has a smaller member epoch ({}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.",
                     req.member_epoch, m.member_epoch
@@ -509,7 +521,7 @@ impl ConsumerGroup {
         };
         let Some(id) = id else {
             return Err(HeartbeatError::new(
-                ResponseError::UnknownMemberId,
+                GroupError::UnknownMemberId,
                 format!(
                     "Member {} is not a member of group {}.",
                     req.member_id, self.group_id
@@ -518,7 +530,7 @@ impl ConsumerGroup {
         };
         if id != req.member_id {
             return Err(HeartbeatError::new(
-                ResponseError::FencedInstanceId,
+                GroupError::FencedInstanceId,
                 format!(
                     "Static member {} with instance id {:?} was fenced by member {id}.",
                     req.member_id, req.instance_id

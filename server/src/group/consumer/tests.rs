@@ -1,6 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::*;
@@ -146,19 +145,19 @@ fn fencing_unknown_members_and_stale_epochs() {
     let e = g
         .heartbeat(beat("x", 1, None), &topics, 0)
         .expect_err("unknown");
-    assert_eq!(e.code, ResponseError::UnknownMemberId.code());
+    assert_eq!(e.error, GroupError::UnknownMemberId);
     let e = g
         .heartbeat(beat("a", a.epoch + 5, None), &topics, 0)
         .expect_err("ahead");
-    assert_eq!(e.code, ResponseError::FencedMemberEpoch.code());
+    assert_eq!(e.error, GroupError::FencedMemberEpoch);
     assert!(g.validate_offset_commit("a", a.epoch).is_ok());
     assert_eq!(
         g.validate_offset_commit("a", a.epoch - 1),
-        Err(ResponseError::StaleMemberEpoch.code())
+        Err(GroupError::StaleMemberEpoch)
     );
     assert_eq!(
         g.validate_offset_commit("zz", 1),
-        Err(ResponseError::UnknownMemberId.code())
+        Err(GroupError::UnknownMemberId)
     );
     assert!(g.validate_offset_commit("", -1).is_ok());
 }
@@ -178,7 +177,7 @@ fn session_expiry_removes_a_member_and_frees_its_partitions() {
     g.tick(1000);
     assert!(g.member("a").is_none());
     let e = a.beat(&mut g, 1001).expect_err("fenced");
-    assert_eq!(e.code, ResponseError::UnknownMemberId.code());
+    assert_eq!(e.error, GroupError::UnknownMemberId);
     b.beat(&mut g, 1001).expect("hb");
     assert_eq!(parts(&b.owned), (0..6).collect());
 }
@@ -211,7 +210,7 @@ fn a_static_member_comes_back_with_its_partitions() {
     let e = g
         .heartbeat(other.clone(), &topics, 0)
         .expect_err("unreleased");
-    assert_eq!(e.code, ResponseError::UnreleasedInstanceId.code());
+    assert_eq!(e.error, GroupError::UnreleasedInstanceId);
     // a1 leaves temporarily, a2 takes its place with the same partitions.
     let mut leave = beat("a1", STATIC_LEAVE_EPOCH, None);
     leave.instance_id = Some("i".to_string());
@@ -235,11 +234,11 @@ fn invalid_requests() {
     let mut req = join("a");
     req.server_assignor = Some("sticky".to_string());
     let e = g.heartbeat(req, &topics, 0).expect_err("assignor");
-    assert_eq!(e.code, ResponseError::UnsupportedAssignor.code());
+    assert_eq!(e.error, GroupError::UnsupportedAssignor);
     let e = g
         .heartbeat(beat("a", -3, None), &topics, 0)
         .expect_err("epoch");
-    assert_eq!(e.code, ResponseError::InvalidRequest.code());
+    assert_eq!(e.error, GroupError::InvalidRequest);
 }
 
 #[test]

@@ -3,11 +3,11 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{Coordinator, Loc};
 use crate::group::classic::GroupState;
+use crate::group::error::GroupError;
 use crate::group::records::RecordKey;
 use crate::group::store;
 
@@ -45,7 +45,7 @@ impl Coordinator {
         self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
-    ) -> Result<GroupDescription, i16> {
+    ) -> Result<GroupDescription, GroupError> {
         let c = self;
         c.ensure_loaded(loc).await?;
         let d = c.with_group(group_id, |e| {
@@ -97,7 +97,7 @@ impl Coordinator {
         self: &Rc<Self>,
         topic_id: Uuid,
         partitions: usize,
-    ) -> Result<Vec<GroupSummary>, i16> {
+    ) -> Result<Vec<GroupSummary>, GroupError> {
         let c = self;
         for p in 0..partitions as i32 {
             if c.partitions.owns(&topic_id, p) {
@@ -131,27 +131,21 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only an Empty group can go; its offsets and its
     /// record are tombstoned.
-    pub async fn delete_group(self: &Rc<Self>, loc: Loc, group_id: &str) -> i16 {
+    pub async fn delete_group(self: &Rc<Self>, loc: Loc, group_id: &str) -> Result<(), GroupError> {
         let c = self;
-        if let Err(e) = c.ensure_loaded(loc).await {
-            return e;
-        }
+        c.ensure_loaded(loc).await?;
         let keys = c.with_group(group_id, |e| match e.group.state() {
-            GroupState::Dead => Err(ResponseError::GroupIdNotFound.code()),
+            GroupState::Dead => Err(GroupError::GroupIdNotFound),
             _ if e.consumer.as_ref().is_some_and(|g| !g.is_empty()) => {
-                Err(ResponseError::NonEmptyGroup.code())
+                Err(GroupError::NonEmptyGroup)
             }
             GroupState::Empty if e.group.is_empty() => {
                 e.group.mark_dead();
                 Ok(e.offsets.keys().cloned().collect::<Vec<_>>())
             }
-            _ => Err(ResponseError::NonEmptyGroup.code()),
+            _ => Err(GroupError::NonEmptyGroup),
         });
-        let keys = match keys {
-            None => return ResponseError::GroupIdNotFound.code(),
-            Some(Err(code)) => return code,
-            Some(Ok(keys)) => keys,
-        };
+        let keys = keys.unwrap_or(Err(GroupError::GroupIdNotFound))?;
         c.drain(group_id);
         let mut records: Vec<store::KeyValue> = keys
             .into_iter()
@@ -171,10 +165,10 @@ impl Coordinator {
         let written = store::append(&self.partitions, &loc.topic_id, loc.partition, records).await;
         c.remove_group(group_id);
         match written {
-            Ok(_) => 0,
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(group = group_id, error = %e, "cannot write group tombstones");
-                ResponseError::CoordinatorNotAvailable.code()
+                Err(GroupError::CoordinatorNotAvailable)
             }
         }
     }

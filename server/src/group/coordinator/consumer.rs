@@ -9,25 +9,24 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use kafka_protocol::ResponseError;
-
 use super::{Coordinator, GroupEntry, Loc};
 use crate::group::classic::ClassicGroup;
 use crate::group::consumer::{
     ConsumerGroup, Description, Heartbeat, HeartbeatError, HeartbeatResponse,
 };
+use crate::group::error::GroupError;
 use crate::partition::now_ms;
 
 impl Coordinator {
     /// Before a classic JoinGroup: a consumer group with members keeps its id
     /// (INCONSISTENT_GROUP_PROTOCOL); an empty one turns back into a classic group.
-    pub(super) fn claim_for_classic(&self, group_id: &str) -> Result<(), i16> {
+    pub(super) fn claim_for_classic(&self, group_id: &str) -> Result<(), GroupError> {
         let mut groups = self.groups.borrow_mut();
         let Some(entry) = groups.get_mut(group_id) else {
             return Ok(());
         };
         match &entry.consumer {
-            Some(g) if !g.is_empty() => Err(ResponseError::InconsistentGroupProtocol.code()),
+            Some(g) if !g.is_empty() => Err(GroupError::InconsistentGroupProtocol),
             Some(_) => {
                 entry.consumer = None;
                 Ok(())
@@ -45,10 +44,7 @@ impl Coordinator {
         req: Heartbeat,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         let c = self;
-        c.ensure_loaded(loc).await.map_err(|code| HeartbeatError {
-            code,
-            message: None,
-        })?;
+        c.ensure_loaded(loc).await?;
         let image = self.partitions.view().image();
         let lookup = |name: &str| image.topic(name).map(|t| (t.id, t.partitions.len() as i32));
         let now = now_ms();
@@ -66,27 +62,24 @@ impl Coordinator {
                             loc,
                         }),
                     None => {
-                        return Err(HeartbeatError {
-                            code: ResponseError::GroupIdNotFound.code(),
-                            message: Some(format!("Group {group_id} not found.")),
-                        })
+                        return Err(HeartbeatError::new(
+                            GroupError::GroupIdNotFound,
+                            format!("Group {group_id} not found."),
+                        ))
                     }
                 };
             if entry.consumer.is_none() {
                 if !entry.group.is_empty() {
-                    return Err(HeartbeatError {
-                        code: ResponseError::GroupIdNotFound.code(),
-                        message: Some(format!("Group {group_id} is not a consumer group.")),
-                    });
+                    return Err(HeartbeatError::new(
+                        GroupError::GroupIdNotFound,
+                        format!("Group {group_id} is not a consumer group."),
+                    ));
                 }
                 entry.consumer = Some(ConsumerGroup::new(group_id, c.consumer_limits));
             }
             match entry.consumer.as_mut() {
                 Some(g) => g.heartbeat(req, &lookup, now),
-                None => Err(HeartbeatError {
-                    code: ResponseError::CoordinatorNotAvailable.code(),
-                    message: None,
-                }),
+                None => Err(GroupError::CoordinatorNotAvailable.into()),
             }
         };
         c.arm(group_id);
@@ -101,15 +94,14 @@ impl Coordinator {
         group_id: &str,
     ) -> Result<Description, HeartbeatError> {
         let c = self;
-        c.ensure_loaded(loc).await.map_err(|code| HeartbeatError {
-            code,
-            message: None,
-        })?;
+        c.ensure_loaded(loc).await?;
         c.with_group(group_id, |e| e.consumer.as_ref().map(|g| g.describe()))
             .flatten()
-            .ok_or_else(|| HeartbeatError {
-                code: ResponseError::GroupIdNotFound.code(),
-                message: Some(format!("Group {group_id} not found.")),
+            .ok_or_else(|| {
+                HeartbeatError::new(
+                    GroupError::GroupIdNotFound,
+                    format!("Group {group_id} not found."),
+                )
             })
     }
 }

@@ -2,10 +2,9 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::ResponseError;
-
 use super::{Committed, Coordinator, Loc};
 use crate::group::classic::GroupState;
+use crate::group::error::GroupError;
 use crate::group::records::{OffsetCommitValue, RecordKey};
 use crate::group::store;
 
@@ -32,23 +31,23 @@ fn offset_key(group: &str, topic: &str, partition: i32) -> bytes::Bytes {
 
 impl Coordinator {
     /// Validates the committer against the group, writes the offsets as one batch
-    /// (durable before it returns) and then makes them visible. Err: the error code
-    /// for every partition.
+    /// (durable before it returns) and then makes them visible. Err: the error of
+    /// every partition.
     pub async fn commit_offsets(
         self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         req: CommitRequest,
-    ) -> Result<(), i16> {
+    ) -> Result<(), GroupError> {
         let c = self;
         c.ensure_loaded(loc).await?;
         let exists = c.groups.borrow().contains_key(group_id);
         if !exists {
             if req.generation_id >= 0 {
                 return Err(if req.version >= 9 {
-                    ResponseError::GroupIdNotFound.code()
+                    GroupError::GroupIdNotFound
                 } else {
-                    ResponseError::IllegalGeneration.code()
+                    GroupError::IllegalGeneration
                 });
             }
         } else {
@@ -76,7 +75,7 @@ impl Coordinator {
             .await
             .map_err(|e| {
                 tracing::error!(group = group_id, error = %e, "cannot write offsets");
-                ResponseError::CoordinatorNotAvailable.code()
+                GroupError::CoordinatorNotAvailable
             })?;
         c.with_group_or_create(group_id, loc, |e| {
             for (i, (t, p, v)) in req.offsets.into_iter().enumerate() {
@@ -105,7 +104,7 @@ impl Coordinator {
         loc: Loc,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<FetchedOffsets, i16> {
+    ) -> Result<FetchedOffsets, GroupError> {
         let c = self;
         c.ensure_loaded(loc).await?;
         let groups = c.groups.borrow();
@@ -137,23 +136,23 @@ impl Coordinator {
             .collect())
     }
 
-    /// OffsetDelete: per-partition codes, or a group-level error.
+    /// OffsetDelete: per-partition errors, or a group-level error.
     pub async fn delete_offsets(
         self: &Rc<Self>,
         loc: Loc,
         group_id: &str,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<(String, i32, i16)>, i16> {
+    ) -> Result<Vec<(String, i32, Option<GroupError>)>, GroupError> {
         let c = self;
         c.ensure_loaded(loc).await?;
         let plan = c.with_group(group_id, |e| {
             let state = e.group.state();
             if state == GroupState::Dead {
-                return Err(ResponseError::GroupIdNotFound.code());
+                return Err(GroupError::GroupIdNotFound);
             }
             let active = state != GroupState::Empty;
             if active && e.group.protocol_type() != Some("consumer") {
-                return Err(ResponseError::NonEmptyGroup.code());
+                return Err(GroupError::NonEmptyGroup);
             }
             let subscribed = if active {
                 e.group.subscribed_topics()
@@ -165,20 +164,16 @@ impl Coordinator {
                 .map(|(t, p)| {
                     let is_subscribed =
                         active && subscribed.as_ref().is_none_or(|s| s.contains(&t));
-                    let code = if is_subscribed {
-                        ResponseError::GroupSubscribedToTopic.code()
-                    } else {
-                        0
-                    };
+                    let error = is_subscribed.then_some(GroupError::GroupSubscribedToTopic);
                     let present = e.offsets.contains_key(&(t.clone(), p));
-                    (t, p, code, present)
+                    (t, p, error, present)
                 })
                 .collect::<Vec<_>>())
         });
-        let plan = plan.ok_or(ResponseError::GroupIdNotFound.code())??;
+        let plan = plan.ok_or(GroupError::GroupIdNotFound)??;
         let tombstones: Vec<_> = plan
             .iter()
-            .filter(|(_, _, code, present)| *code == 0 && *present)
+            .filter(|(_, _, error, present)| error.is_none() && *present)
             .map(|(t, p, _, _)| (offset_key(group_id, t, *p), None))
             .collect();
         if !tombstones.is_empty() {
@@ -186,12 +181,12 @@ impl Coordinator {
                 .await
                 .map_err(|e| {
                     tracing::error!(group = group_id, error = %e, "cannot delete offsets");
-                    ResponseError::CoordinatorNotAvailable.code()
+                    GroupError::CoordinatorNotAvailable
                 })?;
             c.with_group(group_id, |e| {
-                for (t, p, code, present) in &plan {
+                for (t, p, error, present) in &plan {
                     let key = (t.clone(), *p);
-                    if *code == 0
+                    if error.is_none()
                         && *present
                         && e.offsets.get(&key).is_some_and(|o| o.log_offset < base)
                     {
@@ -202,7 +197,7 @@ impl Coordinator {
         }
         Ok(plan
             .into_iter()
-            .map(|(t, p, code, _)| (t, p, code))
+            .map(|(t, p, error, _)| (t, p, error))
             .collect())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use fjord_storage::StorageError;
+use crate::partition::StorageError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };

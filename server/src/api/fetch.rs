@@ -10,14 +10,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_storage::batch::split_batches;
-use fjord_storage::StorageError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use crate::partition::{trim_to_budget, StorageError};
 use crate::shard::Shard;
 
 /// One partition to read, routed to its owner.
@@ -99,25 +98,6 @@ async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
             ReadOutcome::error(ResponseError::KafkaStorageError.code())
         }
     }
-}
-
-/// Keeps whole batches of `records` within `budget` bytes (at least the first batch
-/// when `min_one`).
-fn trim_to_budget(records: &Bytes, budget: usize, min_one: bool) -> Bytes {
-    if records.len() <= budget {
-        return records.clone();
-    }
-    let Ok(ranges) = split_batches(records) else {
-        return Bytes::new();
-    };
-    let mut end = 0;
-    for r in ranges {
-        if r.end > budget && !(min_one && end == 0) {
-            break;
-        }
-        end = r.end;
-    }
-    records.slice(..end)
 }
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchResponse {
@@ -264,30 +244,5 @@ async fn wait_for_data(watches: Vec<watch::Receiver<i64>>, deadline: tokio::time
     let _ = tokio::time::timeout_at(deadline, rx.recv()).await;
     for w in waiters {
         w.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fake_batches(sizes: &[usize]) -> Bytes {
-        let mut out = Vec::new();
-        for &s in sizes {
-            let mut b = vec![0u8; s];
-            b[8..12].copy_from_slice(&((s - 12) as i32).to_be_bytes());
-            b[16] = 2;
-            out.extend_from_slice(&b);
-        }
-        Bytes::from(out)
-    }
-
-    #[test]
-    fn trims_to_whole_batches() {
-        let r = fake_batches(&[100, 100, 100]);
-        assert_eq!(trim_to_budget(&r, 1000, false).len(), 300);
-        assert_eq!(trim_to_budget(&r, 250, false).len(), 200);
-        assert_eq!(trim_to_budget(&r, 50, false).len(), 0);
-        assert_eq!(trim_to_budget(&r, 50, true).len(), 100);
     }
 }

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use fjord_storage::batch::split_batches;
 pub use fjord_storage::{BatchHeader, StorageError};
 use fjord_storage::{IoEngine, Log, LogConfig, Recovered};
 use tokio::sync::watch;
@@ -440,6 +441,25 @@ fn batch_meta(h: &BatchHeader, base_offset: i64, log_append_time_ms: i64) -> Bat
     }
 }
 
+/// Keeps whole batches of fetched `records` within `budget` bytes (at least the first batch
+/// when `min_one`).
+pub fn trim_to_budget(records: &Bytes, budget: usize, min_one: bool) -> Bytes {
+    if records.len() <= budget {
+        return records.clone();
+    }
+    let Ok(ranges) = split_batches(records) else {
+        return Bytes::new();
+    };
+    let mut end = 0;
+    for r in ranges {
+        if r.end > budget && !(min_one && end == 0) {
+            break;
+        }
+        end = r.end;
+    }
+    records.slice(..end)
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -527,5 +547,30 @@ mod id_tests {
             topic_id_string(&Uuid::from_u128(u128::MAX)),
             "_____________________w"
         );
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    fn fake_batches(sizes: &[usize]) -> Bytes {
+        let mut out = Vec::new();
+        for &s in sizes {
+            let mut b = vec![0u8; s];
+            b[8..12].copy_from_slice(&((s - 12) as i32).to_be_bytes());
+            b[16] = 2;
+            out.extend_from_slice(&b);
+        }
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn trims_to_whole_batches() {
+        let r = fake_batches(&[100, 100, 100]);
+        assert_eq!(trim_to_budget(&r, 1000, false).len(), 300);
+        assert_eq!(trim_to_budget(&r, 250, false).len(), 200);
+        assert_eq!(trim_to_budget(&r, 50, false).len(), 0);
+        assert_eq!(trim_to_budget(&r, 50, true).len(), 100);
     }
 }

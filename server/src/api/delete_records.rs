@@ -5,14 +5,13 @@
 
 use std::rc::Rc;
 
-use crate::partition::StorageError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, StorageError};
 use crate::shard::Shard;
 
 pub async fn handle(

@@ -20,7 +20,7 @@ use crate::partition::registry::Unavailable;
 use crate::partition::validate::{self, RecordError, Records};
 use crate::partition::{now_ms, AppendError, Appended, BatchHeader};
 use crate::shard::Shard;
-use crate::wire::parts::take_parts;
+use crate::wire::frame::take_parts;
 use crate::wire::records::KafkaRecords;
 
 /// A partition's records after validation, ready for its owner.

@@ -1,7 +1,13 @@
 //! Frame splitting. Tells an *incomplete* frame (wait for more bytes) from an
-//! *invalid* one (close the connection).
+//! *invalid* one (close the connection); and taking writable parts out of a request
+//! frame without copying them: Produce hands the storage each partition's records as
+//! a `BytesMut` (storage patches offsets in place), and when nothing but those records
+//! refers to the frame any more, the frame is split into their disjoint ranges instead
+//! of copied.
 
-use bytes::{Buf, BytesMut};
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
 
 /// A frame that can never become valid.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +64,68 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, F
     Ok(Some(buf.split_to(size)))
 }
 
+/// The smallest share of a request frame one part must be to be taken out of it
+/// without a copy. A part keeps the whole frame's memory alive while it sits in a
+/// partition's tail cache, so a cache's memory stays within this many times its byte
+/// budget. 16 lets a request for 8 or fewer partitions of equal batches share (its
+/// headers make each part a little under an eighth).
+pub const SHARE_MIN: usize = 16;
+
+/// Makes each of `slices` writable, in order. A slice of `frame` is split out of it
+/// without a copy when the frame is no longer shared, the slices are disjoint and the
+/// slice is at least 1/[`SHARE_MIN`] of the frame; any other slice is copied.
+pub fn take_parts(frame: Option<Bytes>, slices: Vec<Bytes>) -> Vec<BytesMut> {
+    let copy = |b: &Bytes| BytesMut::from(&b[..]);
+    let Some(frame) = frame else {
+        return slices.iter().map(copy).collect();
+    };
+    let (base, len) = (frame.as_ptr() as usize, frame.len());
+    let in_frame = |b: &Bytes| {
+        let start = (b.as_ptr() as usize).wrapping_sub(base);
+        (start <= len && b.len() <= len - start).then(|| start..start + b.len())
+    };
+    // In-frame slices become their ranges (dropping those references to the frame).
+    let mut parts: Vec<Option<BytesMut>> = Vec::with_capacity(slices.len());
+    let mut ranges: Vec<(usize, Range<usize>)> = Vec::new();
+    for (i, b) in slices.into_iter().enumerate() {
+        match in_frame(&b) {
+            Some(r) => {
+                ranges.push((i, r));
+                parts.push(None);
+            }
+            None => parts.push(Some(copy(&b))),
+        }
+    }
+    ranges.sort_by_key(|(_, r)| r.start);
+    let disjoint = ranges.windows(2).all(|w| w[0].1.end <= w[1].1.start);
+    match frame.try_into_mut() {
+        Ok(mut whole) if disjoint => {
+            let mut consumed = 0;
+            for (i, r) in ranges {
+                let _ = whole.split_to(r.start - consumed);
+                let part = whole.split_to(r.len());
+                parts[i] = Some(if part.len() * SHARE_MIN >= len {
+                    part
+                } else {
+                    BytesMut::from(&part[..])
+                });
+                consumed = r.end;
+            }
+        }
+        Ok(whole) => {
+            for (i, r) in ranges {
+                parts[i] = Some(BytesMut::from(&whole[r]));
+            }
+        }
+        Err(frame) => {
+            for (i, r) in ranges {
+                parts[i] = Some(BytesMut::from(&frame[r]));
+            }
+        }
+    }
+    parts.into_iter().map(Option::unwrap_or_default).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +149,52 @@ mod tests {
         ));
         let mut neg = BytesMut::from(&(-5i32).to_be_bytes()[..]);
         assert_eq!(split_frame(&mut neg, 100), Err(FrameError::BadSize(-5)));
+    }
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::*;
+
+    #[test]
+    fn splits_an_unshared_frame_without_copying() {
+        let frame = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let (a, b) = (frame.slice(60..80), frame.slice(10..30));
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let other = Bytes::from_static(b"elsewhere");
+        let out = take_parts(Some(frame), vec![a, other, b]);
+        assert_eq!(&out[0][..], &(60u8..80).collect::<Vec<u8>>()[..]);
+        assert_eq!(&out[1][..], b"elsewhere");
+        assert_eq!(&out[2][..], &(10u8..30).collect::<Vec<u8>>()[..]);
+        assert_eq!(out[0].as_ptr(), pa, "taken out of the frame, not copied");
+        assert_eq!(out[2].as_ptr(), pb);
+    }
+
+    #[test]
+    fn copies_when_the_frame_is_still_shared_or_parts_overlap() {
+        let frame = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let elsewhere = frame.clone(); // e.g. a header field still pointing into it
+        let a = frame.slice(5..9);
+        let pa = a.as_ptr();
+        let out = take_parts(Some(frame), vec![a]);
+        assert_eq!(&out[0][..], &[5u8, 6, 7, 8]);
+        assert_ne!(out[0].as_ptr(), pa);
+        assert_eq!(elsewhere.len(), 100);
+        // Overlapping slices (impossible from a decoder) and no frame: copies.
+        let frame = Bytes::from(vec![7u8; 10]);
+        let (x, y) = (frame.slice(0..6), frame.slice(4..10));
+        let out = take_parts(Some(frame), vec![x, y]);
+        assert_eq!((out[0].len(), out[1].len()), (6, 6));
+        let out = take_parts(None, vec![Bytes::from_static(b"abc")]);
+        assert_eq!(&out[0][..], b"abc");
+    }
+
+    #[test]
+    fn small_parts_are_copied() {
+        let frame = Bytes::from(vec![1u8; 160]);
+        let small = frame.slice(0..5);
+        let p = small.as_ptr();
+        let out = take_parts(Some(frame), vec![small]);
+        assert_ne!(out[0].as_ptr(), p, "under 1/16 of the frame");
     }
 }

@@ -5,7 +5,6 @@
 
 pub mod codec;
 pub mod frame;
-pub mod parts;
 pub mod pieces;
 pub mod records;
 

@@ -562,13 +562,22 @@ impl Log {
     /// is appended to again. Used before the files are reopened after a failure, so
     /// that no write of this Log lands in a file a new Log has recovered.
     pub fn settled(&mut self) -> impl Future<Output = ()> + 'static {
-        let last = self.last_resolved.take();
+        // The chain of resolutions stays intact: a later append still resolves after
+        // every earlier one.
+        let (resolved_tx, resolved_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let prev = self.last_resolved.replace(resolved_rx);
         let commit = self.commit.clone();
-        async move {
-            if let Some(last) = last {
-                let _ = last.await;
+        tokio::task::spawn_local(async move {
+            if let Some(prev) = prev {
+                let _ = prev.await;
             }
+            let _ = resolved_tx.send(());
             commit.wait_background().await;
+            let _ = done_tx.send(());
+        });
+        async move {
+            let _ = done_rx.await;
         }
     }
 

@@ -386,10 +386,22 @@ impl Partition {
     }
 
     /// Removes the partition's data (its topic was deleted).
+    /// Removes the partition's data (its topic was deleted): the directory is renamed
+    /// aside at once, and its files are removed on the blocking pool.
     pub fn delete(&self) {
         let dir = self.log.borrow().dir().to_path_buf();
-        if let Err(e) = remove_dir(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
+        match rename_aside(&dir) {
+            Ok(Some(aside)) => {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = std::fs::remove_dir_all(&aside) {
+                        tracing::warn!(dir = %aside.display(), error = %e, "cannot remove deleted partition");
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition")
+            }
         }
     }
 }
@@ -517,14 +529,15 @@ fn claim_directory(dir: &std::path::Path, id: &Uuid) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Renames a partition directory aside (Kafka's `-delete` suffix) and removes it.
-fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+/// Renames a deleted partition's directory aside (Kafka's `-delete` suffix), so a new
+/// topic of the same name starts empty; None if there was no directory.
+fn rename_aside(dir: &std::path::Path) -> std::io::Result<Option<PathBuf>> {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}-delete", Uuid::new_v4().simple()));
     let aside = dir.with_file_name(name);
     match std::fs::rename(dir, &aside) {
-        Ok(()) => std::fs::remove_dir_all(&aside),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(Some(aside)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -184,10 +184,10 @@ pub fn crc_is_valid(batch: &[u8]) -> bool {
     crc32c::crc32c(&batch[OFF_ATTRIBUTES..]) == stored
 }
 
-/// Splits a record-set blob into whole batches. Every byte must belong to a batch:
-/// a trailing partial batch is an error, unlike a fetch response's tail.
-pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
-    let mut out = Vec::new();
+/// Visits every batch of a record-set blob whose bytes must all belong to whole
+/// batches, in order: its byte range and its header. A trailing partial batch is an
+/// error, unlike a fetch response's tail.
+fn each_batch(buf: &[u8], mut f: impl FnMut(Range<usize>, BatchHeader)) -> Result<(), BatchError> {
     let mut pos = 0usize;
     while pos < buf.len() {
         let rest = &buf[pos..];
@@ -199,9 +199,16 @@ pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
                 available: rest.len(),
             });
         }
-        out.push(pos..pos + size);
+        f(pos..pos + size, h);
         pos += size;
     }
+    Ok(())
+}
+
+/// Splits a record-set blob into whole batches (see [`each_batch`]).
+pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
+    let mut out = Vec::new();
+    each_batch(buf, |r, _| out.push(r))?;
     Ok(out)
 }
 
@@ -209,20 +216,7 @@ pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
 /// batches (as [`split_batches`] requires), in order.
 pub fn parse_headers(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < buf.len() {
-        let rest = &buf[pos..];
-        let h = BatchHeader::parse(rest)?;
-        let size = h.total_size();
-        if size > rest.len() {
-            return Err(BatchError::Truncated {
-                needed: size,
-                available: rest.len(),
-            });
-        }
-        out.push(h);
-        pos += size;
-    }
+    each_batch(buf, |_, h| out.push(h))?;
     Ok(out)
 }
 

@@ -141,6 +141,21 @@ fn two_members_split_a_topic_revoking_before_assigning() {
         ResponseError::InconsistentGroupProtocol.code()
     );
 
+    // ListGroups v5 names the group's type, and filters by it.
+    let list = |c: &mut Client, types: &[&str]| -> Vec<(String, String)> {
+        let req =
+            ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect());
+        let r: ListGroupsResponse = c.request(5, &req);
+        r.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.group_type.to_string()))
+            .collect()
+    };
+    let g = ("g".to_string(), "consumer".to_string());
+    assert!(list(&mut c, &[]).contains(&g));
+    assert!(list(&mut c, &["consumer"]).contains(&g));
+    assert!(!list(&mut c, &["classic"]).contains(&g));
+
     // Leaving.
     let r = beat(&mut c, "g", "member-a", -1, topic, None);
     assert_eq!((r.error_code, r.member_epoch), (0, -1));

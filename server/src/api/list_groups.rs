@@ -1,5 +1,5 @@
 //! ListGroups (key 16), versions 0–5: every group on every shard, filtered by state
-//! (v4+, case-insensitive) and type (v5+; all of Fjord's groups are "classic").
+//! (v4+, case-insensitive) and type (v5+: "classic", or "consumer" for a KIP-848 group).
 
 use std::rc::Rc;
 
@@ -12,8 +12,6 @@ use super::find_coordinator::group_code;
 use crate::group::coordinator::GroupSummary;
 use crate::group::OFFSETS_TOPIC;
 use crate::shard::Shard;
-
-const GROUP_TYPE_CLASSIC: &str = "classic";
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
@@ -43,15 +41,13 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> 
     let groups = all
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
-        .filter(|_| {
-            version < 5 || types.is_empty() || types.iter().any(|t| t == GROUP_TYPE_CLASSIC)
-        })
+        .filter(|g| version < 5 || types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
                 .with_protocol_type(StrBytes::from_string(g.protocol_type))
                 .with_group_state(StrBytes::from_static_str(g.state))
-                .with_group_type(StrBytes::from_static_str(GROUP_TYPE_CLASSIC))
+                .with_group_type(StrBytes::from_static_str(g.group_type))
         })
         .collect();
     ListGroupsResponse::default()

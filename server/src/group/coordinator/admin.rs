@@ -36,6 +36,9 @@ pub struct GroupSummary {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// Kafka's group type (ListGroups v5): "consumer" for a KIP-848 group, else
+    /// "classic".
+    pub group_type: &'static str,
 }
 
 impl Coordinator {
@@ -117,11 +120,13 @@ impl Coordinator {
                     group_id: g.group_id.clone(),
                     protocol_type: "consumer".to_string(),
                     state: g.state(),
+                    group_type: "consumer",
                 },
                 None => GroupSummary {
                     group_id: e.group.group_id.clone(),
                     protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
                     state: e.group.state().name(),
+                    group_type: "classic",
                 },
             })
             .collect();

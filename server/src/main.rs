@@ -220,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
+    fjord::partition::remove_leftover_deletions(&config.log_dirs);
     let addr = net::listener::client_addr(&config)?;
     net::listener::ensure_port_free(addr).with_context(|| format!("binding {addr}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -513,7 +513,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn acks_zero_validate_only_delete_by_name_and_id() {
-    let broker = Broker::start("admin-basics", &[]);
+    let mut broker = Broker::start("admin-basics", &[]);
     let mut c = broker.client();
     // validate_only creates nothing.
     let req = CreateTopicsRequest::default()
@@ -604,6 +604,32 @@ fn acks_zero_validate_only_delete_by_name_and_id() {
         !broker.dir.join("rf-0").exists(),
         "deleted topic's data is removed"
     );
+
+    // Directories renamed aside are removed in the background, and at start-up those a
+    // previous run left behind.
+    let leftovers = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with("-delete"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let gone = |dir: &std::path::Path| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while leftovers(dir) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        leftovers(dir) == 0
+    };
+    assert!(gone(&broker.dir));
+    broker.stop();
+    let left = broker.dir.join("old-0.0123456789abcdef-delete");
+    std::fs::create_dir_all(&left).expect("mkdir");
+    std::fs::write(left.join("00000000000000000000.log"), b"old").expect("write");
+    broker.spawn();
+    assert!(gone(&broker.dir), "a leftover of an earlier run is removed");
 }
 
 #[test]

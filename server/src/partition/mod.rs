@@ -529,6 +529,34 @@ fn claim_directory(dir: &std::path::Path, id: &Uuid) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Removes, on a thread of its own, the directories of deleted partitions that a
+/// previous run renamed aside but did not finish removing (Kafka's `-delete` suffix).
+pub fn remove_leftover_deletions(log_dirs: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(log_dirs) else {
+        return;
+    };
+    let leftovers: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-delete"))
+        .map(|e| e.path())
+        .collect();
+    if leftovers.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("fjord-delete".into())
+        .spawn(move || {
+            for dir in leftovers {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start removing deleted partitions");
+    }
+}
+
 /// Renames a deleted partition's directory aside (Kafka's `-delete` suffix), so a new
 /// topic of the same name starts empty; None if there was no directory.
 fn rename_aside(dir: &std::path::Path) -> std::io::Result<Option<PathBuf>> {

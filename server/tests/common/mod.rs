@@ -83,6 +83,20 @@ impl Broker {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_with_stderr(Stdio::inherit());
+    }
+
+    /// Like [`Broker::spawn`], with the broker's stderr (its log) appended to `path`.
+    pub fn spawn_logging_to(&mut self, path: &std::path::Path) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open broker log file");
+        self.spawn_with_stderr(Stdio::from(file));
+    }
+
+    fn spawn_with_stderr(&mut self, stderr: Stdio) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fjord"));
         cmd.arg("--override")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port));
@@ -92,7 +106,7 @@ impl Broker {
         for e in &self.extra {
             cmd.arg("--override").arg(e);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::null()).stderr(stderr);
         self.child = Some(cmd.spawn().expect("spawn fjord"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -158,25 +158,6 @@ struct CacheEntry {
     bytes: Bytes,
 }
 
-/// Where a visited batch lives.
-enum Loc<'a> {
-    Disk(&'a Segment, u64, usize),
-    Mem(Bytes),
-}
-
-impl Loc<'_> {
-    fn bytes(&self) -> io::Result<Bytes> {
-        match self {
-            Loc::Mem(b) => Ok(b.clone()),
-            Loc::Disk(seg, pos, size) => {
-                let mut buf = vec![0u8; *size];
-                seg.log.read_exact_at(&mut buf, *pos)?;
-                Ok(Bytes::from(buf))
-            }
-        }
-    }
-}
-
 /// A partition's log. Owned by exactly one shard thread; `append` and `flush` must run
 /// inside that thread's `LocalSet` (they spawn local tasks).
 pub struct Log {
@@ -200,7 +181,7 @@ pub mod compact;
 mod read;
 mod recover;
 mod retention;
-pub use read::ReadFuture;
+pub use read::{LookupFuture, ReadFuture};
 pub use recover::Recovered;
 
 impl Log {

@@ -54,6 +54,16 @@ async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
     out
 }
 
+/// Headers of every batch from the one containing `from` (or the log start, if later).
+async fn headers_from(log: &Log, from: i64) -> Vec<BatchHeader> {
+    let bytes = read_all(log, from.max(log.log_start_offset()), 1 << 20).await;
+    split_batches(&bytes)
+        .expect("whole batches")
+        .into_iter()
+        .map(|range| BatchHeader::parse(&bytes[range]).expect("header"))
+        .collect()
+}
+
 fn concat(parts: &[Bytes]) -> Vec<u8> {
     parts.iter().flat_map(|b| b.iter().copied()).collect()
 }
@@ -397,9 +407,11 @@ fn retention_by_size_and_time() {
         let before = log.log_start_offset();
         let deleted = log.enforce_retention(2_700).expect("time");
         assert!(deleted > 0 && log.log_start_offset() > before);
-        let mut timestamps = Vec::new();
-        log.scan_headers(0, &mut |h| timestamps.push(h.base_timestamp))
-            .expect("scan");
+        let timestamps: Vec<i64> = headers_from(&log, 0)
+            .await
+            .iter()
+            .map(|h| h.base_timestamp)
+            .collect();
         assert!(timestamps.contains(&1_700), "unexpired batches stay");
         assert!(timestamps[0] > 1_500, "expired ones went");
         let lso = log.log_start_offset();
@@ -511,7 +523,11 @@ fn log_append_time_and_timestamp_lookups() {
             fjord_storage::IoEngine::new_fallback(),
         )
         .expect("open");
-        assert!(log.batch_with_max_timestamp().expect("empty").is_none());
+        assert!(log
+            .batch_with_max_timestamp()
+            .await
+            .expect("empty")
+            .is_none());
         fill(&mut log, 60, false).await;
         let (info, fut) = log
             .append_bytes(build_batch(5, &[b"late"]), 2, Some(777_777), false)
@@ -538,6 +554,7 @@ fn log_append_time_and_timestamp_lookups() {
 
         let max = log
             .batch_with_max_timestamp()
+            .await
             .expect("lookup")
             .expect("some");
         assert_eq!(
@@ -548,12 +565,14 @@ fn log_append_time_and_timestamp_lookups() {
         // (batch 29 tops out at 1_292).
         let b = log
             .batch_for_timestamp(1_295)
+            .await
             .expect("lookup")
             .expect("some");
         let h = BatchHeader::parse(&b).expect("h");
         assert_eq!(h.base_timestamp, 1_300);
         let b = log
             .batch_for_timestamp(1_100)
+            .await
             .expect("lookup")
             .expect("some");
         assert_eq!(
@@ -563,14 +582,21 @@ fn log_append_time_and_timestamp_lookups() {
         );
         let b = log
             .batch_for_timestamp(i64::MIN)
+            .await
             .expect("lookup")
             .expect("some");
         assert_eq!(BatchHeader::parse(&b).expect("h").base_offset, 0);
-        assert!(log.batch_for_timestamp(777_778).expect("lookup").is_none());
+        assert!(log
+            .batch_for_timestamp(777_778)
+            .await
+            .expect("lookup")
+            .is_none());
 
-        let mut seen = Vec::new();
-        log.scan_headers(5, &mut |h| seen.push(h.base_offset))
-            .expect("scan");
+        let seen: Vec<i64> = headers_from(&log, 5)
+            .await
+            .iter()
+            .map(|h| h.base_offset)
+            .collect();
         assert_eq!(
             seen.first(),
             Some(&3),

@@ -1,5 +1,6 @@
 //! ListOffsets (key 2), versions 1–10: earliest, latest, max timestamp, and the first
-//! offset whose timestamp is at or after a given time.
+//! offset whose timestamp is at or after a given time. Runs on the shard that received
+//! the request; each partition is looked up on its owner shard.
 
 use std::rc::Rc;
 
@@ -11,6 +12,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::route::{self, Target};
 use crate::partition::Partition;
 use crate::shard::Shard;
 
@@ -41,7 +43,8 @@ fn find_record(
     pick(&records)
 }
 
-fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
+/// Answers one partition on its owner shard; lookups by time await their disk reads.
+async fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
     // Leader epochs are in the response from v4; earlier versions must leave it unset.
     let epoch = if version >= 4 { p.leader_epoch } else { -1 };
     let none = (0, -1, -1, -1);
@@ -49,7 +52,7 @@ fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
         LATEST => (0, -1, p.high_watermark(), epoch),
         EARLIEST | EARLIEST_LOCAL => (0, -1, p.log_start_offset(), epoch),
         LATEST_TIERED if version >= 9 => none,
-        MAX_TIMESTAMP if version >= 7 => match p.batch_with_max_timestamp() {
+        MAX_TIMESTAMP if version >= 7 => match p.batch_with_max_timestamp().await {
             Ok(Some(batch)) => find_record(batch, |rs| {
                 let max = rs.iter().map(|r| r.0).max()?;
                 rs.iter().find(|r| r.0 == max).copied()
@@ -59,7 +62,7 @@ fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
             Ok(None) => none,
             Err(_) => (ResponseError::KafkaStorageError.code(), -1, -1, -1),
         },
-        t if t >= 0 => match p.batch_for_timestamp(t) {
+        t if t >= 0 => match p.batch_for_timestamp(t).await {
             Ok(Some(batch)) => find_record(batch, |rs| rs.iter().find(|r| r.0 >= t).copied())
                 .filter(|(_, o)| *o < p.high_watermark())
                 .map(|(ts, o)| (0, ts, o, epoch))
@@ -69,6 +72,47 @@ fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
         },
         _ => (ResponseError::UnsupportedVersion.code(), -1, -1, -1),
     }
+}
+
+/// [`route::on_owners`] with [`lookup`] as the work, which awaits (`on_owners` takes a
+/// synchronous step): every `Ok` target is answered on the shard owning its partition,
+/// all shards at once, and the answers come back in input order.
+async fn on_owners(
+    shard: &Rc<Shard>,
+    version: i16,
+    targets: Vec<Target<i64>>,
+) -> Vec<Result<Answer, i16>> {
+    let gone = ResponseError::NotLeaderOrFollower.code();
+    let mut answers: Vec<Result<Answer, i16>> = Vec::with_capacity(targets.len());
+    let mut routed = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        match target {
+            Ok((id, index, ts)) => {
+                routed.push((shard.owner(&id, index), (i, id, index, ts)));
+                answers.push(Err(gone));
+            }
+            Err(code) => answers.push(Err(code)),
+        }
+    }
+    let done = shard
+        .scatter(
+            routed,
+            move |s: Rc<Shard>, (i, id, index, ts): (usize, Uuid, i32, i64)| async move {
+                let answer = match s.partitions.ready(&id, index).await {
+                    Ok(p) => Ok(lookup(&p, version, ts).await),
+                    Err(u) => Err(route::unavailable_code(&u)),
+                };
+                (i, answer)
+            },
+            move || (usize::MAX, Err(gone)),
+        )
+        .await;
+    for (i, answer) in done {
+        if let Some(slot) = answers.get_mut(i) {
+            *slot = answer;
+        }
+    }
+    answers
 }
 
 pub async fn handle(
@@ -108,8 +152,7 @@ pub async fn handle(
         .iter()
         .map(|(_, index, s)| s.map(|(id, ts)| (id, *index, ts)))
         .collect();
-    let answers =
-        super::route::on_owners(shard, targets, move |p, ts| Ok(lookup(p, version, ts))).await;
+    let answers = on_owners(shard, version, targets).await;
     let mut topics: Vec<ListOffsetsTopicResponse> = req
         .topics
         .iter()

@@ -324,14 +324,18 @@ impl Partition {
         })
     }
 
-    /// The first batch holding a timestamp >= `ts` (ListOffsets by time).
-    pub fn batch_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
-        self.log.borrow().batch_for_timestamp(ts)
+    /// The first batch holding a timestamp >= `ts` (ListOffsets by time). Planned under
+    /// a short borrow of the log; the disk reads are awaited without it.
+    pub async fn batch_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
+        let lookup = self.log.borrow().batch_for_timestamp(ts);
+        lookup.await
     }
 
-    /// The batch holding the largest timestamp (ListOffsets MAX_TIMESTAMP).
-    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, StorageError> {
-        self.log.borrow().batch_with_max_timestamp()
+    /// The batch holding the largest timestamp (ListOffsets MAX_TIMESTAMP), planned and
+    /// awaited like [`Partition::batch_for_timestamp`].
+    pub async fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, StorageError> {
+        let lookup = self.log.borrow().batch_with_max_timestamp();
+        lookup.await
     }
 
     /// Installs new storage settings (a config change); true when retention settings

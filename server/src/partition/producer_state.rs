@@ -121,8 +121,26 @@ impl ProducerStateTable {
     }
 
     /// Records an appended batch (also used when replaying the log on start-up).
+    /// Batches come in log order, from appends that [`ProducerStateTable::check`]
+    /// let through (or their replay), so a producer's epoch never goes back.
     pub fn record(&mut self, pid: i64, epoch: i16, meta: BatchMeta) {
+        debug_assert!(
+            meta.base_offset <= meta.last_offset,
+            "batch offsets: {meta:?}"
+        );
         let entry = self.producers.entry(pid).or_default();
+        debug_assert!(
+            entry.batches.is_empty() || epoch >= entry.epoch,
+            "producer {pid}: epoch {epoch} after {}",
+            entry.epoch
+        );
+        debug_assert!(
+            entry
+                .batches
+                .back()
+                .is_none_or(|b| b.last_offset < meta.base_offset),
+            "producer {pid}: batches recorded in offset order"
+        );
         if epoch != entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -131,6 +149,7 @@ impl ProducerStateTable {
             entry.batches.pop_front();
         }
         entry.batches.push_back(meta);
+        debug_assert!(entry.batches.len() <= BATCHES_PER_PRODUCER_MAX);
     }
 }
 
@@ -178,6 +197,29 @@ mod tests {
         let mut t = ProducerStateTable::default();
         t.record(2, 0, meta(i32::MAX - 1, i32::MAX, 0));
         assert_eq!(t.check(2, 0, 0, 3), Verdict::Append);
+    }
+
+    #[test]
+    fn a_new_epoch_forgets_the_old_epochs_batches() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..5 {
+            t.record(4, 0, meta(i, i, i as i64));
+        }
+        t.record(4, 1, meta(0, 2, 5));
+        // Sequence 0..=2 at epoch 1 is a duplicate; 3..=3 from epoch 0 is not.
+        assert_eq!(t.check(4, 1, 0, 2), Verdict::Duplicate(meta(0, 2, 5)));
+        assert_eq!(t.check(4, 1, 3, 3), Verdict::Append);
+        assert_eq!(t.check(4, 1, 1, 1), Verdict::OutOfOrder);
+        assert_eq!(t.summaries()[0].epoch, 1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "epoch")]
+    fn recording_an_older_epoch_is_a_bug() {
+        let mut t = ProducerStateTable::default();
+        t.record(4, 2, meta(0, 0, 0));
+        t.record(4, 1, meta(0, 0, 1));
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! Read side of `Log`: fetch reads (awaited on the ring, borrowing nothing from the
-//! Log), timestamp lookups and header scans (blocking preads, kept synchronous).
+//! Read side of `Log`: fetch reads and, in `read/lookup.rs`, timestamp lookups. Both
+//! are planned synchronously on the shard and read the disk on the ring when awaited,
+//! borrowing nothing from the Log.
 
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,10 +12,13 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{CacheEntry, Loc, Log, ReadResult, StorageError, READ_BYTES_MAX};
+use super::{CacheEntry, Log, ReadResult, StorageError, READ_BYTES_MAX};
 use crate::batch::{BatchHeader, HEADER_SIZE};
 use crate::io::IoEngine;
-use crate::segment::{walk_file, Segment};
+use crate::segment::Segment;
+
+mod lookup;
+pub use lookup::LookupFuture;
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
@@ -27,40 +30,53 @@ const READ_AHEAD_BYTES: usize = 64 * 1024;
 /// Read size when walking headers beyond the first read.
 const WALK_CHUNK_BYTES: usize = 256 * 1024;
 
+/// A result known when planned, or the disk reads producing it in flight on the ring.
+/// Owns everything it reads (segment file handles, tail-cache bytes), so a segment
+/// deleted meanwhile stays readable through its handle. `!Send`, like the engine.
+enum Pending<T> {
+    Ready(Option<Result<T, StorageError>>),
+    Disk(Pin<Box<dyn Future<Output = Result<T, StorageError>>>>),
+}
+
+impl<T> Pending<T> {
+    fn is_ready(&self) -> bool {
+        matches!(self, Pending::Ready(_))
+    }
+
+    fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, StorageError>> {
+        match self {
+            Pending::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Ready(Err(StorageError::Io(io::Error::other(
+                    "storage future polled after completion",
+                )))),
+            },
+            Pending::Disk(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
 /// The result of [`Log::read`]: ready at once for tail-cache hits, else the disk read
 /// in flight on the ring. Borrows nothing from the `Log` (it owns the segment's file
 /// handle), so the caller may release its borrow before awaiting; a segment deleted
 /// meanwhile stays readable through that handle. `!Send`, like the engine.
-pub struct ReadFuture(ReadState);
-
-enum ReadState {
-    Ready(Option<Result<ReadResult, StorageError>>),
-    Disk(Pin<Box<dyn Future<Output = Result<ReadResult, StorageError>>>>),
-}
+pub struct ReadFuture(Pending<ReadResult>);
 
 impl ReadFuture {
     fn ready(r: Result<ReadResult, StorageError>) -> ReadFuture {
-        ReadFuture(ReadState::Ready(Some(r)))
+        ReadFuture(Pending::Ready(Some(r)))
     }
 
     /// True when the result is known without I/O (range errors, empty, tail cache).
     pub fn is_ready(&self) -> bool {
-        matches!(self.0, ReadState::Ready(_))
+        self.0.is_ready()
     }
 }
 
 impl Future for ReadFuture {
     type Output = Result<ReadResult, StorageError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().0 {
-            ReadState::Ready(r) => match r.take() {
-                Some(r) => Poll::Ready(r),
-                None => Poll::Ready(Err(StorageError::Io(io::Error::other(
-                    "read future polled after completion",
-                )))),
-            },
-            ReadState::Disk(f) => f.as_mut().poll(cx),
-        }
+        self.get_mut().0.poll_result(cx)
     }
 }
 
@@ -120,7 +136,7 @@ impl Log {
             return ReadFuture::ready(Ok(result(Bytes::new())));
         };
         let io = self.io.clone();
-        ReadFuture(ReadState::Disk(Box::pin(async move {
+        ReadFuture(Pending::Disk(Box::pin(async move {
             plan.run(&io, offset, max_offset, max_bytes, min_one)
                 .await
                 .map(result)
@@ -184,129 +200,6 @@ impl Log {
         self.segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1)
-    }
-    /// Visits batches from the one containing `offset` to the end (disk, then cache).
-    fn walk_from(
-        &self,
-        offset: i64,
-        f: &mut dyn FnMut(&BatchHeader, Loc<'_>) -> ControlFlow<()>,
-    ) -> Result<(), StorageError> {
-        let cache_start = self.tail.front().map_or(i64::MAX, |e| e.base_offset);
-        if offset < cache_start {
-            let mut first = true;
-            for seg in &self.segments[self.segment_index_for(offset)..] {
-                let end = self.disk_end(seg);
-                let start = if first { seg.lookup(offset) } else { 0 };
-                first = false;
-                let mut stopped = false;
-                let walk = walk_file(&seg.log, start, end, false, &mut |pos, h, _| {
-                    if h.last_offset() < offset {
-                        return ControlFlow::Continue(());
-                    }
-                    let flow = f(h, Loc::Disk(seg, pos, h.total_size()));
-                    stopped = flow.is_break();
-                    flow
-                })?;
-                if let Some(err) = walk.error {
-                    return Err(corrupt(format!("segment {}: {err}", seg.base_offset)));
-                }
-                if stopped {
-                    return Ok(());
-                }
-                if end < seg.size {
-                    break;
-                }
-            }
-        }
-        for e in &self.tail {
-            if e.next_offset <= offset {
-                continue;
-            }
-            let mut at = 0usize;
-            while at < e.bytes.len() {
-                let h = BatchHeader::parse(&e.bytes[at..]).map_err(corrupt)?;
-                let size = h.total_size();
-                if h.last_offset() >= offset
-                    && f(&h, Loc::Mem(e.bytes.slice(at..at + size))).is_break()
-                {
-                    return Ok(());
-                }
-                at += size;
-            }
-        }
-        Ok(())
-    }
-
-    /// The first batch (from the log start) whose max timestamp is `>= ts`, found via the
-    /// time index of the first segment that can hold it.
-    pub fn batch_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
-        let Some(seg) = self
-            .segments
-            .iter()
-            .find(|s| s.next_offset > self.log_start_offset && s.max_timestamp >= ts)
-        else {
-            return Ok(None);
-        };
-        let start = seg.time_lookup(ts).max(self.log_start_offset);
-        self.first_batch_where(start, &mut |h| h.max_timestamp >= ts)
-    }
-
-    /// The first batch holding the largest timestamp in the log, or None if empty.
-    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, StorageError> {
-        if self.log_start_offset >= self.log_end_offset {
-            return Ok(None);
-        }
-        let mut best: Option<&Segment> = None;
-        for s in self
-            .segments
-            .iter()
-            .filter(|s| s.next_offset > self.log_start_offset && s.size > 0)
-        {
-            if best.is_none_or(|b| s.max_timestamp > b.max_timestamp) {
-                best = Some(s);
-            }
-        }
-        let Some(best) = best else { return Ok(None) };
-        if best.offset_of_max_timestamp >= self.log_start_offset {
-            let target = best.offset_of_max_timestamp;
-            return self.first_batch_where(target, &mut |h| h.last_offset() >= target);
-        }
-        // The segment's max lies below the log start: find the max among what remains.
-        let mut max = i64::MIN;
-        self.scan_headers(self.log_start_offset, &mut |h| {
-            max = max.max(h.max_timestamp)
-        })?;
-        self.first_batch_where(self.log_start_offset, &mut |h| h.max_timestamp >= max)
-    }
-
-    fn first_batch_where(
-        &self,
-        from: i64,
-        pred: &mut dyn FnMut(&BatchHeader) -> bool,
-    ) -> Result<Option<Bytes>, StorageError> {
-        let mut found = None;
-        self.walk_from(from, &mut |h, loc| {
-            if pred(h) {
-                found = Some(loc.bytes());
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        Ok(found.transpose()?)
-    }
-
-    /// Calls `f` for every batch header from the batch containing `from_offset` (or the
-    /// log start, if later) to the end.
-    pub fn scan_headers(
-        &self,
-        from_offset: i64,
-        f: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<(), StorageError> {
-        self.walk_from(from_offset.max(self.log_start_offset), &mut |h, _| {
-            f(h);
-            ControlFlow::Continue(())
-        })
     }
 }
 
@@ -404,10 +297,10 @@ impl Window {
         if need_end > self.end {
             return Ok(false);
         }
-        let held_end = self.pos + self.buf.len() as u64;
-        if at >= self.pos && need_end <= held_end {
+        if self.holds(at, need) {
             return Ok(true);
         }
+        let held_end = self.pos + self.buf.len() as u64;
         let want_end = (at + want.max(need) as u64).min(self.end);
         let overlap = at >= self.pos && at < held_end;
         let read_from = if overlap { held_end } else { at };
@@ -428,6 +321,11 @@ impl Window {
         };
         self.pos = at;
         Ok(need_end <= self.pos + self.buf.len() as u64)
+    }
+
+    /// True when the window covers `[at, at + len)`.
+    fn holds(&self, at: u64, len: usize) -> bool {
+        at >= self.pos && at + len as u64 <= self.pos + self.buf.len() as u64
     }
 
     /// The held bytes from `at` on (`at` must be held).

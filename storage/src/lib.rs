@@ -8,7 +8,8 @@
 //!   counters and deterministic injected failures, tears and delays.
 //! - `log.rs`    — `Log`: one partition directory; append, roll, flush.
 //!   `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
-//!   `log/read.rs` (fetch reads on the ring, timestamp lookups, header scans),
+//!   `log/read.rs` (fetch reads and, in `read/lookup.rs`, timestamp lookups, both
+//!   planned on the shard and read through the ring),
 //!   `log/retention.rs` (retention, DeleteRecords) and `log/compact.rs` extend it.
 //! - `segment.rs` — one segment's files and sparse indexes in Kafka's exact format,
 //!   batch-by-batch validation and index rebuilding.

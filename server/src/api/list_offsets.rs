@@ -12,7 +12,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::route::{self, Target};
+use super::route;
 use crate::partition::Partition;
 use crate::shard::Shard;
 
@@ -74,47 +74,6 @@ async fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
     }
 }
 
-/// [`route::on_owners`] with [`lookup`] as the work, which awaits (`on_owners` takes a
-/// synchronous step): every `Ok` target is answered on the shard owning its partition,
-/// all shards at once, and the answers come back in input order.
-async fn on_owners(
-    shard: &Rc<Shard>,
-    version: i16,
-    targets: Vec<Target<i64>>,
-) -> Vec<Result<Answer, i16>> {
-    let gone = ResponseError::NotLeaderOrFollower.code();
-    let mut answers: Vec<Result<Answer, i16>> = Vec::with_capacity(targets.len());
-    let mut routed = Vec::new();
-    for (i, target) in targets.into_iter().enumerate() {
-        match target {
-            Ok((id, index, ts)) => {
-                routed.push((shard.owner(&id, index), (i, id, index, ts)));
-                answers.push(Err(gone));
-            }
-            Err(code) => answers.push(Err(code)),
-        }
-    }
-    let done = shard
-        .scatter(
-            routed,
-            move |s: Rc<Shard>, (i, id, index, ts): (usize, Uuid, i32, i64)| async move {
-                let answer = match s.partitions.ready(&id, index).await {
-                    Ok(p) => Ok(lookup(&p, version, ts).await),
-                    Err(u) => Err(route::unavailable_code(&u)),
-                };
-                (i, answer)
-            },
-            move || (usize::MAX, Err(gone)),
-        )
-        .await;
-    for (i, answer) in done {
-        if let Some(slot) = answers.get_mut(i) {
-            *slot = answer;
-        }
-    }
-    answers
-}
-
 pub async fn handle(
     shard: &Rc<Shard>,
     version: i16,
@@ -152,7 +111,10 @@ pub async fn handle(
         .iter()
         .map(|(_, index, s)| s.map(|(id, ts)| (id, *index, ts)))
         .collect();
-    let answers = on_owners(shard, version, targets).await;
+    let answers = route::on_owners_async(shard, targets, move |p, ts| async move {
+        Ok(lookup(&p, version, ts).await)
+    })
+    .await;
     let mut topics: Vec<ListOffsetsTopicResponse> = req
         .topics
         .iter()

@@ -1,6 +1,7 @@
 //! Shared by the per-partition APIs (ListOffsets, OffsetForLeaderEpoch, DeleteRecords,
-//! DescribeProducers): run a small synchronous step on each partition's owner shard
-//! and answer in request order.
+//! DescribeProducers): run a step on each partition's owner shard (synchronous, or
+//! awaiting disk reads for ListOffsets) and answer in request order; and the error
+//! codes of partitions an owner cannot serve.
 //!
 //! Runs on the shard that received the request; `work` runs on the owner shards.
 
@@ -28,6 +29,7 @@ pub type Target<A> = Result<(Uuid, i32, A), i16>;
 
 /// Runs `work(partition, argument)` for every `Ok` target on the shard owning that
 /// partition, all shards at once, and returns one answer per target, in input order.
+/// [`on_owners_async`] is the same for work that awaits (disk reads).
 /// A target that came in as `Err(code)` answers `Err(code)`; a partition its owner
 /// cannot serve answers [`unavailable_code`], and one whose shard stopped
 /// NOT_LEADER_OR_FOLLOWER.
@@ -40,6 +42,24 @@ where
     A: Send + 'static,
     R: Send + 'static,
     F: Fn(&Partition, A) -> Result<R, i16> + Send + Clone + 'static,
+{
+    on_owners_async(shard, targets, move |p, arg| {
+        std::future::ready(work(&p, arg))
+    })
+    .await
+}
+
+/// [`on_owners`] for work that awaits.
+pub async fn on_owners_async<A, R, F, Fut>(
+    shard: &Rc<Shard>,
+    targets: Vec<Target<A>>,
+    work: F,
+) -> Vec<Result<R, i16>>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Partition>, A) -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = Result<R, i16>> + 'static,
 {
     let gone = ResponseError::NotLeaderOrFollower.code();
     let mut answers: Vec<Result<R, i16>> = Vec::with_capacity(targets.len());
@@ -60,7 +80,7 @@ where
                 let work = work.clone();
                 async move {
                     let answer = match s.partitions.ready(&id, index).await {
-                        Ok(p) => work(&p, arg),
+                        Ok(p) => work(p, arg).await,
                         Err(u) => Err(unavailable_code(&u)),
                     };
                     (i, answer)

@@ -99,6 +99,8 @@ pub struct Config {
     pub tail_cache_bytes: usize,
     /// `fjord.partition.open.wait.ms`.
     pub partition_open_wait_ms: u64,
+    /// `num.recovery.threads.per.data.dir`: partition logs opened at once.
+    pub num_recovery_threads_per_data_dir: usize,
     pub io_uring_entries: u32,
     /// `host:port` of the Prometheus endpoint, or None (the default: off).
     pub metrics_listener: Option<String>,
@@ -343,6 +345,7 @@ impl Config {
             max_partitions_per_request: int("fjord.max.partitions.per.request") as usize,
             tail_cache_bytes: int("fjord.tail.cache.bytes") as usize,
             partition_open_wait_ms: int("fjord.partition.open.wait.ms") as u64,
+            num_recovery_threads_per_data_dir: int("num.recovery.threads.per.data.dir") as usize,
             io_uring_entries: int("fjord.io.uring.entries") as u32,
             metrics_listener: (!metrics.is_empty()).then(|| metrics.to_string()),
             cluster_id,

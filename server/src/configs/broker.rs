@@ -159,6 +159,15 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "The heartbeat interval members of a consumer group (KIP-848) are told to keep.",
     )),
     key(
+        "num.recovery.threads.per.data.dir",
+        Int,
+        int(1, 1024),
+        "2",
+        "The number of threads per data directory to be used for log recovery at startup \
+         and flushing at shutdown: in Fjord, how many partition logs of the node are \
+         opened (recovered) at once.",
+    ),
+    key(
         "offsets.topic.num.partitions",
         Int,
         int(1, 1_000_000),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_storage::{IoEngine, LogConfig, RecordCodec};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use super::{compaction, Partition};
@@ -88,6 +88,11 @@ pub struct PartitionRegistry {
     io: Rc<IoEngine>,
     /// Reads and writes records inside batches (compaction, internal topics).
     codec: Arc<dyn RecordCodec>,
+    /// Partition logs of the whole node being opened at once, at most
+    /// `num.recovery.threads.per.data.dir` (shared by every shard's registry): creating
+    /// or recovering thousands of partitions uses that many blocking threads, not one
+    /// each.
+    opens: Arc<Semaphore>,
     /// How long a request waits for a partition being opened before it is answered
     /// with a retriable error (`fjord.partition.open.wait.ms`).
     open_wait: Duration,
@@ -102,11 +107,13 @@ impl PartitionRegistry {
         view: Rc<ClusterView>,
         io: Rc<IoEngine>,
         codec: Arc<dyn RecordCodec>,
+        opens: Arc<Semaphore>,
     ) -> Rc<PartitionRegistry> {
         Rc::new(PartitionRegistry {
             shard,
             shards,
             codec,
+            opens,
             open_wait: Duration::from_millis(config.partition_open_wait_ms),
             config,
             view,
@@ -270,8 +277,14 @@ impl PartitionRegistry {
         let log_config = self.log_config(topic);
         let (me, topic) = (self.clone(), topic.clone());
         tokio::task::spawn_local(async move {
-            let opened =
-                Partition::open(dir, &topic, index, log_config, me.io.clone(), epoch).await;
+            let opened = match me.opens.clone().acquire_owned().await {
+                Ok(_permit) => {
+                    Partition::open(dir, &topic, index, log_config, me.io.clone(), epoch).await
+                }
+                Err(_) => Err(super::OpenError::Storage(super::StorageError::Io(
+                    std::io::Error::other("partition opening stopped"),
+                ))),
+            };
             let slot = match opened {
                 Ok(p) => Slot::Open(p),
                 Err(e) if e.is_disk_full() => {

@@ -45,10 +45,14 @@ pub fn start(starts: Vec<ShardStart>) -> std::io::Result<Vec<std::thread::JoinHa
         receivers.push(rx);
     }
     let peers = Arc::new(senders);
+    let opens =
+        Arc::new(tokio::sync::Semaphore::new(starts.first().map_or(1, |s| {
+            s.config.num_recovery_threads_per_data_dir.max(1)
+        })));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(n);
     for (id, (start, rx)) in starts.into_iter().zip(receivers).enumerate() {
-        let peers = peers.clone();
+        let (peers, opens) = (peers.clone(), opens.clone());
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("fjord-shard-{id}"))
@@ -67,7 +71,7 @@ pub fn start(starts: Vec<ShardStart>) -> std::io::Result<Vec<std::thread::JoinHa
                     }
                 };
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, run(id, start, peers, rx));
+                local.block_on(&rt, run(id, start, peers, rx, opens));
             })?;
         handles.push(handle);
     }
@@ -81,6 +85,7 @@ async fn run(
     start: ShardStart,
     peers: Arc<Vec<mpsc::Sender<Task>>>,
     mut rx: mpsc::Receiver<Task>,
+    opens: Arc<tokio::sync::Semaphore>,
 ) {
     let io = match IoEngine::new(start.config.io_uring_entries) {
         Ok(io) => io,
@@ -100,6 +105,7 @@ async fn run(
         cluster.clone(),
         io,
         Arc::new(KafkaRecords),
+        opens,
     );
     let groups = Coordinator::new(
         partitions.clone(),

@@ -126,17 +126,17 @@ impl Partition {
         leader_epoch: i32,
     ) -> Result<Rc<Partition>, OpenError> {
         let topic_id = topic.id;
-        let recovered = tokio::task::spawn_blocking(move || recover(dir, &topic_id, log_config))
-            .await
-            .map_err(|e| OpenError::Storage(StorageError::Io(std::io::Error::other(e))))??;
+        let recovered =
+            tokio::task::spawn_blocking(move || recover(dir, &topic_id, log_config, leader_epoch))
+                .await
+                .map_err(|e| OpenError::Storage(StorageError::Io(std::io::Error::other(e))))??;
         let Recovery {
             log,
             producers,
-            mut epochs,
+            epochs,
         } = recovered;
         let log = Log::from_recovered(log, io);
         let hw = log.written_end_offset();
-        epochs.assign(leader_epoch, log.log_end_offset())?;
         let log_end_gauge = metrics::gauge!(
             "fjord_log_end_offset",
             "topic" => topic.name.clone(),
@@ -417,8 +417,14 @@ struct Recovery {
     epochs: leader_epoch::LeaderEpochCache,
 }
 
-/// The blocking part of [`Partition::open`]: runs on the blocking pool.
-fn recover(dir: PathBuf, topic_id: &Uuid, log_config: LogConfig) -> Result<Recovery, OpenError> {
+/// The blocking part of [`Partition::open`]: runs on the blocking pool. Records
+/// `leader_epoch` as starting at the log end in the leader-epoch checkpoint.
+fn recover(
+    dir: PathBuf,
+    topic_id: &Uuid,
+    log_config: LogConfig,
+    leader_epoch: i32,
+) -> Result<Recovery, OpenError> {
     claim_directory(&dir, topic_id)?;
     let log = Log::recover(dir.clone(), log_config)?;
     if log.truncated_bytes() > 0 {
@@ -434,7 +440,8 @@ fn recover(dir: PathBuf, topic_id: &Uuid, log_config: LogConfig) -> Result<Recov
             );
         }
     })?;
-    let epochs = leader_epoch::LeaderEpochCache::open(&dir);
+    let mut epochs = leader_epoch::LeaderEpochCache::open(&dir);
+    epochs.assign(leader_epoch, log.log_end_offset())?;
     Ok(Recovery {
         log,
         producers,

@@ -305,8 +305,33 @@ impl PartitionRegistry {
             me.slots.borrow_mut().insert(key, slot);
             done.notify_waiters();
             // The image may have moved on while the log was recovered.
-            me.reconcile();
+            me.reconcile_one(key);
         });
+    }
+
+    /// [`reconcile`](Self::reconcile) for one partition that has just been opened:
+    /// removed if its topic (or the partition) is gone, given its current settings
+    /// otherwise. O(1), so opening many partitions costs no pass over the image each.
+    fn reconcile_one(self: &Rc<Self>, key: Key) {
+        let image = self.view.image();
+        let topic = image
+            .topic_by_id(&key.0)
+            .filter(|t| key.1 >= 0 && (key.1 as usize) < t.partitions.len());
+        let open = match self.slots.borrow().get(&key) {
+            Some(Slot::Open(p)) => p.clone(),
+            _ => return,
+        };
+        match topic {
+            None => {
+                self.slots.borrow_mut().remove(&key);
+                open.delete();
+            }
+            Some(t) => {
+                if open.set_log_config(self.log_config(t)) {
+                    open.enforce_retention();
+                }
+            }
+        }
     }
 
     /// Applies the current image: removes partitions of deleted topics (their data

@@ -117,8 +117,17 @@ fn wait_brokers(cluster: &mut Cluster, via: u32, live: &[i32], limit: Duration) 
 
 /// Produces `value` to every partition through its leader, checks a non-leader
 /// refuses, and returns the offsets.
-fn produce_everywhere(cluster: &mut Cluster, topic: &str, value: &[u8]) -> BTreeMap<i32, i64> {
-    let map = leaders(&mut cluster.node(1).client(), topic);
+fn produce_everywhere(
+    cluster: &mut Cluster,
+    topic: &str,
+    partitions: usize,
+    value: &[u8],
+) -> BTreeMap<i32, i64> {
+    // Node 1 may apply the topic's metadata a moment after the node that was asked.
+    let map = wait_for(Duration::from_secs(5), "node 1's leaders", || {
+        let m = leaders(&mut cluster.node(1).client(), topic);
+        (m.len() == partitions && m.values().all(|&l| l > 0)).then_some(m)
+    });
     let mut offsets = BTreeMap::new();
     for (&p, &leader) in &map {
         let (code, offset) = produce(&mut cluster.node(leader as u32).client(), topic, p, value);
@@ -161,7 +170,7 @@ fn three_node_cluster_places_routes_fails_over_and_restarts() {
     assert_eq!(spread, [1, 2, 3].into(), "leaders {map:?}");
 
     // Produce and fetch on every partition through its leader.
-    let first = produce_everywhere(&mut cluster, "spread", b"one");
+    let first = produce_everywhere(&mut cluster, "spread", 12, b"one");
     for (&p, &leader) in &map {
         let (code, values) = fetch(
             &mut cluster.node(leader as u32).client(),
@@ -234,7 +243,7 @@ fn three_node_cluster_places_routes_fails_over_and_restarts() {
         (m.topics[0].error_code, m.topics[0].partitions.len()),
         (0, 3)
     );
-    let next = produce_everywhere(&mut cluster, "spread", b"three");
+    let next = produce_everywhere(&mut cluster, "spread", 12, b"three");
     for (&p, &leader) in &map {
         let expect = if leader == controller { 1 } else { 2 };
         assert_eq!(

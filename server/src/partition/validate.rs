@@ -8,7 +8,7 @@
 //! batch header is parsed once here, and travels with the batch to `Log::append`.
 
 use bytes::{Bytes, BytesMut};
-use fjord_storage::batch::{crc_is_valid, split_batches};
+use fjord_storage::batch::{crc_is_valid, parse_headers};
 use fjord_storage::{BatchHeader, RecordCodec};
 
 use crate::configs::TopicSettings;
@@ -135,15 +135,15 @@ fn check_batch(
         )));
     }
     let corrupt = |e: &dyn std::fmt::Debug| RecordError::Corrupt(format!("{e:?}"));
-    let ranges = split_batches(records).map_err(|e| corrupt(&e))?;
-    if ranges.len() != 1 {
+    // One walk over the bytes: each batch's header, parsed once.
+    let headers = parse_headers(records).map_err(|e| corrupt(&e))?;
+    let [header] = headers[..] else {
         return Err(RecordError::Invalid(
             "Produce requests with version 3+ must contain exactly one record batch per partition"
                 .into(),
         ));
-    }
-    let batch = &records[ranges[0].clone()];
-    let header = BatchHeader::parse(batch).map_err(|e| corrupt(&e))?;
+    };
+    let batch = &records[..];
     if batch.len() as i64 > max_message_bytes {
         return Err(RecordError::TooLarge(format!(
             "The batch of {} bytes exceeds max.message.bytes {max_message_bytes}",

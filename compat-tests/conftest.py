@@ -14,6 +14,10 @@ Fixtures:
 Markers:
     fjord_only      runs only against Fjord (rare: tests of Fjord-only promises).
     needs_groups    needs the group coordinator; deselected for Fjord unless FJORD_GROUPS=1.
+
+A test that takes none of these fixtures (nor `broker_kind`) is not parametrized by broker: it
+runs once per session whatever --broker says, needs neither Fjord nor the Kafka jars, and is
+not a row of COMPAT.md (harness/matrix.py records only tests with a broker_kind).
 """
 from __future__ import annotations
 
@@ -55,17 +59,23 @@ def pytest_report_header(config):
     return lines
 
 
-def pytest_sessionstart(session):
+def pytest_collection_finish(session):
+    """The brokers' prerequisites, checked once the selected tests are known: only tests that
+    run against a broker (a `broker_kind` parameter) need them, so pure tests (no broker
+    fixture) run without a Fjord binary or the Kafka jars."""
     config = session.config
     if config.option.collectonly:
         return
-    if "fjord" in selected_kinds(config) and not os.access(fjord_bin(), os.X_OK):
+    kinds = {item.callspec.params.get("broker_kind") for item in session.items
+             if getattr(item, "callspec", None)} - {None}
+    if "fjord" in kinds and not os.access(fjord_bin(), os.X_OK):
         pytest.exit(f"Fjord binary not found or not executable: {fjord_bin()}\n"
                     "Build it first (cargo build --release) or point FJORD_BIN at it.", returncode=4)
-    try:
-        kafka_libs_dir()  # both brokers need the Kafka jars (Kafka itself, DumpLogSegments)
-    except FileNotFoundError as e:
-        pytest.exit(str(e), returncode=4)
+    if kinds:
+        try:
+            kafka_libs_dir()  # both brokers need the Kafka jars (Kafka itself, DumpLogSegments)
+        except FileNotFoundError as e:
+            pytest.exit(str(e), returncode=4)
 
 
 def pytest_generate_tests(metafunc):

@@ -13,7 +13,8 @@ Every run (re)writes compat-tests/COMPAT.md: one row per client x scenario, one 
 broker. A run only replaces the cells it ran, so `--broker fjord` keeps the Kafka column from
 the last `--broker kafka` run; each column says which run(s) its cells come from. The state is
 kept as JSON inside an HTML comment at the end of the file. Suites summarised by a test (the
-franz-go kgo suite) are recorded with `record_suite(...)`.
+franz-go kgo suite) are recorded with `record_suite(...)`. A test with no broker_kind parameter
+(a pure test, e.g. test_seed.py's check of the vendored seed code) runs once and is no row.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@
 //!   blocking std fallback when io_uring is unavailable; `io/faults.rs` — `Faults`,
 //!   counters and deterministic injected failures, tears and delays.
 //! - `log.rs`    — `Log`: one partition directory; flush, checkpoints.
-//!   `log/append.rs` (append and rolling), `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
+//!   `log/append.rs` (a leader's append, assigning offsets, a follower's replicated
+//!   one, keeping them, and rolling), `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
 //!   `log/read.rs` (fetch reads and, in `read/lookup.rs`, timestamp lookups, both
 //!   planned on the shard and read through the ring),
 //!   `log/retention.rs` (retention, DeleteRecords) and `log/compact.rs` extend it.

@@ -2,11 +2,14 @@
 //!
 //! Invariants:
 //! - `segments` is sorted by base offset, never empty; the last one is active and is the
-//!   only one appended to. Offsets are assigned synchronously in `append`, so
-//!   `log_end_offset` and every segment's `size` are known before the write lands.
-//! - The tail cache holds the most recent appends, contiguous up to `log_end_offset`;
-//!   an entry is evicted only once written, so everything on disk before the cache's
-//!   first entry is fully written and reads never see an in-flight region.
+//!   only one appended to. Offsets are assigned (`append`) or checked (`append_replicated`)
+//!   synchronously, so `log_end_offset` and every segment's `size` are known before the
+//!   write lands. Batch offsets strictly increase through the log; gaps are legal
+//!   (compaction, or a follower copying a compacted leader).
+//! - The tail cache holds the most recent appends, back to back in the files and in
+//!   offset order up to `log_end_offset`; an entry is evicted only once written, so
+//!   everything on disk before the cache's first entry is fully written and reads never
+//!   see an in-flight region.
 //! - Append futures resolve in append order; `written_end_offset` advances only over a
 //!   contiguous prefix of completed writes (see `commit.rs`).
 //! - Every segment before the one named in `fjord-recovery-point` is durable; on open,
@@ -101,6 +104,12 @@ pub enum StorageError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// A replicated batch starts below the end of what the log (or the batch before it
+    /// in the same append) already holds. Nothing was appended.
+    NonMonotonicOffset {
+        expected_at_least: i64,
+        found: i64,
+    },
     Corrupt(String),
     Io(io::Error),
 }
@@ -117,6 +126,13 @@ impl fmt::Display for StorageError {
                     "offset out of range [{log_start_offset}, {log_end_offset}]"
                 )
             }
+            StorageError::NonMonotonicOffset {
+                expected_at_least,
+                found,
+            } => write!(
+                f,
+                "batch base offset {found} below the log's next offset {expected_at_least}"
+            ),
             StorageError::Corrupt(m) => write!(f, "corrupt log: {m}"),
             StorageError::Io(e) => write!(f, "log i/o error: {e}"),
         }
@@ -259,8 +275,10 @@ impl Log {
             self.tail
                 .iter()
                 .zip(self.tail.iter().skip(1))
-                .all(|(a, b)| a.next_offset == b.base_offset),
-            "tail cache contiguous"
+                .all(|(a, b)| a.next_offset <= b.base_offset
+                    && (a.segment_base, a.position + a.bytes.len() as u64)
+                        <= (b.segment_base, b.position)),
+            "tail cache in offset and file order"
         );
         debug_assert!(self
             .tail

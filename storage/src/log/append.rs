@@ -1,4 +1,5 @@
-//! Append side of `Log`: appends, and rolling to a new segment with the
+//! Append side of `Log`: a leader's appends (offsets assigned), a follower's replicated
+//! ones (offsets kept), one shared body, and rolling to a new segment with the
 //! background task that makes the finished one durable.
 
 use std::future::Future;
@@ -14,6 +15,20 @@ use super::{
 use crate::batch::{self, BatchHeader};
 use crate::segment::Segment;
 
+/// How an append treats the header fields a broker owns.
+#[derive(Clone, Copy)]
+enum Stamp {
+    /// A leader's append: offsets from `log_end_offset`, this leader epoch and, if
+    /// given, LogAppendTime are written into the batches.
+    Assign {
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    },
+    /// A follower's append: the batches keep the leader's offsets and epochs; the bytes
+    /// are stored as they are.
+    Keep,
+}
+
 impl Log {
     /// Appends one or more complete v2 batches (already validated by the caller);
     /// `headers` are their parsed headers, in order (their sizes must add up to
@@ -24,12 +39,58 @@ impl Log {
     /// before an earlier append's future.
     pub fn append(
         &mut self,
-        mut records: BytesMut,
+        records: BytesMut,
         headers: &[BatchHeader],
         leader_epoch: i32,
         log_append_time: Option<i64>,
         sync: bool,
     ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        self.check_append(&records, headers)?;
+        let stamp = Stamp::Assign {
+            leader_epoch,
+            log_append_time,
+        };
+        self.append_batches(records, headers, self.log_end_offset, stamp, sync)
+    }
+
+    /// A follower's append of batches fetched from the leader: like [`Log::append`],
+    /// but every batch keeps its base offset, leader epoch and timestamps; the bytes
+    /// are stored unchanged. The first batch must start at or after `log_end_offset`
+    /// and each next one at or after the previous one's next offset (gaps, which a
+    /// compacted leader log has, are kept); otherwise `NonMonotonicOffset` and the log
+    /// is unchanged. A roll starts the new segment at the first batch's base offset, as
+    /// Kafka's does. `log_end_offset` becomes the last batch's next offset.
+    pub fn append_replicated(
+        &mut self,
+        records: BytesMut,
+        headers: &[BatchHeader],
+        sync: bool,
+    ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        self.check_append(&records, headers)?;
+        let mut expected = self.log_end_offset;
+        for h in headers {
+            if h.base_offset < expected {
+                return Err(StorageError::NonMonotonicOffset {
+                    expected_at_least: expected,
+                    found: h.base_offset,
+                });
+            }
+            expected = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta) + 1)
+                .ok_or_else(|| StorageError::Corrupt("batch offsets overflow".into()))?;
+        }
+        let first_offset = headers[0].base_offset;
+        if expected - 1 - first_offset > i64::from(i32::MAX) {
+            return Err(StorageError::Corrupt(
+                "append spans more offsets than a segment holds".into(),
+            ));
+        }
+        self.append_batches(records, headers, first_offset, Stamp::Keep, sync)
+    }
+
+    /// The checks every append passes before anything changes.
+    fn check_append(&self, records: &[u8], headers: &[BatchHeader]) -> Result<(), StorageError> {
         if let Some(e) = self.commit.failure() {
             return Err(StorageError::Io(e));
         }
@@ -44,21 +105,49 @@ impl Log {
             )));
         }
         debug_assert!(
-            batch::parse_headers(&records).is_ok_and(|parsed| parsed == headers),
+            batch::parse_headers(records).is_ok_and(|parsed| parsed == headers),
             "headers are the parsed batches of records"
         );
-        let mut count = 0i64;
+        Ok(())
+    }
+
+    /// The body shared by both appends (checked by `check_append`): rolls if needed,
+    /// stamps the batches as `stamp` says, updates the segment's indexes and the tail
+    /// cache, submits the write. `first_offset` is the first batch's base offset once
+    /// stamped (`log_end_offset` for `Stamp::Assign`).
+    fn append_batches(
+        &mut self,
+        mut records: BytesMut,
+        headers: &[BatchHeader],
+        first_offset: i64,
+        stamp: Stamp,
+        sync: bool,
+    ) -> Result<(AppendInfo, AppendFuture), StorageError> {
+        debug_assert!(first_offset >= self.log_end_offset);
+        let (assign, log_append_time) = match stamp {
+            Stamp::Assign {
+                leader_epoch,
+                log_append_time,
+            } => (Some(leader_epoch), log_append_time),
+            Stamp::Keep => (None, None),
+        };
+        let mut next = first_offset;
         let mut max_timestamp = -1i64;
         for h in headers {
-            count += i64::from(h.last_offset_delta) + 1;
+            let base = if assign.is_some() {
+                next
+            } else {
+                h.base_offset
+            };
+            next = base + i64::from(h.last_offset_delta) + 1;
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
         if let Some(now) = log_append_time {
             max_timestamp = now;
         }
-        let first_offset = self.log_end_offset;
-        let last_offset = first_offset + count - 1;
+        let last_offset = next - 1;
         self.maybe_roll(
+            first_offset,
             records.len() as u64,
             headers.len(),
             max_timestamp,
@@ -87,13 +176,15 @@ impl Log {
         for header in headers {
             let size = header.total_size();
             let mut h = *header;
-            batch::assign(
-                &mut records[at..at + size],
-                &mut h,
-                next,
-                leader_epoch,
-                log_append_time,
-            );
+            if let Some(leader_epoch) = assign {
+                batch::assign(
+                    &mut records[at..at + size],
+                    &mut h,
+                    next,
+                    leader_epoch,
+                    log_append_time,
+                );
+            }
             seg.on_batch(position + at as u64, &h, interval);
             if h.max_timestamp > info.max_timestamp {
                 info.max_timestamp = h.max_timestamp;
@@ -192,8 +283,12 @@ impl Log {
     }
 
     /// Kafka's `shouldRoll`: size, `segment.ms`, full index, relative offset overflow.
+    /// The new segment starts at `first_offset`, the append's first base offset (Kafka's
+    /// roll offset); an empty segment is rolled only when the append's offsets do not
+    /// fit it and do fit one starting at `first_offset`.
     fn maybe_roll(
         &mut self,
+        first_offset: i64,
         bytes: u64,
         batches: usize,
         max_timestamp: i64,
@@ -202,7 +297,11 @@ impl Log {
         let now = (self.clock)();
         let cfg = &self.config;
         let seg = self.active();
+        let overflow = last_offset - seg.base_offset > i64::from(i32::MAX);
         if seg.size == 0 {
+            if overflow && first_offset > seg.base_offset {
+                self.roll(first_offset, now)?;
+            }
             return Ok(());
         }
         let segment_bytes = cfg.segment_bytes.min(i32::MAX as u64);
@@ -213,18 +312,19 @@ impl Log {
         if seg.size + bytes > segment_bytes
             || waited_ms > cfg.segment_ms
             || seg.index_full(cfg.segment_index_bytes, batches)
-            || last_offset - seg.base_offset > i64::from(i32::MAX)
+            || overflow
         {
-            self.roll(now)?;
+            self.roll(first_offset, now)?;
         }
         Ok(())
     }
 
-    /// Starts a new active segment at `log_end_offset`; the finished one (log and
-    /// indexes) is made durable in the background, then the recovery point moves past it.
-    /// A failure there fails the log, like a failed group-commit sync.
-    fn roll(&mut self, now: i64) -> Result<(), StorageError> {
-        let new_base = self.log_end_offset;
+    /// Starts a new active segment at `new_base` (>= `log_end_offset`, above the
+    /// active segment's base); the finished one (log and indexes) is made durable in the
+    /// background, then the recovery point moves past it. A failure there fails the
+    /// log, like a failed group-commit sync.
+    fn roll(&mut self, new_base: i64, now: i64) -> Result<(), StorageError> {
+        debug_assert!(new_base >= self.log_end_offset && new_base > self.active().base_offset);
         let new = Segment::create(&self.dir, new_base, now)?;
         let old_index = self.segments.len() - 1;
         let old = &mut self.segments[old_index];

@@ -8,6 +8,8 @@
 //!   a round covers every write completed before it started (group commit).
 //! - After a write or sync error the Log is `failed`: nothing advances any more and
 //!   every later append fails (like Kafka taking the log directory offline).
+//! - `synced_end` advances on every successful group-commit round, and when a rolled
+//!   segment's background task has synced it and every earlier segment.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -57,6 +59,10 @@ impl Committer {
         self.state.borrow().written_end
     }
 
+    pub fn synced_end(&self) -> i64 {
+        self.state.borrow().synced_end
+    }
+
     pub fn failure(&self) -> Option<io::Error> {
         let st = self.state.borrow();
         st.failed
@@ -100,6 +106,21 @@ impl Committer {
             last.1 = prev_end;
         }
         st.files.push((file, i64::MAX));
+    }
+
+    /// A rolled segment ending at `end` and every segment before it are durable (its
+    /// background task synced it after its predecessors').
+    pub fn mark_synced(&self, end: i64) {
+        let mut st = self.state.borrow_mut();
+        if st.failed.is_some() {
+            return;
+        }
+        debug_assert!(end <= st.written_end, "synced only what was written");
+        st.synced_end = st.synced_end.max(end.min(st.written_end));
+        let synced = st.synced_end;
+        st.files.retain(|(_, seg_end)| *seg_end > synced);
+        drop(st);
+        self.changed.notify_waiters();
     }
 
     /// Forgets a deleted segment's file.

@@ -246,6 +246,13 @@ impl Log {
         self.commit.written_end()
     }
 
+    /// End of the prefix that is fdatasync'd: covers every `sync` append whose future
+    /// resolved Ok, and every segment rolled and made durable in the background.
+    /// Never above `written_end_offset`.
+    pub fn synced_end_offset(&self) -> i64 {
+        self.commit.synced_end()
+    }
+
     /// Bytes in all segment files (including writes in flight).
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()
@@ -271,6 +278,7 @@ impl Log {
         debug_assert_eq!(self.active().next_offset, self.log_end_offset);
         debug_assert!(self.log_start_offset <= self.log_end_offset);
         debug_assert!(self.commit.written_end() <= self.log_end_offset);
+        debug_assert!(self.commit.synced_end() <= self.commit.written_end());
         debug_assert!(
             self.tail
                 .iter()

@@ -1,5 +1,5 @@
 //! A follower's side of `Log` over both I/O engines: replicated appends (offsets and
-//! epochs kept).
+//! epochs kept) and the synced end.
 
 mod common;
 
@@ -89,6 +89,7 @@ async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<u8> {
 async fn check(log: &Log, expected: &[Bytes], end: i64, cut: i64, what: &str) {
     assert_eq!(log.log_end_offset(), end, "{what}: log end");
     assert_eq!(log.written_end_offset(), end, "{what}: written end");
+    assert!(log.synced_end_offset() <= end, "{what}: synced end");
     let start = log.log_start_offset();
     for max_bytes in [1, 700, 1 << 20] {
         assert_eq!(
@@ -222,6 +223,7 @@ fn append_replicated_keeps_offsets_and_epochs() {
             all.push(first.clone());
             replicate(&mut log, std::slice::from_ref(&first), true).await;
             assert_eq!(log.log_end_offset(), header(&first).next_offset());
+            assert_eq!(log.synced_end_offset(), log.log_end_offset(), "{name}");
             let r = log
                 .read(end, i64::MAX, 1 << 20, true)
                 .await
@@ -278,6 +280,42 @@ fn a_follower_copy_is_byte_identical_to_the_leader() {
                     );
                 }
             }
+        });
+    }
+}
+
+#[test]
+fn synced_end_follows_syncs_and_rolls() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("synced");
+            let config = LogConfig {
+                segment_bytes: 1 << 20,
+                ..small_config()
+            };
+            let mut log = reopen(&dir.0, config, engine);
+            let input = stream(10, 0, false);
+            replicate(&mut log, &input[..5], false).await;
+            assert_eq!(log.written_end_offset(), log.log_end_offset());
+            assert_eq!(log.synced_end_offset(), 0, "{name}: nothing synced yet");
+            replicate(&mut log, &input[5..], true).await;
+            assert_eq!(log.synced_end_offset(), log.log_end_offset(), "{name}");
+
+            // Rolled segments count once their background task has synced them.
+            log.set_config(small_config());
+            let more = stream(60, log.log_end_offset(), false);
+            replicate(&mut log, &more, false).await;
+            assert!(log.segment_count() > 2);
+            assert!(log.synced_end_offset() < log.written_end_offset());
+            log.settled().await;
+            let active = *segment_files(&dir.0).last().expect("a segment");
+            assert_eq!(
+                log.synced_end_offset(),
+                active,
+                "{name}: every rolled segment is synced"
+            );
+            log.flush().await.expect("flush");
+            assert_eq!(log.synced_end_offset(), log.log_end_offset());
         });
     }
 }

@@ -321,8 +321,8 @@ impl Log {
 
     /// Starts a new active segment at `new_base` (>= `log_end_offset`, above the
     /// active segment's base); the finished one (log and indexes) is made durable in the
-    /// background, then the recovery point moves past it. A failure there fails the
-    /// log, like a failed group-commit sync.
+    /// background, then `synced_end` and the recovery point move past it. A failure
+    /// there fails the log, like a failed group-commit sync.
     fn roll(&mut self, new_base: i64, now: i64) -> Result<(), StorageError> {
         debug_assert!(new_base >= self.log_end_offset && new_base > self.active().base_offset);
         let new = Segment::create(&self.dir, new_base, now)?;
@@ -358,6 +358,7 @@ impl Log {
                 if let Some(prev) = prev_roll {
                     let _ = prev.await;
                 }
+                commit.mark_synced(old_end);
                 write_checkpoint_on(&io, &dir, dir_file, RECOVERY_POINT_FILE, new_base).await
             }
             .await;

@@ -13,7 +13,8 @@
 //! - Append futures resolve in append order; `written_end_offset` advances only over a
 //!   contiguous prefix of completed writes (see `commit.rs`).
 //! - Every segment before the one named in `fjord-recovery-point` is durable; on open,
-//!   that segment and later ones are validated batch by batch.
+//!   that segment and later ones are validated batch by batch. The recovery point never
+//!   names a segment above the active one (see `log/truncate.rs`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -110,6 +111,10 @@ pub enum StorageError {
         expected_at_least: i64,
         found: i64,
     },
+    /// Refused because another operation of this Log has not finished (an append or a
+    /// flush before a truncation, a truncation's file work before an append). Nothing
+    /// changed; retry once it has.
+    Busy(&'static str),
     Corrupt(String),
     Io(io::Error),
 }
@@ -133,6 +138,7 @@ impl fmt::Display for StorageError {
                 f,
                 "batch base offset {found} below the log's next offset {expected_at_least}"
             ),
+            StorageError::Busy(why) => write!(f, "log busy: {why}"),
             StorageError::Corrupt(m) => write!(f, "corrupt log: {m}"),
             StorageError::Io(e) => write!(f, "log i/o error: {e}"),
         }
@@ -156,6 +162,9 @@ impl From<io::Error> for StorageError {
 
 /// Resolves when an append is written (and fdatasync'd if requested).
 pub type AppendFuture = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+/// Resolves when a truncation is durable (see [`Log::truncate_to`]).
+pub type TruncateFuture = AppendFuture;
 
 /// Wall-clock milliseconds since the Unix epoch: the default `Log` clock.
 pub fn system_now_ms() -> i64 {
@@ -197,6 +206,7 @@ pub mod compact;
 mod read;
 mod recover;
 mod retention;
+mod truncate;
 pub use read::{LookupFuture, ReadFuture};
 pub use recover::Recovered;
 
@@ -330,12 +340,14 @@ impl Log {
     /// Makes everything appended so far durable: data, the active segment's indexes and
     /// rolled segments. Used at clean shutdown. The future owns what it needs.
     pub fn flush(&self) -> AppendFuture {
+        let in_flight = self.commit.begin();
         let end = self.log_end_offset;
         let active = self.active();
         let [index_bytes, time_bytes] = active.index_bytes();
         let (index, time) = (active.index_file.clone(), active.time_file.clone());
         let (commit, io, dir_file) = (self.commit.clone(), self.io.clone(), self.dir_file.clone());
         Box::pin(async move {
+            let _in_flight = in_flight;
             commit.wait_written(end).await?;
             commit.sync_to(end).await?;
             index.set_len(index_bytes.len() as u64)?;

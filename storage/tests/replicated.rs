@@ -1,5 +1,6 @@
 //! A follower's side of `Log` over both I/O engines: replicated appends (offsets and
-//! epochs kept) and the synced end.
+//! epochs kept), truncation (`truncate_to`, `truncate_fully_and_start_at`) and the
+//! synced end.
 
 mod common;
 
@@ -10,7 +11,8 @@ use common::{batch, engines, run, small_config, MakeEngine, TempDir};
 use fjord_storage::batch::{
     parse_headers, set_base_offset, set_partition_leader_epoch, split_batches, BatchHeader,
 };
-use fjord_storage::{Log, LogConfig, StorageError};
+use fjord_storage::testing::build_batch;
+use fjord_storage::{CompactionConfig, Log, LogConfig, RecordCodec, RecordInfo, StorageError};
 
 /// Test batch `i` as a leader stored it: base offset `base`, leader epoch `epoch`.
 fn leader_batch(i: usize, base: i64, epoch: i32) -> Bytes {
@@ -135,6 +137,54 @@ fn segment_files(dir: &Path) -> Vec<i64> {
         .collect();
     bases.sort_unstable();
     bases
+}
+
+/// Every `.index` entry of `dir` points at a batch whose last offset is the entry's
+/// offset, and every `.timeindex` entry names a batch carrying its timestamp.
+fn check_index_files(dir: &Path, what: &str) {
+    for base in segment_files(dir) {
+        let path = |ext: &str| dir.join(format!("{base:020}.{ext}"));
+        let log = std::fs::read(path("log")).expect("log");
+        let index = std::fs::read(path("index")).expect("index");
+        let time = std::fs::read(path("timeindex")).expect("timeindex");
+        assert_eq!((index.len() % 8, time.len() % 12), (0, 0), "{what}");
+        let headers: Vec<BatchHeader> = split_batches(&log)
+            .expect("log parses")
+            .into_iter()
+            .map(|r| header(&log[r]))
+            .collect();
+        for entry in index.chunks(8) {
+            let rel = u32::from_be_bytes(entry[..4].try_into().expect("4"));
+            let pos = u32::from_be_bytes(entry[4..].try_into().expect("4")) as usize;
+            assert!(
+                pos < log.len(),
+                "{what}: index entry past segment {base}'s log"
+            );
+            assert_eq!(
+                header(&log[pos..]).last_offset(),
+                base + i64::from(rel),
+                "{what}: index entry of segment {base}"
+            );
+        }
+        for entry in time.chunks(12) {
+            let ts = i64::from_be_bytes(entry[..8].try_into().expect("8"));
+            let rel = u32::from_be_bytes(entry[8..].try_into().expect("4"));
+            assert!(
+                headers
+                    .iter()
+                    .any(|h| h.last_offset() == base + i64::from(rel) && h.max_timestamp == ts),
+                "{what}: time index entry ({ts}, {rel}) of segment {base}"
+            );
+        }
+    }
+}
+
+fn recovery_point(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join("fjord-recovery-point"))
+        .expect("recovery point")
+        .trim()
+        .parse()
+        .expect("offset")
 }
 
 fn reopen(dir: &Path, config: LogConfig, engine: MakeEngine) -> Log {
@@ -284,6 +334,352 @@ fn a_follower_copy_is_byte_identical_to_the_leader() {
     }
 }
 
+/// A log of `n` replicated batches (with gaps when `gaps`), its batches and its end.
+async fn filled(
+    dir: &Path,
+    config: &LogConfig,
+    engine: MakeEngine,
+    n: usize,
+    gaps: bool,
+) -> (Log, Vec<Bytes>) {
+    let mut log = reopen(dir, config.clone(), engine);
+    let input = stream(n, 0, gaps);
+    replicate(&mut log, &input, false).await;
+    (log, input)
+}
+
+/// The batches that remain after truncating `batches` at `offset`.
+fn kept(batches: &[Bytes], offset: i64) -> Vec<Bytes> {
+    batches
+        .iter()
+        .take_while(|b| header(b).last_offset() < offset)
+        .cloned()
+        .collect()
+}
+
+fn end_of(batches: &[Bytes], otherwise: i64) -> i64 {
+    batches
+        .last()
+        .map_or(otherwise, |b| header(b).next_offset())
+}
+
+/// Truncates at `offset`, checks the log, appends with both appends, checks a recovery.
+async fn truncate_and_check(
+    dir: &Path,
+    config: &LogConfig,
+    engine: MakeEngine,
+    gaps: bool,
+    offset: impl Fn(&[Bytes]) -> i64,
+    what: &str,
+) {
+    let (mut log, input) = filled(dir, config, engine, 90, gaps).await;
+    let offset = offset(&input);
+    let segments_before = segment_files(dir);
+    let leo = log.log_end_offset();
+    let fut = log.truncate_to(offset).expect("truncate");
+    let mut expected = kept(&input, offset);
+    let end = if offset >= leo {
+        leo
+    } else {
+        end_of(&expected, offset)
+    };
+    check(&log, &expected, end, offset, what).await;
+    fut.await.expect("durable");
+    log.settled().await;
+    let segments = segment_files(dir);
+    assert_eq!(
+        segments,
+        segments_before
+            .iter()
+            .copied()
+            .filter(|&b| b < offset || offset >= leo)
+            .collect::<Vec<_>>(),
+        "{what}: segments at or above the cut are gone"
+    );
+    let active = *segments.last().expect("a segment");
+    assert_eq!(recovery_point(dir), active, "{what}: recovery point");
+    let on_disk: u64 = segments
+        .iter()
+        .map(|b| {
+            std::fs::metadata(dir.join(format!("{b:020}.log")))
+                .expect("meta")
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        on_disk as usize,
+        concat(&expected).len(),
+        "{what}: file sizes"
+    );
+    assert_eq!(log.size_bytes(), on_disk);
+    check_index_files(dir, what);
+    check(&log, &expected, end, offset, what).await;
+
+    // Both appends continue at the new end.
+    let (info, fut) = log.append_bytes(batch(200), 7, None, true).expect("append");
+    fut.await.expect("durable");
+    assert_eq!(info.base_offset, end, "{what}: append at the new end");
+    expected.push(
+        log.read(end, i64::MAX, 1, true)
+            .await
+            .expect("read")
+            .records,
+    );
+    let next = leader_batch(201, info.last_offset + 3, 8);
+    replicate(&mut log, std::slice::from_ref(&next), true).await;
+    expected.push(next);
+    let end = log.log_end_offset();
+    check(&log, &expected, end, offset, what).await;
+    let log = check_recovered(log, dir, config, engine, &expected, what).await;
+    check(&log, &expected, end, offset, what).await;
+}
+
+#[test]
+fn truncate_to_cuts_at_batch_granularity() {
+    // Offsets of stream(90, 0, false): batch i holds 1 + i % 3 records.
+    type Case = (&'static str, bool, fn(&[Bytes]) -> i64);
+    let cases: [Case; 8] = [
+        ("active segment, batch boundary", false, |b| {
+            header(&b[b.len() - 4]).base_offset
+        }),
+        ("active segment, inside a batch", false, |b| {
+            let h = header(&b[b.len() - 2]);
+            assert!(h.last_offset_delta > 0);
+            h.base_offset + 1
+        }),
+        ("several segments, inside a batch", false, |b| {
+            header(&b[20]).last_offset()
+        }),
+        ("a batch in a middle segment", false, |b| {
+            header(&b[b.len() / 2]).base_offset
+        }),
+        ("the log end: no-op", false, |b| end_of(b, 0)),
+        ("past the log end: no-op", false, |b| end_of(b, 0) + 10),
+        ("just after the first batch", false, |_| 1),
+        ("the batch after a gap goes with the gap", true, |b| {
+            let h = header(&b[13]);
+            assert!(
+                h.base_offset > header(&b[12]).next_offset(),
+                "a gap before 13"
+            );
+            h.base_offset + 1
+        }),
+    ];
+    for (name, engine) in engines() {
+        for cache in [0usize, 1 << 20] {
+            let config = LogConfig {
+                tail_cache_bytes: cache,
+                ..small_config()
+            };
+            for (what, gaps, offset) in cases {
+                let config = config.clone();
+                run(|| async move {
+                    let dir = TempDir::new("truncate");
+                    let what = format!("{name} cache={cache}: {what}");
+                    truncate_and_check(&dir.0, &config, engine, gaps, offset, &what).await;
+                });
+            }
+            // Exactly at a segment's base offset, found from a copy of the log.
+            let config = config.clone();
+            run(|| async move {
+                let probe = TempDir::new("truncate-probe");
+                let (mut log, _) = filled(&probe.0, &config, engine, 90, false).await;
+                log.settled().await;
+                let bases = segment_files(&probe.0);
+                assert!(bases.len() > 3);
+                let third = bases[2];
+                let dir = TempDir::new("truncate-boundary");
+                let what = format!("{name} cache={cache}: segment base {third}");
+                truncate_and_check(&dir.0, &config, engine, false, move |_| third, &what).await;
+            });
+        }
+    }
+}
+
+#[test]
+fn truncate_to_the_log_start_empties_the_log_there() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("truncate-start");
+            let config = small_config();
+            let (mut log, input) = filled(&dir.0, &config, engine, 90, false).await;
+            // Batch 32 holds three records; the log starts at its second.
+            let start = header(&input[32]).base_offset + 1;
+            log.advance_log_start_offset(start).expect("advance");
+            // The batch holding the cut begins below the log start: nothing is left.
+            let fut = log.truncate_to(start + 1).expect("truncate");
+            fut.await.expect("durable");
+            assert_eq!(
+                (log.log_start_offset(), log.log_end_offset()),
+                (start + 1, start + 1),
+                "{name}"
+            );
+            assert_eq!(segment_files(&dir.0), vec![start + 1]);
+            check_recovered(log, &dir.0, &config, engine, &[], name).await;
+
+            let dir = TempDir::new("truncate-start-empty");
+            let (mut log, _) = filled(&dir.0, &config, engine, 0, false).await;
+            let noop = log.truncate_to(0).expect("an empty log: no-op");
+            noop.await.expect("no-op");
+            let stored = stream(40, 100, false);
+            replicate(&mut log, &stored, false).await;
+            log.advance_log_start_offset(120).expect("advance");
+            let fut = log.truncate_to(120).expect("truncate to the start");
+            fut.await.expect("durable");
+            assert_eq!(
+                (log.log_start_offset(), log.log_end_offset()),
+                (120, 120),
+                "{name}"
+            );
+            check_recovered(log, &dir.0, &config, engine, &[], name).await;
+        });
+    }
+}
+
+#[test]
+fn truncate_fully_and_start_at_then_recover() {
+    for (name, engine) in engines() {
+        // Above the old end, at the first segment's base, and below the log start.
+        for (offset, advance) in [(5_000i64, 0i64), (0, 0), (20, 60)] {
+            run(|| async move {
+                let dir = TempDir::new("truncate-fully");
+                let config = small_config();
+                let (mut log, _) = filled(&dir.0, &config, engine, 90, false).await;
+                if advance > 0 {
+                    log.advance_log_start_offset(advance).expect("advance");
+                }
+                assert!(log.segment_count() > 3);
+                let fut = log.truncate_fully_and_start_at(offset).expect("truncate");
+                assert!(
+                    log.append_bytes(batch(0), 1, None, false).is_err(),
+                    "{name}: appends wait for the truncation"
+                );
+                fut.await.expect("durable");
+                assert_eq!(
+                    (log.log_start_offset(), log.log_end_offset()),
+                    (offset, offset)
+                );
+                assert_eq!(log.segment_count(), 1);
+                assert_eq!(segment_files(&dir.0), vec![offset], "{name}");
+                assert_eq!(recovery_point(&dir.0), offset);
+                let mut log = check_recovered(log, &dir.0, &config, engine, &[], name).await;
+                assert_eq!(log.log_start_offset(), offset, "{name}: start survives");
+
+                let (info, fut) = log.append_bytes(batch(1), 4, None, true).expect("append");
+                fut.await.expect("durable");
+                assert_eq!(info.base_offset, offset, "{name}");
+                let mut expected = vec![
+                    log.read(offset, i64::MAX, 1, true)
+                        .await
+                        .expect("read")
+                        .records,
+                ];
+                let more = stream(30, info.last_offset + 1, true);
+                replicate(&mut log, &more, false).await;
+                expected.extend(more);
+                let end = log.log_end_offset();
+                check(&log, &expected, end, end, name).await;
+                check_recovered(log, &dir.0, &config, engine, &expected, name).await;
+            });
+        }
+    }
+}
+
+#[test]
+fn truncation_waits_for_appends_and_appends_wait_for_it() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("truncate-busy");
+            let config = small_config();
+            let io = engine();
+            let (mut log, _) = Log::open(dir.0.clone(), config.clone(), io.clone()).expect("open");
+            let input = stream(30, 0, false);
+            replicate(&mut log, &input, false).await;
+            let leo = log.log_end_offset();
+
+            io.faults()
+                .delay_writes(Some(std::time::Duration::from_millis(30)));
+            let next = stream(1, leo, false);
+            let records = BytesMut::from(&next[0][..]);
+            let headers = parse_headers(&records).expect("headers");
+            let (_, pending) = log
+                .append_replicated(records, &headers, false)
+                .expect("append");
+            assert!(
+                matches!(log.truncate_to(5), Err(StorageError::Busy(_))),
+                "{name}: refused while an append is in flight"
+            );
+            assert!(matches!(
+                log.truncate_fully_and_start_at(5),
+                Err(StorageError::Busy(_))
+            ));
+            pending.await.expect("write");
+            io.faults().delay_writes(None);
+            // So does a flush.
+            let flush = log.flush();
+            assert!(matches!(log.truncate_to(5), Err(StorageError::Busy(_))));
+            flush.await.expect("flush");
+            let end = log.log_end_offset();
+            assert_eq!(end, header(&next[0]).next_offset());
+
+            io.faults()
+                .delay_syncs(Some(std::time::Duration::from_millis(20)));
+            let fut = log.truncate_to(5).expect("nothing in flight");
+            let end = log.log_end_offset();
+            assert!(end <= 5);
+            assert!(
+                matches!(
+                    log.append_bytes(batch(1), 2, None, false),
+                    Err(StorageError::Busy(_))
+                ),
+                "{name}: appends wait for the truncation's files"
+            );
+            assert!(matches!(log.truncate_to(1), Err(StorageError::Busy(_))));
+            fut.await.expect("durable");
+            io.faults().delay_syncs(None);
+            let (info, fut) = log.append_bytes(batch(1), 2, None, false).expect("append");
+            fut.await.expect("write");
+            assert_eq!(info.base_offset, end, "{name}");
+        });
+    }
+}
+
+#[test]
+fn truncation_while_rolled_segments_are_made_durable() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("truncate-rolls");
+            let config = small_config();
+            let io = engine();
+            let (mut log, _) = Log::open(dir.0.clone(), config.clone(), io.clone()).expect("open");
+            // Roll tasks stay busy in their syncs while the log is truncated.
+            io.faults()
+                .delay_syncs(Some(std::time::Duration::from_millis(15)));
+            let input = stream(90, 0, false);
+            replicate(&mut log, &input, false).await;
+            assert!(log.segment_count() > 3);
+            let offset = header(&input[15]).base_offset;
+            let fut = log.truncate_to(offset).expect("truncate");
+            fut.await.expect("durable");
+            log.settled().await;
+            io.faults().delay_syncs(None);
+            let active = *segment_files(&dir.0).last().expect("a segment");
+            assert_eq!(
+                recovery_point(&dir.0),
+                active,
+                "{name}: no roll task moved the recovery point above the cut"
+            );
+            check_index_files(&dir.0, name);
+            let expected = kept(&input, offset);
+            assert!(log.synced_end_offset() <= log.log_end_offset());
+            check(&log, &expected, offset, offset, name).await;
+            let mut log = check_recovered(log, &dir.0, &config, engine, &expected, name).await;
+            replicate(&mut log, &input[15..], false).await;
+            check_recovered(log, &dir.0, &config, engine, &input, name).await;
+        });
+    }
+}
+
 #[test]
 fn synced_end_follows_syncs_and_rolls() {
     for (name, engine) in engines() {
@@ -316,6 +712,86 @@ fn synced_end_follows_syncs_and_rolls() {
             );
             log.flush().await.expect("flush");
             assert_eq!(log.synced_end_offset(), log.log_end_offset());
+        });
+    }
+}
+
+/// Single-record test batches: the key is the batch's timestamp modulo 7.
+struct ModuloKeys;
+
+impl RecordCodec for ModuloKeys {
+    fn records(&self, batch: &[u8]) -> Result<Vec<RecordInfo>, String> {
+        let h = BatchHeader::parse(batch).map_err(|e| e.to_string())?;
+        Ok(vec![RecordInfo {
+            offset: h.base_offset,
+            key: Some(Bytes::from((h.base_timestamp % 7).to_string())),
+            value: Some(Bytes::from_static(b"v")),
+        }])
+    }
+
+    fn retain(&self, batch: &[u8], keep: &dyn Fn(i64) -> bool) -> Result<Option<Vec<u8>>, String> {
+        let h = BatchHeader::parse(batch).map_err(|e| e.to_string())?;
+        Ok(keep(h.base_offset).then(|| batch.to_vec()))
+    }
+
+    fn recompress(&self, _: &[u8], _: u8) -> Result<Vec<u8>, String> {
+        Err("unused".into())
+    }
+
+    fn encode(&self, _: &[(Bytes, Option<Bytes>)], _: i64) -> Result<Vec<u8>, String> {
+        Err("unused".into())
+    }
+}
+
+#[test]
+fn a_cleaning_planned_before_a_truncation_installs_nothing() {
+    for (name, engine) in engines() {
+        run(|| async move {
+            let dir = TempDir::new("truncate-clean");
+            let config = small_config();
+            let mut log = reopen(&dir.0, config.clone(), engine);
+            // Same sizes, different bytes: the new leader's batches after the cut.
+            let one = |i: usize, tag: &str| {
+                let value = format!("{tag}-{i:04}");
+                build_batch(1_000 + i as i64, &[value.as_bytes()])
+            };
+            for i in 0..60 {
+                let (_, fut) = log
+                    .append(one(i, "old"), &[header(&one(i, "old"))], 1, None, false)
+                    .expect("append");
+                fut.await.expect("write");
+            }
+            log.settled().await;
+            let compaction = CompactionConfig {
+                min_cleanable_dirty_ratio: 0.0,
+                ..CompactionConfig::default()
+            };
+            let plan = log
+                .plan_cleaning(&compaction, i64::MAX / 2)
+                .expect("a round is due");
+            let outcome = plan.run(&ModuloKeys).expect("clean");
+            assert!(outcome.records_removed > 0);
+
+            let fut = log.truncate_to(5).expect("truncate");
+            fut.await.expect("durable");
+            for i in 5..60 {
+                let (_, fut) = log
+                    .append(one(i, "new"), &[header(&one(i, "new"))], 2, None, false)
+                    .expect("append");
+                fut.await.expect("write");
+            }
+            log.settled().await;
+            let before = read_all(&log, 0, 1 << 20).await;
+            assert_eq!(log.install_cleaned(outcome).expect("install"), 0, "{name}");
+            assert_eq!(
+                read_all(&log, 0, 1 << 20).await,
+                before,
+                "{name}: new records stay"
+            );
+            for entry in std::fs::read_dir(&dir.0).expect("dir") {
+                let file = entry.expect("entry").file_name();
+                assert!(!file.to_string_lossy().ends_with(".cleaned"), "{name}");
+            }
         });
     }
 }

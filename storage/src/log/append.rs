@@ -36,7 +36,7 @@ impl Log {
     /// epoch (and LogAppendTime) in place once, updates indexes and the tail cache from
     /// the patched header copies and submits the write. The returned future resolves
     /// after the bytes are written — and fdatasync'd when `sync` (group commit) — never
-    /// before an earlier append's future.
+    /// before an earlier append's future. `Busy` while a truncation's file work runs.
     pub fn append(
         &mut self,
         records: BytesMut,
@@ -93,6 +93,9 @@ impl Log {
     fn check_append(&self, records: &[u8], headers: &[BatchHeader]) -> Result<(), StorageError> {
         if let Some(e) = self.commit.failure() {
             return Err(StorageError::Io(e));
+        }
+        if self.commit.truncating.get() {
+            return Err(StorageError::Busy("a truncation is being made durable"));
         }
         if headers.is_empty() {
             return Err(StorageError::Corrupt("append of no batches".into()));
@@ -241,7 +244,9 @@ impl Log {
         let prev_written = self.last_written.replace(written_rx);
         let prev_resolved = self.last_resolved.replace(resolved_rx);
         let commit = self.commit.clone();
+        let in_flight = commit.begin();
         tokio::task::spawn_local(async move {
+            let _in_flight = in_flight;
             let written = write.await;
             if let Some(prev) = prev_written {
                 let _ = prev.await;
@@ -322,7 +327,9 @@ impl Log {
     /// Starts a new active segment at `new_base` (>= `log_end_offset`, above the
     /// active segment's base); the finished one (log and indexes) is made durable in the
     /// background, then `synced_end` and the recovery point move past it. A failure
-    /// there fails the log, like a failed group-commit sync.
+    /// there fails the log, like a failed group-commit sync. A truncation after the
+    /// roll waits for this task before touching any file, and stops it from moving
+    /// `synced_end` or the recovery point.
     fn roll(&mut self, new_base: i64, now: i64) -> Result<(), StorageError> {
         debug_assert!(new_base >= self.log_end_offset && new_base > self.active().base_offset);
         let new = Segment::create(&self.dir, new_base, now)?;
@@ -347,10 +354,13 @@ impl Log {
             self.dir.clone(),
             self.dir_file.clone(),
         );
+        let generation = commit.generation();
         commit.background.set(commit.background.get() + 1);
         tokio::task::spawn_local(async move {
             let result = async {
-                commit.wait_written(old_end).await?;
+                // After a truncation (which needs every write done) the files are
+                // untouched until this task ends: finishing the old work is harmless.
+                commit.wait_written_in(generation, old_end).await?;
                 io.sync(log, false).await?;
                 io.write_at_and_sync(index, 0, index_bytes).await?;
                 io.write_at_and_sync(time, 0, time_bytes).await?;
@@ -358,7 +368,12 @@ impl Log {
                 if let Some(prev) = prev_roll {
                     let _ = prev.await;
                 }
-                commit.mark_synced(old_end);
+                if commit.generation() != generation {
+                    // Truncated since the roll: the truncation writes the recovery
+                    // point after this task, and synced_end must not pass its end.
+                    return Ok(());
+                }
+                commit.mark_synced(generation, old_end);
                 write_checkpoint_on(&io, &dir, dir_file, RECOVERY_POINT_FILE, new_base).await
             }
             .await;

@@ -8,6 +8,11 @@
 //!   a round covers every write completed before it started (group commit).
 //! - After a write or sync error the Log is `failed`: nothing advances any more and
 //!   every later append fails (like Kafka taking the log directory offline).
+//! - `synced_end` advances on every successful group-commit round, and when a rolled
+//!   segment's background task has synced it and every earlier segment.
+//! - `generation` counts truncations. A truncation happens only with no operation in
+//!   flight (`in_flight == 0`), lowers `written_end` (and `synced_end`, if above) to the
+//!   new end, and nothing started before it may advance either past that end again.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -24,6 +29,8 @@ struct State {
     synced_end: i64,
     sync_in_flight: bool,
     failed: Option<(io::ErrorKind, String)>,
+    /// Truncations so far.
+    generation: u64,
     /// Log files that may hold unsynced bytes, oldest first, each with the offset its
     /// segment ends at (`i64::MAX` for the active one).
     files: Vec<(Arc<File>, i64)>,
@@ -33,8 +40,22 @@ pub(crate) struct Committer {
     state: RefCell<State>,
     changed: Notify,
     io: Rc<IoEngine>,
-    /// Background segment-durability tasks still running (see `Log` roll).
+    /// Background segment-durability and truncation tasks still running.
     pub background: Cell<usize>,
+    /// Appends whose completion task has not finished, plus flushes not finished.
+    in_flight: Cell<usize>,
+    /// A truncation's file work is still running: the Log refuses appends.
+    pub truncating: Cell<bool>,
+}
+
+/// Counts one operation in [`Committer::in_flight`] until dropped.
+pub(crate) struct InFlight(Rc<Committer>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let n = &self.0.in_flight;
+        n.set(n.get().saturating_sub(1));
+    }
 }
 
 impl Committer {
@@ -45,16 +66,37 @@ impl Committer {
                 synced_end: end,
                 sync_in_flight: false,
                 failed: None,
+                generation: 0,
                 files: vec![(active, i64::MAX)],
             }),
             changed: Notify::new(),
             io,
             background: Cell::new(0),
+            in_flight: Cell::new(0),
+            truncating: Cell::new(false),
         })
     }
 
     pub fn written_end(&self) -> i64 {
         self.state.borrow().written_end
+    }
+
+    pub fn synced_end(&self) -> i64 {
+        self.state.borrow().synced_end
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.state.borrow().generation
+    }
+
+    /// Counts an append or flush as in flight until the returned guard drops.
+    pub fn begin(self: &Rc<Self>) -> InFlight {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(self.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
     }
 
     pub fn failure(&self) -> Option<io::Error> {
@@ -102,6 +144,43 @@ impl Committer {
         st.files.push((file, i64::MAX));
     }
 
+    /// A truncation to `end` (no operation in flight): `written_end` becomes `end`,
+    /// `synced_end` becomes `synced_end` (at most `end`), the files of segments ending
+    /// after `keep_below` are forgotten and `active` is the open-ended file.
+    pub fn truncate(&self, end: i64, synced_end: i64, active: Arc<File>, keep_below: i64) {
+        debug_assert_eq!(
+            self.in_flight.get(),
+            0,
+            "truncation with operations in flight"
+        );
+        let mut st = self.state.borrow_mut();
+        debug_assert!(synced_end <= end);
+        st.written_end = end;
+        st.synced_end = synced_end;
+        st.generation += 1;
+        st.files
+            .retain(|(f, seg_end)| *seg_end <= keep_below && !Arc::ptr_eq(f, &active));
+        st.files.push((active, i64::MAX));
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// A rolled segment ending at `end` and every segment before it are durable (its
+    /// background task synced it after its predecessors'). No-op if a truncation
+    /// happened since generation `generation`.
+    pub fn mark_synced(&self, generation: u64, end: i64) {
+        let mut st = self.state.borrow_mut();
+        if st.generation != generation || st.failed.is_some() {
+            return;
+        }
+        debug_assert!(end <= st.written_end, "synced only what was written");
+        st.synced_end = st.synced_end.max(end.min(st.written_end));
+        let synced = st.synced_end;
+        st.files.retain(|(_, seg_end)| *seg_end > synced);
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
     /// Forgets a deleted segment's file.
     pub fn remove_file(&self, file: &Arc<File>) {
         self.state
@@ -133,6 +212,22 @@ impl Committer {
                 return Err(e);
             }
             if self.written_end() >= end {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Like [`Committer::wait_written`] for a task started in generation `generation`:
+    /// also resolves once a truncation happened since (which required every write
+    /// before it to have completed).
+    pub async fn wait_written_in(&self, generation: u64, end: i64) -> io::Result<()> {
+        loop {
+            let changed = self.changed.notified();
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if self.written_end() >= end || self.generation() != generation {
                 return Ok(());
             }
             changed.await;

@@ -6,11 +6,13 @@
 //! - `io.rs`     — `IoEngine`: one io_uring ring per shard thread (eventfd-woken), or a
 //!   blocking std fallback when io_uring is unavailable; `io/faults.rs` — `Faults`,
 //!   counters and deterministic injected failures, tears and delays.
-//! - `log.rs`    — `Log`: one partition directory; append, roll, flush.
-//!   `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
+//! - `log.rs`    — `Log`: one partition directory; flush, checkpoints.
+//!   `log/append.rs` (a leader's append, assigning offsets, a follower's replicated
+//!   one, keeping them, and rolling), `log/recover.rs` (recovery off the shard: `Recovered`, then `from_recovered`),
 //!   `log/read.rs` (fetch reads and, in `read/lookup.rs`, timestamp lookups, both
 //!   planned on the shard and read through the ring),
-//!   `log/retention.rs` (retention, DeleteRecords) and `log/compact.rs` extend it.
+//!   `log/retention.rs` (retention, DeleteRecords), `log/truncate.rs` (a follower's
+//!   truncation, crash-safe) and `log/compact.rs` extend it.
 //! - `segment.rs` — one segment's files and sparse indexes in Kafka's exact format,
 //!   batch-by-batch validation and index rebuilding.
 //! - `commit.rs` — write completion order, `written_end_offset`, group-commit fdatasync.

@@ -23,6 +23,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::batch::{crc_is_valid, BatchHeader, HEADER_SIZE};
 
 pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
+const STAGED_LOG: &str = "log.new";
+const STAGED_INDEX: &str = "index.new";
+const STAGED_TIME_INDEX: &str = "timeindex.new";
 pub(crate) const TIME_ENTRY_BYTES: usize = 12;
 /// Read-ahead used when walking batch headers on disk.
 const WALK_CHUNK_BYTES: usize = 256 * 1024;
@@ -38,6 +41,17 @@ pub(crate) fn parse_log_file_name(name: &str) -> Option<i64> {
         return None;
     }
     stem.parse().ok()
+}
+
+/// True for a staged segment file name (`00000000000000000123.log.new`, ...).
+pub(crate) fn is_staged_file_name(name: &str) -> bool {
+    [STAGED_LOG, STAGED_INDEX, STAGED_TIME_INDEX]
+        .iter()
+        .any(|ext| {
+            name.strip_suffix(ext)
+                .and_then(|s| s.strip_suffix('.'))
+                .is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
@@ -68,6 +82,21 @@ pub(crate) struct Segment {
     /// Max timestamp of the first batch, the base of `segment.ms` rolling (Kafka's rule).
     pub rolling_base_timestamp: Option<i64>,
     pub created_ms: i64,
+}
+
+/// Where truncating a segment at an offset cuts it, and its in-memory state after the
+/// cut (see [`Segment::find_cut`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cut {
+    /// File position of the first batch removed (the segment's size if none is).
+    pub position: u64,
+    /// Next offset after the last batch kept (the base offset if none is).
+    pub next_offset: i64,
+    index_len: usize,
+    time_index_len: usize,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_index: u64,
 }
 
 /// Where a walk over a file ended.
@@ -175,6 +204,32 @@ impl Segment {
         let index = open_rw(&segment_path(dir, base_offset, "index"), true)?;
         let time = open_rw(&segment_path(dir, base_offset, "timeindex"), true)?;
         Ok(Segment::empty(base_offset, log, index, time, now_ms))
+    }
+
+    /// Creates empty files for a segment under staged names (`<base>.log.new`, ...),
+    /// which recovery ignores and removes, until [`Segment::install_staged`] renames
+    /// them into place.
+    pub fn create_staged(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let log = open_rw(&segment_path(dir, base_offset, STAGED_LOG), true)?;
+        let index = open_rw(&segment_path(dir, base_offset, STAGED_INDEX), true)?;
+        let time = open_rw(&segment_path(dir, base_offset, STAGED_TIME_INDEX), true)?;
+        Ok(Segment::empty(base_offset, log, index, time, now_ms))
+    }
+
+    /// Renames a staged segment's files into place, the `.log` last (a segment exists
+    /// for recovery once its `.log` does; missing indexes are rebuilt). Blocking.
+    pub fn install_staged(dir: &Path, base_offset: i64) -> io::Result<()> {
+        for (staged, ext) in [
+            (STAGED_INDEX, "index"),
+            (STAGED_TIME_INDEX, "timeindex"),
+            (STAGED_LOG, "log"),
+        ] {
+            std::fs::rename(
+                segment_path(dir, base_offset, staged),
+                segment_path(dir, base_offset, ext),
+            )?;
+        }
+        Ok(())
     }
 
     fn empty(base_offset: i64, log: File, index: File, time: File, now_ms: i64) -> Segment {
@@ -408,6 +463,89 @@ impl Segment {
         self.index.len() + batches > max_offsets || self.time_index.len() + batches + 1 > max_times
     }
 
+    /// Where truncating at `offset` cuts this segment: before its first batch whose last
+    /// offset is >= `offset` (at its end if none is), and the state `on_batch` would
+    /// have reached over the batches kept. Kept index entries are those of batches
+    /// ending below `offset`; the time index keeps the entries added up to the last of
+    /// them (each was added with an offset index entry, or by sealing, after every
+    /// batch it covers). Blocking: reads the headers from that entry's batch to the cut.
+    /// Every byte of the segment must be written.
+    pub fn find_cut(&self, offset: i64) -> io::Result<Cut> {
+        let rel = offset - self.base_offset;
+        let index_len = self.index.partition_point(|&(r, _)| i64::from(r) < rel);
+        let last_kept = index_len.checked_sub(1).map(|k| self.index[k]);
+        let time_index_len = last_kept.map_or(0, |(r, _)| {
+            self.time_index.partition_point(|&(_, t)| t <= r)
+        });
+        let (max_timestamp, offset_of_max_timestamp) = match time_index_len.checked_sub(1) {
+            Some(k) => (
+                self.time_index[k].0,
+                self.base_offset + i64::from(self.time_index[k].1),
+            ),
+            None => (-1, self.base_offset),
+        };
+        let start = last_kept.map_or(0, |(_, pos)| u64::from(pos));
+        let mut cut = Cut {
+            position: start,
+            next_offset: self.base_offset,
+            index_len,
+            time_index_len,
+            max_timestamp,
+            offset_of_max_timestamp,
+            bytes_since_index: 0,
+        };
+        // The batch of the last kept index entry is already counted in the time index.
+        let mut counted = last_kept.is_some();
+        let walk = walk_file(&self.log, start, self.size, false, &mut |pos, h, _| {
+            if h.last_offset() >= offset {
+                return ControlFlow::Break(());
+            }
+            let size = h.total_size() as u64;
+            if counted {
+                counted = false;
+                cut.bytes_since_index = 0;
+            } else if h.max_timestamp > cut.max_timestamp {
+                cut.max_timestamp = h.max_timestamp;
+                cut.offset_of_max_timestamp = h.last_offset();
+            }
+            cut.bytes_since_index += size;
+            cut.next_offset = h.next_offset();
+            cut.position = pos + size;
+            ControlFlow::Continue(())
+        })?;
+        match walk.error {
+            Some(e) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("segment {}: {e}", self.base_offset),
+            )),
+            None => Ok(cut),
+        }
+    }
+
+    /// Applies a cut from [`Segment::find_cut`] to the in-memory state (the caller
+    /// truncates the files).
+    pub fn apply_cut(&mut self, cut: &Cut) {
+        debug_assert!(cut.position <= self.size && cut.next_offset <= self.next_offset);
+        self.size = cut.position;
+        self.next_offset = cut.next_offset;
+        self.index.truncate(cut.index_len);
+        self.time_index.truncate(cut.time_index_len);
+        self.max_timestamp = cut.max_timestamp;
+        self.offset_of_max_timestamp = cut.offset_of_max_timestamp;
+        self.bytes_since_index = cut.bytes_since_index;
+        if cut.position == 0 {
+            self.rolling_base_timestamp = None;
+        }
+        debug_assert!(self
+            .index
+            .last()
+            .is_none_or(|&(_, p)| u64::from(p) < self.size));
+        debug_assert!(self
+            .time_index
+            .last()
+            .is_none_or(|&(_, r)| self.base_offset + i64::from(r) < self.next_offset));
+    }
+
     /// Position of the last indexed batch whose last offset is <= `offset` (0 if none).
     pub fn lookup(&self, offset: i64) -> u64 {
         let rel = offset - self.base_offset;
@@ -492,4 +630,117 @@ pub(crate) fn read_at(file: &File, len: usize, pos: u64) -> io::Result<Vec<u8>> 
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::set_base_offset;
+    use crate::testing::build_batch_with;
+
+    const BASE: i64 = 100;
+    const INTERVAL: u32 = 150;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fjord-segment-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// Batches from `BASE` with 1-3 records, a gap before every fifth and max
+    /// timestamps that go up and down (with repeats).
+    fn batches(n: usize) -> Vec<(BatchHeader, BytesMut)> {
+        let mut next = BASE;
+        (0..n)
+            .map(|i| {
+                if i % 5 == 4 {
+                    next += 3;
+                }
+                let max_ts = 1_000 + ((i * 37) % 101) as i64 * 10;
+                let value = format!("value-{i}");
+                let values: Vec<&[u8]> = (0..1 + i % 3).map(|_| value.as_bytes()).collect();
+                let mut b = build_batch_with(max_ts - 5, max_ts, &values);
+                set_base_offset(&mut b, next);
+                let h = BatchHeader::parse(&b).expect("header");
+                next = h.next_offset();
+                (h, b)
+            })
+            .collect()
+    }
+
+    /// A segment in `dir` holding `batches`, written to its file and accounted.
+    fn segment(dir: &Path, batches: &[(BatchHeader, BytesMut)], sealed: bool) -> Segment {
+        let mut seg = Segment::create(dir, BASE, 0).expect("create");
+        for (h, b) in batches {
+            seg.log.write_all_at(b, seg.size).expect("write");
+            seg.on_batch(seg.size, h, INTERVAL);
+        }
+        if sealed {
+            seg.seal_time_index();
+        }
+        seg
+    }
+
+    type State = (
+        u64,
+        i64,
+        Vec<(u32, u32)>,
+        Vec<(i64, u32)>,
+        i64,
+        i64,
+        u64,
+        Option<i64>,
+    );
+
+    fn state(s: &Segment) -> State {
+        (
+            s.size,
+            s.next_offset,
+            s.index.clone(),
+            s.time_index.clone(),
+            s.max_timestamp,
+            s.offset_of_max_timestamp,
+            s.bytes_since_index,
+            s.rolling_base_timestamp,
+        )
+    }
+
+    #[test]
+    fn a_cut_leaves_the_state_of_a_segment_of_the_kept_batches() {
+        let (dir, reference_dir) = (temp_dir("cut"), temp_dir("cut-reference"));
+        let all = batches(40);
+        let end = all[all.len() - 1].0.next_offset();
+        for sealed in [false, true] {
+            assert!(
+                segment(&dir, &all, sealed).index.len() > 5,
+                "sparse entries"
+            );
+            for offset in BASE..=end + 1 {
+                let mut seg = segment(&dir, &all, sealed);
+                let cut = seg.find_cut(offset).expect("cut");
+                seg.apply_cut(&cut);
+                let kept = all.partition_point(|(h, _)| h.last_offset() < offset);
+                let reference = segment(&reference_dir, &all[..kept], false);
+                assert_eq!(
+                    state(&seg),
+                    state(&reference),
+                    "cut at {offset} (sealed {sealed})"
+                );
+                let removed = all.get(kept).map(|(h, _)| h.base_offset);
+                assert!(removed.is_none_or(|b| b >= cut.next_offset));
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(reference_dir);
+    }
+
+    #[test]
+    fn staged_file_names() {
+        assert!(is_staged_file_name("00000000000000000123.log.new"));
+        assert!(is_staged_file_name("00000000000000000123.timeindex.new"));
+        assert!(!is_staged_file_name("00000000000000000123.log"));
+        assert!(!is_staged_file_name("123.log.new"));
+        assert!(!is_staged_file_name("00000000000000000123.log.cleaned"));
+    }
 }

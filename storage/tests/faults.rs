@@ -211,3 +211,101 @@ fn a_failed_sync_of_a_rolled_segment_fails_the_log() {
         });
     }
 }
+
+/// Everything the log holds, from its start.
+async fn contents(log: &Log) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let r = log
+            .read(offset, i64::MAX, 1 << 20, true)
+            .await
+            .expect("read");
+        for range in fjord_storage::batch::split_batches(&r.records).expect("whole batches") {
+            offset = BatchHeader::parse(&r.records[range])
+                .expect("h")
+                .next_offset();
+        }
+        out.extend_from_slice(&r.records);
+    }
+    out
+}
+
+#[test]
+fn a_failed_sync_at_any_step_of_a_truncation_fails_the_log_and_leaves_a_prefix() {
+    // Truncating across segments (unlinks, a cut, checkpoints) and fully (unlinks, the
+    // staged segment's install, checkpoints).
+    for full in [false, true] {
+        for (name, engine) in engines() {
+            let truncate = move |log: &mut Log| {
+                if full {
+                    log.truncate_fully_and_start_at(10_000)
+                } else {
+                    log.truncate_to(40)
+                }
+            };
+            let steps = Rc::new(Cell::new(0u64));
+            let kept = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let (counted, kept_out) = (steps.clone(), kept.clone());
+            run(|| async move {
+                let dir = TempDir::new("truncate-count");
+                let io = engine();
+                let (mut log, _) =
+                    Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
+                append_ok(&mut log, 0, 90, false).await;
+                log.settled().await;
+                let before = io.faults().syncs();
+                truncate(&mut log)
+                    .expect("truncate")
+                    .await
+                    .expect("durable");
+                counted.set(io.faults().syncs() - before);
+                *kept_out.borrow_mut() = contents(&log).await;
+            });
+            let steps = steps.get();
+            assert!(steps >= 4, "{name}: the truncation's syncs: {steps}");
+            for nth in 1..=steps {
+                let kept = kept.borrow().clone();
+                run(|| async move {
+                    let dir = TempDir::new("truncate-fault");
+                    let io = engine();
+                    let (mut log, _) =
+                        Log::open(dir.0.clone(), small_config(), io.clone()).expect("open");
+                    append_ok(&mut log, 0, 90, false).await;
+                    log.settled().await;
+                    let old = contents(&log).await;
+                    io.faults().fail_sync(nth, libc::EIO);
+                    let fut = truncate(&mut log).expect("truncate");
+                    assert!(fut.await.is_err(), "{name} full={full}: sync {nth} fails");
+                    assert_ne!(
+                        io_kind(log.append_bytes(batch(90), 0, None, false)),
+                        ErrorKind::Other,
+                        "{name}: the log is offline"
+                    );
+                    assert!(log.truncate_to(1).is_err());
+                    log.settled().await;
+                    drop(log);
+                    io.faults().clear();
+
+                    // What a crash at that point leaves: a prefix of the old log, with
+                    // at least what the truncation keeps (nothing, for a full one).
+                    let (log, _) =
+                        Log::open(dir.0.clone(), small_config(), engine()).expect("reopen");
+                    let recovered = contents(&log).await;
+                    assert!(
+                        old.starts_with(&recovered) && recovered.starts_with(&kept),
+                        "{name} full={full} sync {nth}: {} bytes recovered of {} ({} kept)",
+                        recovered.len(),
+                        old.len(),
+                        kept.len()
+                    );
+                    for entry in std::fs::read_dir(&dir.0).expect("dir") {
+                        let file = entry.expect("entry").file_name();
+                        let file = file.to_string_lossy();
+                        assert!(!file.ends_with(".new"), "{name}: staged {file} removed");
+                    }
+                });
+            }
+        }
+    }
+}

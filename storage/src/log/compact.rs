@@ -9,7 +9,9 @@
 //!    `<base>.log.cleaned` file per segment holding only the records to keep, with
 //!    their original offsets (gaps are legal), then fdatasyncs them.
 //! 3. [`Log::install_cleaned`] (owning shard): swaps each cleaned file in, rebuilding
-//!    its indexes, unless the segment changed meanwhile (retention deleted it).
+//!    its indexes, unless the segment changed meanwhile (retention deleted it) or the
+//!    log was truncated since the plan (a segment re-created with the same base, size
+//!    and end would otherwise get the old records back).
 //!
 //! Crash safety: a `.cleaned` file is complete only once renamed to `.swap`; `open`
 //! deletes leftover `.cleaned` files and finishes a `.swap` (drop the old indexes,
@@ -117,6 +119,8 @@ pub struct CleanPlan {
     first_dirty: i64,
     config: CompactionConfig,
     now_ms: i64,
+    /// The log's truncation count when planned.
+    generation: u64,
 }
 
 /// What a round wrote, to install on the owning shard.
@@ -131,6 +135,7 @@ pub struct CleanOutcome {
     pub records_removed: u64,
     /// When the earliest tombstone kept by this round expires (i64::MAX: none kept).
     tombstone_expiry_ms: i64,
+    generation: u64,
 }
 
 fn cleaned_path(dir: &Path, base: i64) -> PathBuf {
@@ -179,6 +184,7 @@ impl Log {
                 first_dirty: end,
                 config: config.clone(),
                 now_ms,
+                generation: self.commit.generation(),
             });
         }
         let total: u64 = segments.iter().map(|s| s.size).sum();
@@ -212,16 +218,24 @@ impl Log {
             first_dirty,
             config: config.clone(),
             now_ms,
+            generation: self.commit.generation(),
         })
     }
 
     /// Swaps the cleaned segments of `outcome` in. A segment that changed since the
     /// plan (deleted by retention, say) keeps its old file; its cleaned file is removed.
+    /// After a truncation since the plan, nothing is installed.
     pub fn install_cleaned(&mut self, outcome: CleanOutcome) -> Result<usize, StorageError> {
         if outcome.dir != self.dir {
             return Err(StorageError::Corrupt(
                 "cleaned segments of another log".into(),
             ));
+        }
+        if outcome.generation != self.commit.generation() {
+            for p in &outcome.segments {
+                let _ = std::fs::remove_file(cleaned_path(&self.dir, p.base_offset));
+            }
+            return Ok(0);
         }
         let interval = self.config.index_interval_bytes;
         let now = (self.clock)();
@@ -384,6 +398,7 @@ impl CleanPlan {
             bytes_after: 0,
             records_removed: 0,
             tombstone_expiry_ms: i64::MAX,
+            generation: self.generation,
         };
         let mut tombstone_expiry = i64::MAX;
         for seg in &self.segments {

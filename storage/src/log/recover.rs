@@ -15,8 +15,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{
-    compact, read_checkpoint, system_now_ms, write_checkpoint, Log, LogConfig, StorageError,
-    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    compact, read_checkpoint, system_now_ms, truncate, write_checkpoint, Log, LogConfig,
+    StorageError, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::batch::BatchHeader;
 use crate::commit::Committer;
@@ -112,6 +112,7 @@ impl Log {
     pub fn recover(dir: PathBuf, config: LogConfig) -> Result<Recovered, StorageError> {
         std::fs::create_dir_all(&dir)?;
         compact::recover_cleaning(&dir)?;
+        truncate::remove_staged(&dir)?;
         let now = system_now_ms();
         let mut bases: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {

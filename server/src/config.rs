@@ -112,6 +112,13 @@ pub struct Config {
     pub controller_listener_names: Vec<String>,
     pub broker_session_timeout_ms: i64,
     pub broker_heartbeat_interval_ms: i64,
+    pub replica_lag_time_max_ms: i64,
+    pub replica_fetch_wait_max_ms: i64,
+    pub replica_fetch_max_bytes: i64,
+    pub replica_fetch_response_max_bytes: i64,
+    pub replica_fetch_backoff_ms: i64,
+    /// `fjord.replication.durable.high.watermark`.
+    pub replication_durable_high_watermark: bool,
     /// Every key given in the file or by `--override`, as given (validated): the
     /// static layer of the config model (`configs`).
     pub properties: BTreeMap<String, String>,
@@ -353,6 +360,13 @@ impl Config {
             controller_listener_names,
             broker_session_timeout_ms: int("broker.session.timeout.ms"),
             broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
+            replica_lag_time_max_ms: int("replica.lag.time.max.ms"),
+            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms"),
+            replica_fetch_max_bytes: int("replica.fetch.max.bytes"),
+            replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes"),
+            replica_fetch_backoff_ms: int("replica.fetch.backoff.ms"),
+            replication_durable_high_watermark: get("fjord.replication.durable.high.watermark")
+                .eq_ignore_ascii_case("true"),
             properties: values.clone(),
         })
     }

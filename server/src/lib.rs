@@ -13,6 +13,8 @@
 //! - `partition/` — a partition's log, high watermark and idempotent-producer state;
 //!   record validation; the per-core partition registry.
 //! - `group/`     — consumer groups: pure state machines and the per-core coordinator.
+//! - `replica/`   — the per-core replica manager: ISR proposals, what followers fetch
+//!   and how they apply it.
 //! - `placement/` — the consistent-hash ring and partition→shard ownership.
 //! - `metadata/`  — commands, the pure `ClusterImage` state machine, the metadata log
 //!   and the control-plane thread; a shard's `ClusterView`; producer-id blocks.
@@ -26,6 +28,7 @@ pub mod metadata;
 pub mod net;
 pub mod partition;
 pub mod placement;
+pub mod replica;
 pub mod shard;
 pub mod telemetry;
 pub mod wire;

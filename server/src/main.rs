@@ -169,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         broker: me.clone(),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms as u64),
+        stopping: Default::default(),
     };
     let lone = quorum.voters.len() <= 1;
     // Whether this node starts with a new metadata directory (Kafka's "format"): read
@@ -232,6 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             connections.clone(),
         ))
     });
+    let replicate: shard::Replicate =
+        std::sync::Arc::new(|shard| Box::pin(net::replica_fetcher::run(shard)));
     let mut starts = Vec::with_capacity(config.cores);
     for _ in 0..config.cores {
         let listener =
@@ -241,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metadata: metadata.clone(),
             listener,
             serve: serve.clone(),
+            replicate: replicate.clone(),
             shutdown: shutdown_rx.clone(),
         });
     }
@@ -257,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     tracing::info!("shutting down");
+    runtime.block_on(metadata.shut_down(Duration::from_secs(5)));
     let _ = shutdown_tx.send(true);
     for s in shards {
         let _ = s.join();

@@ -48,7 +48,12 @@ pub async fn handle(
         .scatter(
             work,
             |s: Rc<Shard>, (name, id, i): (String, Uuid, i32)| async move {
-                let size = s.partitions.get(&id, i).ok().map(|p| p.size_bytes() as i64);
+                // Every replica this broker keeps, leader or follower; the lag is
+                // Kafka's: how far the log end is behind the high watermark.
+                let size = s.partitions.replica(&id, i).map(|p| {
+                    let lag = (p.high_watermark() - p.log_end_offset()).max(0);
+                    (p.size_bytes() as i64, lag)
+                });
                 (name, i, size)
             },
             || (String::new(), -1, None),
@@ -56,12 +61,12 @@ pub async fn handle(
         .await;
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for (name, i, size) in sizes {
-        if let Some(size) = size {
+        if let Some((size, lag)) = size {
             by_topic.entry(name).or_default().push(
                 DescribeLogDirsPartition::default()
                     .with_partition_index(i)
                     .with_partition_size(size)
-                    .with_offset_lag(0)
+                    .with_offset_lag(lag)
                     .with_is_future_key(false),
             );
         }

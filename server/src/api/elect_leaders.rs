@@ -1,7 +1,8 @@
-//! ElectLeaders (key 43), versions 0–2. With one replica per partition the leader is
-//! always the preferred replica and the only one, so no election is ever needed: every
-//! existing partition gets ELECTION_NOT_NEEDED (for both PREFERRED and UNCLEAN), as a
-//! single-node Kafka answers; null topic partitions means every partition.
+//! ElectLeaders (key 43), versions 0–2: preferred elections (the first replica leads
+//! again if it is live and in sync) and unclean ones (a partition without a live
+//! leader takes any live replica), run by the controller as one command; null topic
+//! partitions means every partition. ELECTION_NOT_NEEDED where nothing changes, as
+//! Kafka answers.
 
 use std::rc::Rc;
 
@@ -10,7 +11,8 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::metadata::{ClusterImage, PartitionImage};
+use crate::metadata::partition_change::ElectionOutcome;
+use crate::metadata::{Applied, ClusterImage, Command};
 use crate::shard::Shard;
 
 const PREFERRED: i8 = 0;
@@ -44,18 +46,59 @@ pub async fn handle(
             .map(|t| (t.name.clone(), (0..t.partitions.len() as i32).collect()))
             .collect(),
     };
-    resp.replica_election_results = wanted
+    // Known partitions go to the controller in one command; the rest are answered here.
+    let mut asked: Vec<(uuid::Uuid, i32)> = Vec::new();
+    let mut slots: Vec<(String, Vec<(i32, Slot)>)> = Vec::new();
+    for (topic, partitions) in wanted {
+        let results = partitions
+            .into_iter()
+            .map(|p| {
+                let slot = match locate(&image, &topic, p) {
+                    Ok(id) => {
+                        asked.push((id, p));
+                        Ok(asked.len() - 1)
+                    }
+                    Err(e) => Err(e),
+                };
+                (p, slot)
+            })
+            .collect();
+        slots.push((topic, results));
+    }
+    let outcomes = if asked.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let cmd = Command::ElectLeaders {
+            unclean: election == UNCLEAN,
+            partitions: asked,
+        };
+        match shard.metadata.propose(cmd).await {
+            Ok((Applied::Elections(o), image)) => {
+                shard.cluster.update_image(image);
+                Ok(o)
+            }
+            Ok(_) => Err("the controller answered something else".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    resp.replica_election_results = slots
         .into_iter()
-        .map(|(topic, partitions)| {
-            let partition_result = partitions
+        .map(|(topic, results)| {
+            let partition_result = results
                 .into_iter()
-                .map(|p| {
-                    let (code, message) = elect(&image, &topic, p, election);
+                .map(|(p, slot)| {
+                    let (code, message) = match slot {
+                        Err(e) => e,
+                        Ok(i) => match &outcomes {
+                            Ok(o) => outcome_code(o.get(i).copied(), election),
+                            Err(m) => (ResponseError::NotController.code(), m.clone()),
+                        },
+                    };
                     super::count_error("ElectLeaders", code);
                     PartitionResult::default()
                         .with_partition_id(p)
                         .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_string(message)))
+                        .with_error_message((code != 0).then(|| StrBytes::from_string(message)))
                 })
                 .collect();
             ReplicaElectionResult::default()
@@ -66,68 +109,61 @@ pub async fn handle(
     resp
 }
 
-/// The outcome for one partition. Pure.
-fn elect(image: &ClusterImage, topic: &str, index: i32, election: i8) -> (i16, String) {
+/// A request partition: its position in the command, or its error.
+type Slot = Result<usize, (i16, String)>;
+
+/// The topic id of an existing partition, or its error. Pure.
+fn locate(image: &ClusterImage, topic: &str, index: i32) -> Result<uuid::Uuid, (i16, String)> {
     let Some(t) = image.topic(topic) else {
-        return (
+        return Err((
             ResponseError::UnknownTopicOrPartition.code(),
             format!("No such topic as {topic}"),
-        );
+        ));
     };
-    let Some(p) = usize::try_from(index)
-        .ok()
-        .and_then(|i| t.partitions.get(i))
-    else {
-        return (
+    if index < 0 || index as usize >= t.partitions.len() {
+        return Err((
             ResponseError::UnknownTopicOrPartition.code(),
             format!("No such partition as {topic}-{index}"),
-        );
-    };
-    if needs_election(p, election) {
-        // Unreachable with one replica per partition; kept honest should RF > 1 arrive
-        // before elections do.
-        return (
-            ResponseError::PreferredLeaderNotAvailable.code(),
-            "Fjord does not elect leaders yet".to_string(),
-        );
+        ));
     }
-    (
-        ResponseError::ElectionNotNeeded.code(),
-        "Leader election not needed for topic partition.".to_string(),
-    )
+    Ok(t.id)
 }
 
-fn needs_election(p: &PartitionImage, election: i8) -> bool {
-    match election {
-        PREFERRED => p.replicas.first() != Some(&p.leader),
-        _ => p.leader < 0,
+/// Kafka's code and message for one election's outcome.
+fn outcome_code(o: Option<ElectionOutcome>, election: i8) -> (i16, String) {
+    match o {
+        Some(ElectionOutcome::Elected) => (0, String::new()),
+        Some(ElectionOutcome::NotNeeded) => (
+            ResponseError::ElectionNotNeeded.code(),
+            "Leader election not needed for topic partition.".to_string(),
+        ),
+        Some(ElectionOutcome::NotAvailable) if election == PREFERRED => (
+            ResponseError::PreferredLeaderNotAvailable.code(),
+            "The preferred leader is not live or not in sync.".to_string(),
+        ),
+        Some(ElectionOutcome::NotAvailable) => (
+            ResponseError::EligibleLeadersNotAvailable.code(),
+            "No replica of the partition is live.".to_string(),
+        ),
+        Some(ElectionOutcome::UnknownPartition) | None => (
+            ResponseError::UnknownTopicOrPartition.code(),
+            "No such partition.".to_string(),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::Command;
 
     #[test]
-    fn single_replica_partitions_need_no_election() {
-        let mut img = ClusterImage::default();
-        let create = Command::CreateTopic {
-            name: "t".into(),
-            id: uuid::Uuid::from_u128(3),
-            partitions: vec![vec![1]],
-            configs: Default::default(),
-        };
-        img.apply(1, &create).expect("topic");
-        assert_eq!(elect(&img, "t", 0, PREFERRED).0, 84);
-        assert_eq!(elect(&img, "t", 0, UNCLEAN).0, 84);
-        assert_eq!(
-            elect(&img, "t", 1, PREFERRED),
-            (3, "No such partition as t-1".into())
-        );
-        assert_eq!(
-            elect(&img, "x", 0, PREFERRED),
-            (3, "No such topic as x".into())
-        );
+    fn outcomes_map_to_kafka_codes() {
+        let code = |o, e| outcome_code(Some(o), e).0;
+        assert_eq!(code(ElectionOutcome::Elected, PREFERRED), 0);
+        assert_eq!(code(ElectionOutcome::NotNeeded, UNCLEAN), 84);
+        assert_eq!(code(ElectionOutcome::NotAvailable, PREFERRED), 80);
+        assert_eq!(code(ElectionOutcome::NotAvailable, UNCLEAN), 83);
+        let img = ClusterImage::default();
+        assert_eq!(locate(&img, "x", 0), Err((3, "No such topic as x".into())));
     }
 }

@@ -101,6 +101,14 @@ async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
 }
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchResponse {
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    if replica >= 0 {
+        return super::fetch_follower::handle(shard, version, req, replica).await;
+    }
     let image = shard.cluster.image();
     let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
     let deadline =
@@ -223,7 +231,10 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
 }
 
 /// Waits until any watched high watermark moves or the deadline passes.
-async fn wait_for_data(watches: Vec<watch::Receiver<i64>>, deadline: tokio::time::Instant) {
+pub(super) async fn wait_for_data(
+    watches: Vec<watch::Receiver<i64>>,
+    deadline: tokio::time::Instant,
+) {
     if watches.is_empty() {
         tokio::time::sleep_until(deadline).await;
         return;

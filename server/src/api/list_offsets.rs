@@ -46,7 +46,7 @@ fn find_record(
 /// Answers one partition on its owner shard; lookups by time await their disk reads.
 async fn lookup(p: &Partition, version: i16, ts: i64) -> Answer {
     // Leader epochs are in the response from v4; earlier versions must leave it unset.
-    let epoch = if version >= 4 { p.leader_epoch } else { -1 };
+    let epoch = if version >= 4 { p.leader_epoch() } else { -1 };
     let none = (0, -1, -1, -1);
     match ts {
         LATEST => (0, -1, p.high_watermark(), epoch),

@@ -96,6 +96,14 @@ fn topic_response(image: &ClusterImage, t: &TopicImage) -> MetadataResponseTopic
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_offline_replicas(
+                    p.replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !image.is_live(*r))
+                        .map(BrokerId)
+                        .collect(),
+                )
         })
         .collect();
     MetadataResponseTopic::default()

@@ -22,6 +22,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod elect_leaders;
 pub mod fetch;
+pub mod fetch_follower;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;

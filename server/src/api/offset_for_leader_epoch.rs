@@ -23,10 +23,10 @@ type Slot = (usize, i32, Result<(Uuid, i32, i32), i16>);
 
 /// Runs on the partition's owner shard.
 fn answer_on_owner(p: &Partition, current: i32, requested: i32) -> Answer {
-    if current >= 0 && current < p.leader_epoch {
+    if current >= 0 && current < p.leader_epoch() {
         return (ResponseError::FencedLeaderEpoch.code(), -1, -1);
     }
-    if current > p.leader_epoch {
+    if current > p.leader_epoch() {
         return (ResponseError::UnknownLeaderEpoch.code(), -1, -1);
     }
     let (epoch, end) = p.end_offset_for_epoch(requested);

@@ -31,6 +31,8 @@ struct Append<R = BytesMut> {
     header: BatchHeader,
     log_append_time: Option<i64>,
     sync: bool,
+    /// acks=all: how long to wait for the ISR after the append.
+    replicate_wait: Option<std::time::Duration>,
 }
 
 /// The outcome for one partition: an error code with message, or the append result.
@@ -57,6 +59,7 @@ struct Request<'a> {
     position: usize,
     now_ms: i64,
     sync: bool,
+    timeout_ms: i32,
 }
 
 /// Checks one request partition and validates its records, on the connection's shard.
@@ -105,6 +108,8 @@ fn prepare(
         header: v.header,
         log_append_time: settings.log_append_time.then_some(r.now_ms),
         sync: r.sync || settings.flush_messages == 1,
+        replicate_wait: (r.acks == -1)
+            .then(|| std::time::Duration::from_millis(r.timeout_ms.max(0) as u64)),
     })
 }
 
@@ -148,6 +153,7 @@ impl<R> Append<R> {
             header: self.header,
             log_append_time: self.log_append_time,
             sync: self.sync,
+            replicate_wait: self.replicate_wait,
         }
     }
 }
@@ -166,6 +172,7 @@ pub async fn handle(
         position: 0,
         now_ms: now_ms(),
         sync: acks == -1 || shard.config.log_flush_interval_messages == 1,
+        timeout_ms: req.timeout_ms,
     };
     // One outcome per request partition, in request order; appends name their slot.
     let mut outcomes: Vec<Option<Outcome>> = Vec::new();
@@ -269,16 +276,34 @@ async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
         }
         Err(u) => return Err((super::route::unavailable_code(&u), None)),
     };
-    partition
+    let last_offset_delta = i64::from(a.header.last_offset_delta);
+    let appended = partition
+        .clone()
         .append(a.records, a.header, a.log_append_time, a.sync)
         .await
-        .map_err(|e| match e {
-            AppendError::InvalidProducerEpoch => (ResponseError::InvalidProducerEpoch.code(), None),
-            AppendError::OutOfOrderSequence => {
-                (ResponseError::OutOfOrderSequenceNumber.code(), None)
-            }
-            AppendError::Storage(m) => (ResponseError::KafkaStorageError.code(), Some(m)),
-        })
+        .map_err(append_error)?;
+    if let Some(wait) = a.replicate_wait.filter(|_| partition.is_replicated()) {
+        partition
+            .wait_replicated(appended.base_offset + last_offset_delta, wait)
+            .await
+            .map_err(append_error)?;
+    }
+    Ok(appended)
+}
+
+/// Kafka's code for a refused or unfinished append.
+fn append_error(e: AppendError) -> (i16, Option<String>) {
+    match e {
+        AppendError::InvalidProducerEpoch => (ResponseError::InvalidProducerEpoch.code(), None),
+        AppendError::OutOfOrderSequence => (ResponseError::OutOfOrderSequenceNumber.code(), None),
+        AppendError::NotLeader => (ResponseError::NotLeaderOrFollower.code(), None),
+        AppendError::NotEnoughReplicasAfterAppend => (
+            ResponseError::NotEnoughReplicasAfterAppend.code(),
+            Some("The ISR fell under min.insync.replicas before the write was replicated".into()),
+        ),
+        AppendError::TimedOut => (ResponseError::RequestTimedOut.code(), None),
+        AppendError::Storage(m) => (ResponseError::KafkaStorageError.code(), Some(m)),
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +333,7 @@ mod tests {
             header,
             log_append_time: None,
             sync: false,
+            replicate_wait: None,
         };
         let out = writable(
             Some(frame.clone()),

@@ -18,7 +18,7 @@ use crate::shard::Shard;
 pub fn unavailable_code(u: &Unavailable) -> i16 {
     match u {
         Unavailable::Unknown => ResponseError::UnknownTopicOrPartition.code(),
-        Unavailable::Opening => ResponseError::NotLeaderOrFollower.code(),
+        Unavailable::Opening | Unavailable::NotLeader => ResponseError::NotLeaderOrFollower.code(),
         Unavailable::Offline(_) => ResponseError::KafkaStorageError.code(),
     }
 }

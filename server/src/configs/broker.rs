@@ -259,6 +259,54 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "Fjord: recent appends kept in memory per partition for tailing reads.",
     ),
     key(
+        "replica.lag.time.max.ms",
+        Long,
+        int(1, i64::MAX),
+        "30000",
+        "A follower that has not caught up with the leader's log end for this long leaves \
+         the ISR.",
+    ),
+    key(
+        "replica.fetch.wait.max.ms",
+        Int,
+        int(0, I32_MAX),
+        "500",
+        "The longest a follower's fetch waits at the leader for new records.",
+    ),
+    key(
+        "replica.fetch.max.bytes",
+        Int,
+        int(0, I32_MAX),
+        "1048576",
+        "The bytes a follower fetches per partition at most (at least one batch).",
+    ),
+    key(
+        "replica.fetch.response.max.bytes",
+        Int,
+        int(0, I32_MAX),
+        "10485760",
+        "The bytes one follower fetch takes from a leader at most, over all its \
+         partitions.",
+    ),
+    key(
+        "replica.fetch.backoff.ms",
+        Int,
+        int(0, I32_MAX),
+        "1000",
+        "How long a follower waits before fetching again from a leader after an error.",
+    ),
+    key(
+        "fjord.replication.durable.high.watermark",
+        Boolean,
+        Bool,
+        "true",
+        "Fjord: a replica counts towards the high watermark only records it has \
+         fdatasync'd, so an acknowledged acks=all write survives even every replica's \
+         process or machine dying at once. false: written records count (Kafka's rule, \
+         page cache only), which is faster and loses acknowledged writes to a \
+         simultaneous power loss of the ISR.",
+    ),
+    key(
         "fjord.partition.open.wait.ms",
         Int,
         int(0, I32_MAX),

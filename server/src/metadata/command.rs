@@ -46,6 +46,23 @@ pub enum Command {
         id: Uuid,
         partitions: Vec<Vec<i32>>,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition), applied only if
+    /// `broker` still leads partition `partition` of topic `id` in `leader_epoch` and
+    /// the partition epoch is still `partition_epoch`.
+    AlterPartition {
+        id: Uuid,
+        partition: i32,
+        broker: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// ElectLeaders: a preferred (or, with `unclean`, an unclean) election for each of
+    /// `partitions` (topic id, index); the outcome of each is in `Applied::Elections`.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Vec<(Uuid, i32)>,
+    },
 }
 
 /// What a dynamic config belongs to.
@@ -66,6 +83,17 @@ pub enum CommandError {
     /// The metadata log could not be written, or no controller quorum answered;
     /// nothing was applied.
     Storage(String),
+    /// AlterPartition from a broker that does not lead the partition.
+    NotLeader,
+    /// AlterPartition with an older leader epoch than the partition's.
+    FencedLeaderEpoch,
+    /// AlterPartition built on an older partition epoch.
+    InvalidUpdateVersion,
+    /// AlterPartition adding a broker that is not a replica, or not live.
+    IneligibleReplica(i32),
+    /// A malformed request (Kafka's INVALID_REQUEST).
+    InvalidRequest(String),
+    UnknownPartition,
 }
 
 impl fmt::Display for CommandError {
@@ -76,6 +104,14 @@ impl fmt::Display for CommandError {
             CommandError::UnknownTopicId(id) => write!(f, "Topic id {id} does not exist."),
             CommandError::Invalid(m) => f.write_str(m),
             CommandError::Storage(m) => write!(f, "metadata log: {m}"),
+            CommandError::NotLeader => f.write_str("the broker does not lead the partition"),
+            CommandError::FencedLeaderEpoch => f.write_str("the leader epoch is fenced"),
+            CommandError::InvalidUpdateVersion => f.write_str("the partition epoch has moved on"),
+            CommandError::IneligibleReplica(b) => {
+                write!(f, "broker {b} cannot join the ISR")
+            }
+            CommandError::InvalidRequest(m) => f.write_str(m),
+            CommandError::UnknownPartition => f.write_str("no such partition"),
         }
     }
 }

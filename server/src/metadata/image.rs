@@ -10,6 +10,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::command::{Command, CommandError, ConfigResource};
+use super::partition_change;
 
 /// A broker as clients see it in Metadata responses.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +28,9 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped by every change of this partition's replicas, ISR or leader (Kafka's
+    /// partition epoch): AlterPartition compares it.
+    pub partition_epoch: i32,
 }
 
 /// A topic: its id, partitions (index = partition number) and config overrides.
@@ -73,6 +77,8 @@ pub enum Applied {
         start: i64,
         count: i64,
     },
+    /// ElectLeaders: one outcome per partition asked for, in order.
+    Elections(Vec<partition_change::ElectionOutcome>),
 }
 
 impl ClusterImage {
@@ -108,7 +114,9 @@ impl ClusterImage {
         let out = match cmd {
             Command::RegisterBroker(b) => {
                 self.brokers.insert(b.id, b.clone());
-                self.fenced.remove(&b.id);
+                if self.fenced.remove(&b.id) {
+                    self.change_partitions(|p, _| partition_change::on_unfenced(p, b.id));
+                }
                 Applied::Done
             }
             Command::FenceBroker { id } => {
@@ -118,6 +126,8 @@ impl ClusterImage {
                     )));
                 }
                 self.fenced.insert(*id);
+                let id = *id;
+                self.change_partitions(|p, live| partition_change::on_fenced(p, id, live));
                 Applied::Done
             }
             Command::CreateTopic {
@@ -134,12 +144,7 @@ impl ClusterImage {
                 }
                 let partitions = partitions
                     .iter()
-                    .map(|replicas| PartitionImage {
-                        leader: replicas.first().copied().unwrap_or(-1),
-                        isr: replicas.clone(),
-                        replicas: replicas.clone(),
-                        leader_epoch: 0,
-                    })
+                    .map(|replicas| PartitionImage::new(replicas.clone()))
                     .collect();
                 let topic = TopicImage {
                     name: name.clone(),
@@ -218,20 +223,117 @@ impl ClusterImage {
                     ));
                 }
                 if let Some(topic) = self.topics.get_mut(name) {
-                    Arc::make_mut(topic)
-                        .partitions
-                        .extend(partitions.iter().map(|replicas| PartitionImage {
-                            leader: replicas[0],
-                            isr: replicas.clone(),
-                            replicas: replicas.clone(),
-                            leader_epoch: 0,
-                        }));
+                    Arc::make_mut(topic).partitions.extend(
+                        partitions
+                            .iter()
+                            .map(|replicas| PartitionImage::new(replicas.clone())),
+                    );
                 }
                 Applied::Done
+            }
+            Command::AlterPartition {
+                id,
+                partition,
+                broker,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let name = self
+                    .topic_names_by_id
+                    .get(id)
+                    .ok_or(CommandError::UnknownTopicId(*id))?;
+                let fenced = &self.fenced;
+                let brokers = &self.brokers;
+                let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or(CommandError::UnknownTopicId(*id))?;
+                let current = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+                    .ok_or(CommandError::UnknownPartition)?;
+                let change = partition_change::IsrChange {
+                    broker: *broker,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                    isr,
+                };
+                let next = partition_change::alter_isr(current, &change, &live)?;
+                Arc::make_mut(topic).partitions[*partition as usize] = next;
+                Applied::Done
+            }
+            Command::ElectLeaders {
+                unclean,
+                partitions,
+            } => {
+                let mut outcomes = Vec::with_capacity(partitions.len());
+                for (id, index) in partitions {
+                    outcomes.push(self.elect(id, *index, *unclean));
+                }
+                Applied::Elections(outcomes)
             }
         };
         self.applied_index = index;
         Ok(out)
+    }
+
+    /// One partition's election for `Command::ElectLeaders`.
+    fn elect(&mut self, id: &Uuid, index: i32, unclean: bool) -> partition_change::ElectionOutcome {
+        use partition_change::ElectionOutcome;
+        let (brokers, fenced) = (&self.brokers, &self.fenced);
+        let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
+        let Some(topic) = self
+            .topic_names_by_id
+            .get(id)
+            .and_then(|n| self.topics.get_mut(n))
+        else {
+            return ElectionOutcome::UnknownPartition;
+        };
+        let Some(current) = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+        else {
+            return ElectionOutcome::UnknownPartition;
+        };
+        let elected = if unclean {
+            partition_change::elect_unclean(current, &live)
+        } else {
+            partition_change::elect_preferred(current, &live)
+        };
+        match elected {
+            Ok(next) => {
+                Arc::make_mut(topic).partitions[index as usize] = next;
+                ElectionOutcome::Elected
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Replaces every partition for which `change(partition, live)` returns a new
+    /// state; `live` says whether a broker is registered and not fenced.
+    fn change_partitions(
+        &mut self,
+        change: impl Fn(&PartitionImage, &dyn Fn(i32) -> bool) -> Option<PartitionImage>,
+    ) {
+        let (brokers, fenced) = (&self.brokers, &self.fenced);
+        let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
+        for topic in self.topics.values_mut() {
+            let changed: Vec<(usize, PartitionImage)> = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| change(p, &live).map(|n| (i, n)))
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let t = Arc::make_mut(topic);
+            for (i, n) in changed {
+                t.partitions[i] = n;
+            }
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 
 pub mod command;
 pub mod image;
+pub mod image_format;
+pub mod partition_change;
 pub mod producer_ids;
 pub mod raft;
 pub mod topics;
@@ -35,6 +37,10 @@ pub struct MetadataHandle {
     tx: mpsc::Sender<(Command, Reply)>,
     image: watch::Receiver<Arc<ClusterImage>>,
     leader: Arc<AtomicI32>,
+    /// Shared with the controller's heartbeat loop (see [`MetadataHandle::shut_down`]).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    broker: i32,
+    cluster: bool,
 }
 
 impl MetadataHandle {
@@ -64,6 +70,24 @@ impl MetadataHandle {
         self.image.borrow().clone()
     }
 
+    /// Controlled shutdown (in a cluster): this broker stops heartbeating and fences
+    /// itself, so every partition it leads moves to another in-sync replica before
+    /// it stops serving, and it leaves every ISR. Waits at most `limit`.
+    pub async fn shut_down(&self, limit: std::time::Duration) {
+        if !self.cluster {
+            return;
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        let fence = self.propose(Command::FenceBroker { id: self.broker });
+        match tokio::time::timeout(limit, fence).await {
+            Ok(Ok(_)) => tracing::info!("leaderships moved to other replicas"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "controlled shutdown: cannot fence this broker")
+            }
+            Err(_) => tracing::warn!("controlled shutdown: no controller answered in time"),
+        }
+    }
+
     /// The node id of the Raft leader (the active controller), if one is known.
     pub fn controller_id(&self) -> Option<i32> {
         Some(self.leader.load(Ordering::Relaxed)).filter(|&id| id >= 0)
@@ -74,6 +98,9 @@ impl MetadataHandle {
 /// starts the control-plane thread, and returns once committed entries are applied.
 /// A quorum without voters is this node alone: the same code path with one voter.
 pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
+    let stopping = quorum.stopping.clone();
+    let broker = quorum.broker.id;
+    let cluster = quorum.voters.len() > 1;
     let listener = match quorum.listen_addr() {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
             std::io::Error::new(
@@ -134,6 +161,9 @@ pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
     Ok(MetadataHandle {
         tx,
         image: image_rx,
+        stopping,
+        broker,
+        cluster,
         leader,
     })
 }

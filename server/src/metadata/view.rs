@@ -74,6 +74,15 @@ impl ClusterView {
             .is_some_and(|p| p.leader == self.config.node_id)
     }
 
+    /// Whether this node is one of the replicas of partition `index` of `topic` (and
+    /// so keeps its log).
+    pub fn is_replica(&self, topic: &TopicImage, index: i32) -> bool {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .is_some_and(|p| p.replicas.contains(&self.config.node_id))
+    }
+
     /// The effective settings of a topic in `image`: topic overrides, then dynamic
     /// broker configs, then static ones, then Kafka's defaults (see `configs`).
     /// Resolved once per topic and image (Produce asks for every partition).

@@ -48,6 +48,30 @@ impl LeaderEpochCache {
         self.write()
     }
 
+    /// The offset where `epoch` starts, if it is the latest epoch here.
+    pub fn start_of_latest(&self, epoch: i32) -> Option<i64> {
+        self.entries.last().filter(|e| e.0 == epoch).map(|e| e.1)
+    }
+
+    /// Drops the epochs that start at or after `end` (the log was truncated there).
+    pub fn truncate_from_end(&mut self, end: i64) -> std::io::Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|&(_, s)| s < end);
+        if self.entries.len() == before {
+            return Ok(());
+        }
+        self.write()
+    }
+
+    /// Drops every epoch (the log was emptied and starts afresh).
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        self.entries.clear();
+        self.write()
+    }
+
     /// Kafka's `endOffsetFor`: the largest epoch <= `requested` and the offset where
     /// the next epoch starts (the log end for the latest epoch); (-1, -1) if unknown.
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {

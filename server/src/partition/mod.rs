@@ -1,10 +1,16 @@
-//! A partition on its owning shard: the log, the idempotent-producer state and the
-//! high watermark. Replication (followers, ISR) will live here too.
+//! A partition on its owning shard: the log, the idempotent-producer state, the high
+//! watermark and its replication state (`replica`): as leader it takes appends and
+//! tracks its followers, as follower it takes the leader's batches as they are.
 //!
 //! Invariants:
 //! - owned by one shard (`Rc`, never sent across threads);
-//! - the high watermark is the end of the contiguous prefix of the log whose writes
-//!   completed (single replica); fetches never see past it;
+//! - the high watermark only moves forward, and never past what every ISR member
+//!   holds: with one replica it is the end of the contiguous prefix of the log whose
+//!   writes completed; with more it is the minimum log end over the ISR, counting on
+//!   each replica only what it has fdatasync'd (unless durable high watermarks are
+//!   off: then what it has written, as Kafka does); consumers never see past it;
+//! - only the leader appends with `append`; a follower only with `append_replicated`
+//!   and `truncate_to`, driven by its fetcher;
 //! - producer state is updated synchronously with the log append, before any await, so
 //!   a retried batch arriving while the first is being written is seen as a duplicate.
 
@@ -12,11 +18,13 @@ pub mod compaction;
 pub mod leader_epoch;
 pub mod producer_state;
 pub mod registry;
+pub mod replica;
 pub mod validate;
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_storage::batch::split_batches;
@@ -25,16 +33,47 @@ use fjord_storage::{IoEngine, Log, LogConfig, Recovered};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::metadata::TopicImage;
+use crate::metadata::{PartitionImage, TopicImage};
 use producer_state::{BatchMeta, ProducerStateTable, Verdict};
+use replica::{Replication, RoleChange};
 
 /// Why an append was refused. The api layer maps these to Kafka error codes.
 #[derive(Debug)]
 pub enum AppendError {
     InvalidProducerEpoch,
     OutOfOrderSequence,
+    /// This replica does not lead the partition (any more).
+    NotLeader,
+    /// Written, but the ISR fell under `min.insync.replicas` before the high
+    /// watermark reached it.
+    NotEnoughReplicasAfterAppend,
+    /// Written, but not replicated to the ISR within the request's timeout.
+    TimedOut,
     /// The log failed; the partition stops taking writes (KAFKA_STORAGE_ERROR).
     Storage(String),
+}
+
+/// Why a follower's fetch is refused, in Kafka's terms.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FollowerFetchError {
+    NotLeader,
+    /// The follower names a newer leader epoch than this leader knows.
+    UnknownLeaderEpoch,
+    /// The follower names an older leader epoch.
+    FencedLeaderEpoch,
+    /// The fetch offset is past the log end, or before its start.
+    OffsetOutOfRange,
+}
+
+/// What the leader tells a follower besides records.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerView {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Records may be read up to here.
+    pub read_end: i64,
+    /// The follower's log diverges: truncate to `end_offset` of `epoch` first.
+    pub diverging: Option<(i32, i64)>,
 }
 
 /// The answer to a successful append.
@@ -58,10 +97,19 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
-    pub leader_epoch: i32,
     log: RefCell<Log>,
     producers: RefCell<ProducerStateTable>,
     high_watermark: watch::Sender<i64>,
+    /// The end of the written log: followers long-poll on it.
+    written_end: watch::Sender<i64>,
+    /// Role, epochs, ISR and (as leader) the followers' progress.
+    repl: RefCell<Replication>,
+    /// Bumped at every change of `repl` from the image, so that waits for the high
+    /// watermark see leadership lost and the ISR shrinking.
+    role_changes: watch::Sender<u64>,
+    /// A replica counts towards the high watermark only what it has fdatasync'd
+    /// (`fjord.replication.durable.high.watermark`).
+    durable_hw: bool,
     /// Set after a write or sync failed, with the error's kind: the log takes no more
     /// appends. A partition that failed for a full disk is reopened (recovered from
     /// its files) once space may have returned; any other failure keeps it offline
@@ -123,11 +171,17 @@ impl Partition {
         index: i32,
         log_config: LogConfig,
         io: Rc<IoEngine>,
-        leader_epoch: i32,
+        replica: ReplicaSettings,
     ) -> Result<Rc<Partition>, OpenError> {
         let topic_id = topic.id;
+        let image = topic
+            .partitions
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_else(|| PartitionImage::new(vec![replica.me]));
+        let lead_epoch = (image.leader == replica.me).then_some(image.leader_epoch);
         let recovered =
-            tokio::task::spawn_blocking(move || recover(dir, &topic_id, log_config, leader_epoch))
+            tokio::task::spawn_blocking(move || recover(dir, &topic_id, log_config, lead_epoch))
                 .await
                 .map_err(|e| OpenError::Storage(StorageError::Io(std::io::Error::other(e))))??;
         let Recovery {
@@ -143,18 +197,83 @@ impl Partition {
             "partition" => index.to_string()
         );
         log_end_gauge.set(hw as f64);
+        let repl = Replication::new(replica.me, &image, replica.min_insync, Instant::now());
+        // A replicated partition's high watermark is not known on opening: it starts
+        // at the recovery point's safe side (nothing), and moves up as the ISR is
+        // heard from (as leader) or as the leader says (as follower).
+        let hw = if repl.is_replicated() {
+            hw.min(log.log_start_offset())
+        } else {
+            hw
+        };
+        let written = log.written_end_offset();
         Ok(Rc::new(Partition {
             topic: topic.name.clone(),
             topic_id: topic.id,
             index,
-            leader_epoch,
             log: RefCell::new(log),
             producers: RefCell::new(producers),
             high_watermark: watch::channel(hw).0,
+            written_end: watch::channel(written).0,
+            repl: RefCell::new(repl),
+            role_changes: watch::channel(0).0,
+            durable_hw: replica.durable_hw,
             failed: Cell::new(None),
             log_end_gauge,
             epochs: RefCell::new(epochs),
         }))
+    }
+
+    /// The current leader epoch, as this replica knows it.
+    pub fn leader_epoch(&self) -> i32 {
+        self.repl.borrow().leader_epoch
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.repl.borrow().is_leader()
+    }
+
+    /// The leader this replica follows (itself when leading; -1 when none).
+    pub fn leader(&self) -> i32 {
+        self.repl.borrow().leader
+    }
+
+    /// The ISR as this replica knows it.
+    pub fn isr(&self) -> Vec<i32> {
+        self.repl.borrow().isr.clone()
+    }
+
+    /// Followers and the offset each last fetched from (-1: not yet in this epoch).
+    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
+        self.repl.borrow().follower_ends()
+    }
+
+    /// The latest leader epoch in this replica's log (-1: none): a follower's
+    /// `LastFetchedEpoch`.
+    pub fn latest_epoch(&self) -> i32 {
+        self.epochs.borrow().latest_epoch().unwrap_or(-1)
+    }
+
+    /// Installs this partition's state from a newer image: a new leader epoch starts
+    /// at the log end in the leader-epoch checkpoint when this replica leads it.
+    pub fn update_role(&self, image: &PartitionImage, min_insync: usize) -> RoleChange {
+        let change = {
+            let mut r = self.repl.borrow_mut();
+            r.min_insync = min_insync;
+            r.update(image, Instant::now())
+        };
+        if change == RoleChange::BecameLeader {
+            let end = self.log_end_offset();
+            if let Err(e) = self.epochs.borrow_mut().assign(image.leader_epoch, end) {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot write the leader-epoch checkpoint");
+            }
+            tracing::info!(topic = %self.topic, partition = self.index, epoch = image.leader_epoch, log_end = end, "leading");
+        }
+        if change != RoleChange::None {
+            self.role_changes.send_modify(|n| *n += 1);
+            self.advance_high_watermark();
+        }
+        change
     }
 
     /// Kafka's OffsetForLeaderEpoch answer for `epoch`: (epoch, end offset).
@@ -200,6 +319,16 @@ impl Partition {
                 "partition is offline after a write error".into(),
             ));
         }
+        let (leader_epoch, replicated) = {
+            let r = self.repl.borrow();
+            if !r.is_leader() {
+                return Err(AppendError::NotLeader);
+            }
+            (r.leader_epoch, r.is_replicated())
+        };
+        // With durable high watermarks a replicated partition's leader counts only
+        // synced bytes, so every append is group-committed.
+        let sync = sync || (replicated && self.durable_hw);
         let idempotent = header.producer_id >= 0;
         let last_seq = header.base_sequence.wrapping_add(header.last_offset_delta);
         if idempotent {
@@ -219,7 +348,7 @@ impl Partition {
         let appended = self.log.borrow_mut().append(
             records,
             std::slice::from_ref(&header),
-            self.leader_epoch,
+            leader_epoch,
             log_append_time,
             sync,
         );
@@ -247,9 +376,15 @@ impl Partition {
     }
 
     /// A retried batch: answer with the original offsets once they are written.
+    /// (Once written here: an acks=all caller then waits for the ISR as for any
+    /// append.)
     async fn acknowledge_duplicate(&self, meta: BatchMeta) -> Result<Appended, AppendError> {
-        let mut hw = self.watch_high_watermark();
-        if hw.wait_for(|hw| *hw > meta.last_offset).await.is_err() {
+        let mut written = self.watch_written_end();
+        if written
+            .wait_for(|end| *end > meta.last_offset)
+            .await
+            .is_err()
+        {
             return Err(AppendError::Storage("partition closed".into()));
         }
         Ok(Appended {
@@ -281,18 +416,305 @@ impl Partition {
         self.log.borrow_mut().settled()
     }
 
+    /// Moves the high watermark as far as the replication state allows (leader), and
+    /// publishes the written end to long-polling followers.
     fn advance_high_watermark(&self) {
-        let written = self.log.borrow().written_end_offset();
+        let (written, synced) = {
+            let log = self.log.borrow();
+            (log.written_end_offset(), log.synced_end_offset())
+        };
+        self.written_end.send_if_modified(|w| {
+            let moved = *w != written;
+            *w = written;
+            moved
+        });
+        let bound = {
+            let r = self.repl.borrow();
+            if !r.is_leader() {
+                None
+            } else if !r.is_replicated() {
+                Some(written)
+            } else {
+                r.high_watermark_bound(if self.durable_hw { synced } else { written })
+            }
+        };
+        if let Some(bound) = bound {
+            self.raise_high_watermark(bound);
+        }
+    }
+
+    fn raise_high_watermark(&self, to: i64) {
         let advanced = self.high_watermark.send_if_modified(|hw| {
-            let moved = written > *hw;
+            let moved = to > *hw;
             if moved {
-                *hw = written;
+                *hw = to;
             }
             moved
         });
         if advanced {
-            self.log_end_gauge.set(written as f64);
+            self.log_end_gauge.set(to as f64);
         }
+    }
+
+    /// acks=all: waits until the high watermark passes `last_offset` (the ISR holds
+    /// the batch), this replica stops leading, the ISR falls under
+    /// `min.insync.replicas`, or `timeout` passes.
+    pub async fn wait_replicated(
+        &self,
+        last_offset: i64,
+        timeout: Duration,
+    ) -> Result<(), AppendError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut hw = self.high_watermark.subscribe();
+        let mut roles = self.role_changes.subscribe();
+        loop {
+            if *hw.borrow_and_update() > last_offset {
+                return Ok(());
+            }
+            {
+                roles.borrow_and_update();
+                let r = self.repl.borrow();
+                if !r.is_leader() {
+                    return Err(AppendError::NotLeader);
+                }
+                if r.isr.len() < r.min_insync {
+                    return Err(AppendError::NotEnoughReplicasAfterAppend);
+                }
+            }
+            tokio::select! {
+                changed = hw.changed() => if changed.is_err() { return Err(AppendError::NotLeader) },
+                changed = roles.changed() => if changed.is_err() { return Err(AppendError::NotLeader) },
+                _ = tokio::time::sleep_until(deadline) => return Err(AppendError::TimedOut),
+            }
+        }
+    }
+
+    /// Whether an acks=all append must wait for followers (more than one replica).
+    pub fn is_replicated(&self) -> bool {
+        self.repl.borrow().is_replicated()
+    }
+
+    /// A receiver that changes whenever the written end moves (followers long-poll).
+    pub fn watch_written_end(&self) -> watch::Receiver<i64> {
+        self.written_end.subscribe()
+    }
+
+    /// On the leader: checks follower `replica`'s fetch from `offset` (its log end)
+    /// and records its progress, advancing the high watermark. `last_fetched_epoch`
+    /// is the epoch of the follower's last batch: where the leader's log of that
+    /// epoch ends before `offset`, the follower is told to truncate (`diverging`) and
+    /// its offset does not count.
+    pub fn serve_follower(
+        &self,
+        replica: i32,
+        offset: i64,
+        current_leader_epoch: i32,
+        last_fetched_epoch: i32,
+    ) -> Result<FollowerView, FollowerFetchError> {
+        {
+            let r = self.repl.borrow();
+            if !r.is_leader() {
+                return Err(FollowerFetchError::NotLeader);
+            }
+            if current_leader_epoch > r.leader_epoch {
+                return Err(FollowerFetchError::UnknownLeaderEpoch);
+            }
+            if current_leader_epoch >= 0 && current_leader_epoch < r.leader_epoch {
+                return Err(FollowerFetchError::FencedLeaderEpoch);
+            }
+            if !r.replicas.contains(&replica) || replica == r.me {
+                return Err(FollowerFetchError::NotLeader);
+            }
+        }
+        let (start, end, written) = {
+            let log = self.log.borrow();
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.written_end_offset(),
+            )
+        };
+        if last_fetched_epoch >= 0 {
+            let (epoch, epoch_end) = self.end_offset_for_epoch(last_fetched_epoch);
+            if epoch < last_fetched_epoch || epoch_end < offset {
+                return Ok(FollowerView {
+                    high_watermark: self.high_watermark(),
+                    log_start_offset: start,
+                    read_end: written,
+                    diverging: Some((epoch, epoch_end)),
+                });
+            }
+        }
+        if offset > end || offset < start {
+            return Err(FollowerFetchError::OffsetOutOfRange);
+        }
+        self.repl
+            .borrow_mut()
+            .record_fetch(replica, offset, end, Instant::now());
+        self.advance_high_watermark();
+        Ok(FollowerView {
+            high_watermark: self.high_watermark(),
+            log_start_offset: start,
+            read_end: written,
+            diverging: None,
+        })
+    }
+
+    /// On the leader: the ISR change its followers' progress calls for, as
+    /// (isr, leader epoch, partition epoch), marking it in flight; None if none is due.
+    /// The caller proposes it and then calls [`Partition::isr_change_done`].
+    pub fn take_isr_change(&self, lag_max: Duration) -> Option<(Vec<i32>, i32, i32)> {
+        let hw = self.high_watermark();
+        let mut r = self.repl.borrow_mut();
+        let epoch_start = self
+            .epochs
+            .borrow()
+            .start_of_latest(r.leader_epoch)
+            .unwrap_or(0);
+        let isr = r.wanted_isr(hw, epoch_start, lag_max, Instant::now())?;
+        r.alter_in_flight = true;
+        Some((isr, r.leader_epoch, r.partition_epoch))
+    }
+
+    pub fn isr_change_done(&self) {
+        self.repl.borrow_mut().alter_in_flight = false;
+    }
+
+    /// Whole batches from `offset` up to the written end, for a follower.
+    pub async fn read_for_follower(
+        &self,
+        offset: i64,
+        read_end: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, StorageError> {
+        if offset >= read_end {
+            return Ok(Bytes::new());
+        }
+        let read = self.log.borrow().read(offset, read_end, max_bytes, true);
+        Ok(read.await?.records)
+    }
+
+    /// On a follower: appends batches fetched from the leader, as they are (offsets
+    /// and leader epochs kept), then takes the leader's high watermark (bounded by
+    /// what is written here). Resolves once written — and fdatasync'd with durable
+    /// high watermarks — so the next fetch offset reports only that.
+    pub async fn append_replicated(
+        &self,
+        records: BytesMut,
+        leader_hw: i64,
+    ) -> Result<(), AppendError> {
+        if self.failed.get().is_some() {
+            return Err(AppendError::Storage(
+                "partition is offline after a write error".into(),
+            ));
+        }
+        if self.is_leader() {
+            return Err(AppendError::NotLeader);
+        }
+        if records.is_empty() {
+            self.follow_high_watermark(leader_hw);
+            return Ok(());
+        }
+        let headers = fjord_storage::batch::parse_headers(&records)
+            .map_err(|e| AppendError::Storage(format!("leader sent a bad batch: {e}")))?;
+        let appended = self
+            .log
+            .borrow_mut()
+            .append_replicated(records, &headers, self.durable_hw);
+        let (_, done) = appended.map_err(|e| {
+            let kind = match &e {
+                StorageError::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            self.fail(kind, e.to_string())
+        })?;
+        {
+            let mut producers = self.producers.borrow_mut();
+            let mut epochs = self.epochs.borrow_mut();
+            for h in &headers {
+                if h.producer_id >= 0 && !h.is_control() {
+                    producers.record(
+                        h.producer_id,
+                        h.producer_epoch,
+                        batch_meta(h, h.base_offset, -1),
+                    );
+                }
+                if epochs
+                    .latest_epoch()
+                    .is_none_or(|e| h.partition_leader_epoch > e)
+                {
+                    if let Err(e) = epochs.assign(h.partition_leader_epoch, h.base_offset) {
+                        tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot write the leader-epoch checkpoint");
+                    }
+                }
+            }
+        }
+        done.await.map_err(|e| self.fail(e.kind(), e.to_string()))?;
+        self.advance_high_watermark();
+        self.follow_high_watermark(leader_hw);
+        Ok(())
+    }
+
+    /// On a follower: the leader's high watermark, bounded by this replica's log.
+    fn follow_high_watermark(&self, leader_hw: i64) {
+        if self.is_leader() {
+            return;
+        }
+        let end = self.log.borrow().written_end_offset();
+        self.raise_high_watermark(leader_hw.min(end));
+    }
+
+    /// On a follower told that its log diverges after `end` of leader epoch `epoch`:
+    /// where to truncate (Kafka's rules). With the epoch unknown here, to the end of
+    /// the closest earlier epoch this log has, so the next fetch checks again from
+    /// there; with nothing known, to the high watermark.
+    pub fn divergence_target(&self, epoch: i32, end: i64) -> i64 {
+        let log_end = self.log_end_offset();
+        if end < 0 {
+            return self.high_watermark();
+        }
+        if epoch < 0 {
+            return end.min(log_end);
+        }
+        match self.end_offset_for_epoch(epoch) {
+            (-1, _) => self.high_watermark(),
+            (mine, my_end) if mine != epoch => my_end.min(log_end),
+            (_, my_end) => end.min(my_end).min(log_end),
+        }
+    }
+
+    /// On a follower: removes the records at and after `offset` (they diverge from
+    /// the leader's log). Never below the high watermark: committed records are
+    /// on every ISR member, the leader included.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), AppendError> {
+        let offset = offset.max(self.high_watermark());
+        let result = self.log.borrow_mut().truncate_to(offset);
+        let durable = result.map_err(|e| AppendError::Storage(e.to_string()))?;
+        let end = self.log_end_offset();
+        self.producers.borrow_mut().truncate(end);
+        if let Err(e) = self.epochs.borrow_mut().truncate_from_end(end) {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot write the leader-epoch checkpoint");
+        }
+        tracing::info!(topic = %self.topic, partition = self.index, log_end = end, "truncated to the leader's log");
+        self.advance_high_watermark();
+        durable
+            .await
+            .map_err(|e| self.fail(e.kind(), e.to_string()))
+    }
+
+    /// On a follower whose log ends before the leader's log start: starts empty there.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), AppendError> {
+        let result = self.log.borrow_mut().truncate_fully_and_start_at(offset);
+        let durable = result.map_err(|e| AppendError::Storage(e.to_string()))?;
+        *self.producers.borrow_mut() = ProducerStateTable::default();
+        if let Err(e) = self.epochs.borrow_mut().clear() {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot write the leader-epoch checkpoint");
+        }
+        self.high_watermark.send_modify(|hw| *hw = offset);
+        self.advance_high_watermark();
+        durable
+            .await
+            .map_err(|e| self.fail(e.kind(), e.to_string()))
     }
 
     /// Whole batches from the one containing `offset`, up to the high watermark. Disk
@@ -410,6 +832,17 @@ impl Partition {
     }
 }
 
+/// How this node replicates the partitions it opens.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaSettings {
+    /// This broker's id.
+    pub me: i32,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync: usize,
+    /// `fjord.replication.durable.high.watermark`.
+    pub durable_hw: bool,
+}
+
 /// What opening a partition reads from disk, off the shard.
 struct Recovery {
     log: Recovered,
@@ -418,12 +851,13 @@ struct Recovery {
 }
 
 /// The blocking part of [`Partition::open`]: runs on the blocking pool. Records
-/// `leader_epoch` as starting at the log end in the leader-epoch checkpoint.
+/// `lead_epoch` (when this replica leads) as starting at the log end in the
+/// leader-epoch checkpoint.
 fn recover(
     dir: PathBuf,
     topic_id: &Uuid,
     log_config: LogConfig,
-    leader_epoch: i32,
+    lead_epoch: Option<i32>,
 ) -> Result<Recovery, OpenError> {
     claim_directory(&dir, topic_id)?;
     let log = Log::recover(dir.clone(), log_config)?;
@@ -441,7 +875,9 @@ fn recover(
         }
     })?;
     let mut epochs = leader_epoch::LeaderEpochCache::open(&dir);
-    epochs.assign(leader_epoch, log.log_end_offset())?;
+    if let Some(epoch) = lead_epoch {
+        epochs.assign(epoch, log.log_end_offset())?;
+    }
     Ok(Recovery {
         log,
         producers,

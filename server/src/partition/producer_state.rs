@@ -120,6 +120,16 @@ impl ProducerStateTable {
         out
     }
 
+    /// Forgets every batch at or after `offset` (the log was truncated there); a
+    /// producer with no batch left is forgotten. A producer's batches all share its
+    /// current epoch (a new epoch clears them), so what is left keeps its epoch.
+    pub fn truncate(&mut self, offset: i64) {
+        self.producers.retain(|_, e| {
+            e.batches.retain(|b| b.last_offset < offset);
+            !e.batches.is_empty()
+        });
+    }
+
     /// Records an appended batch (also used when replaying the log on start-up).
     /// Batches come in log order, from appends that [`ProducerStateTable::check`]
     /// let through (or their replay), so a producer's epoch never goes back.

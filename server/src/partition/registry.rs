@@ -8,7 +8,12 @@
 //!
 //! Invariants:
 //! - a partition (topic id, index) is in the registry only on its owning shard
-//!   (`placement::shards::shard_for`), and only while this node leads it;
+//!   (`placement::shards::shard_for`), and only while this node is one of its
+//!   replicas; requests (produce, consume, groups) reach it only while it leads
+//!   ([`PartitionRegistry::get`]), the replica manager in either role
+//!   ([`PartitionRegistry::replica`]);
+//! - every open partition's role is the one of the latest image the registry was
+//!   reconciled with, so a role change is seen by every request after it;
 //! - a partition is opened at most once at a time: while its recovery runs its slot
 //!   is `Opening`, and requests wait for it (at most `open_wait`) instead of opening
 //!   it again; the shard thread keeps serving every other partition meanwhile;
@@ -29,7 +34,8 @@ use fjord_storage::{IoEngine, LogConfig, RecordCodec};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
-use super::{compaction, Partition};
+use super::replica::RoleChange;
+use super::{compaction, Partition, ReplicaSettings};
 use crate::config::Config;
 use crate::metadata::view::ClusterView;
 use crate::metadata::TopicImage;
@@ -49,6 +55,8 @@ pub enum Unavailable {
     Opening,
     /// Its log cannot be served (KAFKA_STORAGE_ERROR), with the reason.
     Offline(String),
+    /// This node is a follower of the partition (NOT_LEADER_OR_FOLLOWER).
+    NotLeader,
 }
 
 impl std::fmt::Display for Unavailable {
@@ -57,6 +65,7 @@ impl std::fmt::Display for Unavailable {
             Unavailable::Unknown => write!(f, "not served by this shard"),
             Unavailable::Opening => write!(f, "its log is being opened"),
             Unavailable::Offline(why) => write!(f, "offline: {why}"),
+            Unavailable::NotLeader => write!(f, "this node follows it"),
         }
     }
 }
@@ -97,6 +106,9 @@ pub struct PartitionRegistry {
     /// with a retriable error (`fjord.partition.open.wait.ms`).
     open_wait: Duration,
     slots: RefCell<HashMap<Key, Slot>>,
+    /// Notified whenever a partition is opened or its role changes (the replica
+    /// manager's fetchers follow it).
+    roles: Rc<Notify>,
 }
 
 impl PartitionRegistry {
@@ -119,7 +131,51 @@ impl PartitionRegistry {
             view,
             io,
             slots: RefCell::new(HashMap::new()),
+            roles: Rc::new(Notify::new()),
         })
+    }
+
+    /// Notified whenever a partition opens or changes role on this shard.
+    pub fn role_changes(&self) -> Rc<Notify> {
+        self.roles.clone()
+    }
+
+    /// The open partition in whatever role this node has (the replica manager's
+    /// access); never opens one.
+    pub fn replica(&self, topic_id: &Uuid, index: i32) -> Option<Rc<Partition>> {
+        match self.slots.borrow().get(&(*topic_id, index)) {
+            Some(Slot::Open(p)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// How this node replicates `topic`'s partitions now.
+    fn replica_settings(&self, topic: &TopicImage) -> ReplicaSettings {
+        let s = self.view.topic_settings(&self.view.image(), topic);
+        ReplicaSettings {
+            me: self.config.node_id,
+            min_insync: s.min_insync_replicas.clamp(1, i32::MAX as i64) as usize,
+            durable_hw: self.config.replication_durable_high_watermark,
+        }
+    }
+
+    /// Gives `p` its role in this shard's current image (after an ISR change).
+    pub fn refresh_role(&self, p: &Partition) {
+        let image = self.view.image();
+        if let Some(topic) = image.topic_by_id(&p.topic_id) {
+            self.install_role(p, topic);
+        }
+    }
+
+    /// Gives an open partition its role in the image's state of it.
+    fn install_role(&self, p: &Partition, topic: &TopicImage) {
+        let Some(image) = topic.partitions.get(p.index as usize) else {
+            return;
+        };
+        let min_insync = self.replica_settings(topic).min_insync;
+        if p.update_role(image, min_insync) != RoleChange::None {
+            self.roles.notify_waiters();
+        }
     }
 
     pub fn view(&self) -> &Rc<ClusterView> {
@@ -146,6 +202,7 @@ impl PartitionRegistry {
         let key = (*topic_id, index);
         let full = match self.slots.borrow().get(&key) {
             Some(Slot::Open(p)) if p.failed_for_full_disk() == Some(true) => Some(p.clone()),
+            Some(Slot::Open(p)) if !p.is_leader() => return Err(Unavailable::NotLeader),
             Some(Slot::Open(p)) => return Ok(p.clone()),
             Some(Slot::Opening(_)) => return Err(Unavailable::Opening),
             Some(Slot::Offline(why)) => return Err(Unavailable::Offline(why.clone())),
@@ -188,11 +245,12 @@ impl PartitionRegistry {
         let Some(topic) = image.topic_by_id(topic_id) else {
             return Err(Unavailable::Unknown);
         };
-        if !self.view.leads(topic, index) {
+        if !self.view.is_replica(topic, index) {
             return Err(Unavailable::Unknown);
         }
         self.start_open(topic, index);
         match self.slots.borrow().get(&key) {
+            Some(Slot::Open(p)) if !p.is_leader() => Err(Unavailable::NotLeader),
             Some(Slot::Open(p)) => Ok(p.clone()),
             Some(Slot::Offline(why)) => Err(Unavailable::Offline(why.clone())),
             _ => Err(Unavailable::Opening),
@@ -278,13 +336,13 @@ impl PartitionRegistry {
             .borrow_mut()
             .insert(key, Slot::Opening(done.clone()));
         let dir = self.partition_dir(&topic.name, index);
-        let epoch = topic.partitions[index as usize].leader_epoch;
+        let replica = self.replica_settings(topic);
         let log_config = self.log_config(topic);
         let (me, topic) = (self.clone(), topic.clone());
         tokio::task::spawn_local(async move {
             let opened = match me.opens.clone().acquire_owned().await {
                 Ok(_permit) => {
-                    Partition::open(dir, &topic, index, log_config, me.io.clone(), epoch).await
+                    Partition::open(dir, &topic, index, log_config, me.io.clone(), replica).await
                 }
                 Err(_) => Err(super::OpenError::Storage(super::StorageError::Io(
                     std::io::Error::other("partition opening stopped"),
@@ -311,6 +369,7 @@ impl PartitionRegistry {
             done.notify_waiters();
             // The image may have moved on while the log was recovered.
             me.reconcile_one(key);
+            me.roles.notify_waiters();
         });
     }
 
@@ -335,13 +394,14 @@ impl PartitionRegistry {
                 if open.set_log_config(self.log_config(t)) {
                     open.enforce_retention();
                 }
+                self.install_role(&open, t);
             }
         }
     }
 
     /// Applies the current image: removes partitions of deleted topics (their data
-    /// goes through the `-delete` rename), installs changed settings, and starts
-    /// opening every partition this shard owns and this node leads.
+    /// goes through the `-delete` rename), installs changed settings and roles, and
+    /// starts opening every partition this shard owns and this node replicates.
     pub fn reconcile(self: &Rc<Self>) {
         let image = self.view.image();
         let gone: Vec<Key> = self
@@ -365,7 +425,7 @@ impl PartitionRegistry {
         for topic in image.topics.values() {
             let log_config = self.log_config(topic);
             for index in 0..topic.partitions.len() as i32 {
-                if !self.owns(&topic.id, index) || !self.view.leads(topic, index) {
+                if !self.owns(&topic.id, index) || !self.view.is_replica(topic, index) {
                     continue;
                 }
                 let open = match self.slots.borrow().get(&(topic.id, index)) {
@@ -380,6 +440,7 @@ impl PartitionRegistry {
                         if p.set_log_config(log_config.clone()) {
                             p.enforce_retention();
                         }
+                        self.install_role(&p, topic);
                     }
                     None => self.start_open(topic, index),
                 }

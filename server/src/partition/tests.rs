@@ -21,6 +21,7 @@ fn topic() -> TopicImage {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
+            partition_epoch: 0,
         }],
         configs: BTreeMap::new(),
     }
@@ -33,7 +34,11 @@ async fn open(dir: &std::path::Path, io: &Rc<IoEngine>) -> Rc<Partition> {
         0,
         LogConfig::default(),
         io.clone(),
-        0,
+        super::ReplicaSettings {
+            me: 1,
+            min_insync: 1,
+            durable_hw: true,
+        },
     )
     .await
     .expect("open")

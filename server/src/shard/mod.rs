@@ -40,8 +40,9 @@ use crate::metadata::view::ClusterView;
 use crate::metadata::MetadataHandle;
 use crate::partition::registry::PartitionRegistry;
 use crate::placement::shards::shard_for;
+use crate::replica::ReplicaManager;
 
-pub use start::{start, Serve, ShardStart};
+pub use start::{start, Replicate, Serve, ShardStart};
 
 /// Work sent to another shard: runs on that shard's thread.
 pub type Task = Box<dyn FnOnce(Rc<Shard>) + Send>;
@@ -65,6 +66,7 @@ pub struct Shard {
     pub cluster: Rc<ClusterView>,
     pub partitions: Rc<PartitionRegistry>,
     pub groups: Rc<Coordinator>,
+    pub replicas: Rc<ReplicaManager>,
     pub producer_ids: ProducerIds,
 }
 

@@ -17,6 +17,7 @@ use crate::metadata::producer_ids::ProducerIds;
 use crate::metadata::view::ClusterView;
 use crate::metadata::MetadataHandle;
 use crate::partition::registry::PartitionRegistry;
+use crate::replica::ReplicaManager;
 use crate::wire::records::KafkaRecords;
 
 /// Serves a listener on a shard (the accept loop); given by `main`, so nothing below
@@ -25,12 +26,17 @@ pub type Serve = Arc<
     dyn Fn(Rc<Shard>, std::net::TcpListener) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync,
 >;
 
+/// Runs a shard's follower fetchers (their connections to leaders); given by `main`
+/// like [`Serve`].
+pub type Replicate = Arc<dyn Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
 /// What each shard thread needs to start.
 pub struct ShardStart {
     pub config: Arc<Config>,
     pub metadata: MetadataHandle,
     pub listener: std::net::TcpListener,
     pub serve: Serve,
+    pub replicate: Replicate,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -116,6 +122,7 @@ async fn run(
             ..Default::default()
         },
     );
+    let replicas = ReplicaManager::new(config.clone(), partitions.clone());
     let shard = Rc::new(Shard {
         id,
         config: config.clone(),
@@ -125,9 +132,12 @@ async fn run(
         cluster: cluster.clone(),
         partitions: partitions.clone(),
         groups: groups.clone(),
+        replicas: replicas.clone(),
     });
     partitions.reconcile();
     partitions.spawn_maintenance();
+    replicas.spawn_isr_checks();
+    tokio::task::spawn_local((start.replicate)(shard.clone()));
     groups.spawn_expiry(
         config.offsets_retention_check_interval_ms,
         config.offsets_retention_ms,

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod frame;
 pub mod pieces;
 pub mod records;
+pub mod replica_fetch;
 
 pub use codec::{
     decode_request, encode_response, encode_response_pieces, DecodeError, Decoded, Request,

@@ -193,7 +193,7 @@ impl Client {
         req.encode(&mut buf, version).expect("body");
         let n = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&n.to_be_bytes());
-        self.send_raw(&buf);
+        self.stream.write_all(&buf).ok()?;
         let mut frame = self.read_frame()?;
         let key = ApiKey::try_from(R::KEY).expect("key");
         let h = ResponseHeader::decode(&mut frame, key.response_header_version(version))
@@ -261,6 +261,19 @@ pub fn get_i16(b: &[u8]) -> i16 {
 }
 
 impl Client {
+    /// A client of `host:port`, or None if nothing listens there.
+    pub fn try_connect_to(host: &str, port: u16) -> Option<Client> {
+        let addr = format!("{host}:{port}").parse().ok()?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .ok()?;
+        Some(Client {
+            stream,
+            correlation: 0,
+        })
+    }
+
     /// Connects to `host:port` (cluster nodes listen on 127.0.0.1–127.0.0.3).
     pub fn connect_to(host: &str, port: u16) -> Client {
         let stream = TcpStream::connect((host, port)).expect("connect");

@@ -104,11 +104,12 @@ impl Controller {
         }
         tokio::spawn(controller.clone().follow_leader());
         tokio::spawn(controller.clone().fence_loop());
-        tokio::spawn(
-            controller
-                .clone()
-                .heartbeat_loop(quorum.broker.clone(), quorum.heartbeat_interval),
-        );
+        tokio::spawn(controller.clone().heartbeat_loop(
+            quorum.broker.clone(),
+            quorum.heartbeat_interval,
+            quorum.voters.len() > 1,
+            quorum.stopping.clone(),
+        ));
         Ok(controller)
     }
 
@@ -245,9 +246,33 @@ impl Controller {
         }
     }
 
-    /// Heartbeats this broker to the leader, forever.
-    async fn heartbeat_loop(self: Arc<Self>, me: BrokerInfo, interval: Duration) {
+    /// Heartbeats this broker to the leader, forever. In a cluster it first fences
+    /// the previous run of this broker, so partitions it led move to another in-sync
+    /// replica (or, where it is the only one, are led again in a new leader epoch):
+    /// followers that copied more of the old run's log than it kept are told to
+    /// truncate by the new epoch. A lone node has no followers and skips it.
+    async fn heartbeat_loop(
+        self: Arc<Self>,
+        me: BrokerInfo,
+        interval: Duration,
+        cluster: bool,
+        stopping: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        if cluster {
+            loop {
+                match self.propose(Command::FenceBroker { id: me.id }).await {
+                    Ok(_) | Err(CommandError::Invalid(_)) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot fence this broker's previous run yet");
+                        tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
+                    }
+                }
+            }
+        }
         loop {
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
             let sent = match self.known_leader() {
                 Some((id, _)) if id == self.node_id => Some(self.on_heartbeat(me.clone()).await),
                 Some((_, node)) => self

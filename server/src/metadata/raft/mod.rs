@@ -59,6 +59,9 @@ pub struct Quorum {
     pub session_timeout: Duration,
     /// How often this broker heartbeats (`broker.heartbeat.interval.ms`).
     pub heartbeat_interval: Duration,
+    /// Set when this broker shuts down: it stops heartbeating (so it is not registered
+    /// again after it fenced itself).
+    pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Quorum {

@@ -2,7 +2,8 @@
 //! `ClusterImage::apply`, published to the shards after every batch, and snapshotted
 //! to `<dir>/snapshot` as a serialized image.
 //!
-//! Snapshot file: `[crc32c(payload): u32 BE][payload: bincode (SnapshotMeta, image)]`,
+//! Snapshot file: `[crc32c(payload): u32 BE][payload: bincode (SnapshotMeta, image)]`
+//! (the image in `image_format`'s versioned layout),
 //! written to a temporary file, fsync'd and renamed, so a crash leaves the old or the
 //! new snapshot. The image itself is not persisted between snapshots: on restart
 //! openraft re-applies the committed entries after the snapshot from the log store.
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 
 use super::log_store::sync_dir;
 use super::{Entry, Node, NodeId, Response, TypeConfig};
-use crate::metadata::{Applied, ClusterImage};
+use crate::metadata::{image_format, Applied, ClusterImage};
 
 const FILE_NAME: &str = "snapshot";
 
@@ -88,7 +89,7 @@ fn write_snapshot(dir: &Path, s: &Stored) -> io::Result<()> {
 pub(super) fn snapshot_image(dir: &Path) -> io::Result<(ClusterImage, Option<LogId<NodeId>>)> {
     match read_snapshot(dir)? {
         Some(s) => {
-            let image = bincode::deserialize(&s.data)
+            let image = image_format::decode(&s.data)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             Ok((image, s.meta.last_log_id))
         }
@@ -110,7 +111,7 @@ impl StateMachine {
             publish,
         };
         if let Some(stored) = read_snapshot(dir)? {
-            let image: ClusterImage = bincode::deserialize(&stored.data)
+            let image = image_format::decode(&stored.data)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             sm.image = Arc::new(image);
             sm.last_applied = stored.meta.last_log_id;
@@ -137,7 +138,8 @@ pub struct Builder {
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = bincode::serialize(&*self.image).map_err(|e| snap_err(e, ErrorVerb::Write))?;
+        let data = image_format::encode(&self.image)
+            .map_err(|e| snap_err(io::Error::other(e), ErrorVerb::Write))?;
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.image.applied_index),
             None => "empty".to_string(),
@@ -213,8 +215,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let image: ClusterImage =
-            bincode::deserialize(&data).map_err(|e| snap_err(e, ErrorVerb::Read))?;
+        let image = image_format::decode(&data)
+            .map_err(|e| snap_err(io::Error::other(e), ErrorVerb::Read))?;
         let stored = Stored {
             meta: meta.clone(),
             data,

@@ -1,0 +1,263 @@
+//! Fetch (key 1) from a follower (a request naming a replica id): the leader's side of
+//! replication. Runs on the shard that received the request; each partition is served
+//! on its owner shard.
+//!
+//! Unlike a consumer's fetch, a follower reads up to the leader's written end, not the
+//! high watermark; its fetch offset is its log end, which the leader records
+//! (advancing the high watermark and the ISR); a follower whose last fetched epoch
+//! ends earlier on the leader is told where it diverges instead of getting records.
+//! Long polling waits for the written end of any of the partitions to move.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::partition::{FollowerFetchError, Partition};
+use crate::shard::Shard;
+
+#[derive(Clone)]
+struct Read {
+    topic_id: Uuid,
+    index: i32,
+    offset: i64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+    max_bytes: usize,
+}
+
+struct Outcome {
+    error: i16,
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+    diverging: Option<(i32, i64)>,
+    leader: (i32, i32),
+    watch: Option<watch::Receiver<i64>>,
+}
+
+impl Outcome {
+    fn error(code: i16) -> Outcome {
+        Outcome {
+            error: code,
+            records: Bytes::new(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            diverging: None,
+            leader: (-1, -1),
+            watch: None,
+        }
+    }
+}
+
+fn follower_code(e: FollowerFetchError) -> i16 {
+    match e {
+        FollowerFetchError::NotLeader => ResponseError::NotLeaderOrFollower,
+        FollowerFetchError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
+        FollowerFetchError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+        FollowerFetchError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+    }
+    .code()
+}
+
+/// Serves one partition on its owner shard.
+async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
+    let p: Rc<Partition> = match shard.partitions.ready(&r.topic_id, r.index).await {
+        Ok(p) => p,
+        Err(u) => return Outcome::error(super::route::unavailable_code(&u)),
+    };
+    let leader = (p.leader(), p.leader_epoch());
+    let view = match p.serve_follower(
+        replica,
+        r.offset,
+        r.current_leader_epoch,
+        r.last_fetched_epoch,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut o = Outcome::error(follower_code(e));
+            o.leader = leader;
+            o.high_watermark = p.high_watermark();
+            o.log_start_offset = p.log_start_offset();
+            return o;
+        }
+    };
+    shard.replicas.maybe_alter_isr(&p);
+    let records = if view.diverging.is_some() {
+        Bytes::new()
+    } else {
+        match p
+            .read_for_follower(r.offset, view.read_end, r.max_bytes)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = r.index, error = %e, "follower read failed");
+                return Outcome::error(ResponseError::KafkaStorageError.code());
+            }
+        }
+    };
+    Outcome {
+        error: 0,
+        records,
+        high_watermark: p.high_watermark(),
+        log_start_offset: view.log_start_offset,
+        diverging: view.diverging,
+        leader,
+        watch: Some(p.watch_written_end()),
+    }
+}
+
+async fn serve_many(
+    shard: Rc<Shard>,
+    replica: i32,
+    reads: Vec<(usize, Read)>,
+    mut budget: usize,
+) -> Vec<(usize, Outcome)> {
+    let mut out = Vec::with_capacity(reads.len());
+    for (i, mut r) in reads {
+        // At least one batch of the first partition with data, within the budget after.
+        r.max_bytes = r.max_bytes.min(budget.max(1));
+        let o = serve(&shard, replica, r).await;
+        budget = budget.saturating_sub(o.records.len());
+        out.push((i, o));
+    }
+    out
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    req: FetchRequest,
+    replica: i32,
+) -> FetchResponse {
+    let image = shard.cluster.image();
+    let max_bytes = (req.max_bytes.max(0) as i64)
+        .min(shard.config.replica_fetch_response_max_bytes.max(1)) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut slots: Vec<(usize, i32, Result<Read, i16>)> = Vec::new();
+    for (t, topic) in req.topics.iter().enumerate() {
+        let found = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.0.as_str())
+        };
+        for p in &topic.partitions {
+            let slot = match found {
+                _ if slots.len() >= shard.config.max_partitions_per_request => {
+                    Err(ResponseError::PolicyViolation.code())
+                }
+                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
+                    Err(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Some(tp) => Ok(Read {
+                    topic_id: tp.id,
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: if version >= 12 {
+                        p.last_fetched_epoch
+                    } else {
+                        -1
+                    },
+                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
+                }),
+            };
+            slots.push((t, p.partition, slot));
+        }
+    }
+    let routed: Vec<(usize, (usize, Read))> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
+        .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
+        .collect();
+    let mut outcomes: Vec<Option<Outcome>>;
+    loop {
+        outcomes = (0..slots.len()).map(|_| None).collect();
+        let results = shard
+            .scatter_by_shard(routed.clone(), move |s, reads| async move {
+                let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
+                serve_many(s, replica, reads, max_bytes).await
+            })
+            .await;
+        let mut bytes = 0usize;
+        let mut any_error = false;
+        for (o, (_, (slot, _))) in results.into_iter().zip(&routed) {
+            if let Some(o) = o {
+                bytes += o.records.len();
+                any_error |= o.error != 0 || o.diverging.is_some();
+                outcomes[*slot] = Some(o);
+            }
+        }
+        if bytes >= req.min_bytes.max(1) as usize
+            || any_error
+            || routed.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        let watches: Vec<watch::Receiver<i64>> = outcomes
+            .iter_mut()
+            .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
+            .collect();
+        super::fetch::wait_for_data(watches, deadline).await;
+    }
+
+    let mut responses: Vec<FetchableTopicResponse> = req
+        .topics
+        .iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    let mut budget = max_bytes;
+    let mut first = true;
+    for ((t, index, slot), outcome) in slots.into_iter().zip(outcomes) {
+        let o = match slot {
+            Err(code) => Outcome::error(code),
+            Ok(_) => {
+                outcome.unwrap_or_else(|| Outcome::error(ResponseError::NotLeaderOrFollower.code()))
+            }
+        };
+        let records = crate::partition::trim_to_budget(&o.records, budget, first);
+        if !records.is_empty() {
+            first = false;
+        }
+        budget = budget.saturating_sub(records.len());
+        super::count_error("Fetch", o.error);
+        let mut pd = PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(o.error)
+            .with_high_watermark(o.high_watermark)
+            .with_last_stable_offset(o.high_watermark)
+            .with_log_start_offset(o.log_start_offset)
+            .with_records(Some(records));
+        if let Some((epoch, end)) = o.diverging {
+            pd.diverging_epoch = EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end);
+        }
+        if o.error != 0 && o.leader.0 >= 0 {
+            pd.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(o.leader.0))
+                .with_leader_epoch(o.leader.1);
+        }
+        responses[t].partitions.push(pd);
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses)
+}

@@ -1,0 +1,184 @@
+//! How a [`ClusterImage`] is stored in a snapshot (and sent with one): a format
+//! marker, a version, then the image in bincode. Pure.
+//!
+//! bincode is not self-describing, so a field added to the image would make older
+//! snapshots unreadable; the version says which layout follows. Snapshots written
+//! before versions existed start directly with the image (its first field, the applied
+//! index, is never `u64::MAX`, which is what the marker reads as) and are read with
+//! the layout of that time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
+
+/// Eight 0xFF bytes: an applied index no image can have.
+const MARKER: [u8; 8] = [0xFF; 8];
+/// Version 1 added each partition's `partition_epoch`.
+const VERSION: u32 = 1;
+
+/// The image as a snapshot stores it.
+pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(&MARKER);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    bincode::serialize_into(&mut out, image).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Reads an image written by [`encode`], or by a version that wrote no marker.
+pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
+    let Some(rest) = bytes.strip_prefix(&MARKER) else {
+        let v0: V0Image = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        return Ok(v0.into());
+    };
+    let (version, body) = rest
+        .split_first_chunk::<4>()
+        .ok_or("image snapshot: no version")?;
+    match u32::from_le_bytes(*version) {
+        VERSION => bincode::deserialize(body).map_err(|e| e.to_string()),
+        v => Err(format!(
+            "image snapshot version {v} is newer than this build reads ({VERSION}); \
+             run a newer Fjord on this data directory"
+        )),
+    }
+}
+
+/// The layout of snapshots written before versions existed.
+#[derive(serde::Deserialize)]
+struct V0Image {
+    applied_index: u64,
+    brokers: BTreeMap<i32, BrokerInfo>,
+    fenced: BTreeSet<i32>,
+    topics: BTreeMap<String, V0Topic>,
+    topic_names_by_id: HashMap<Uuid, String>,
+    next_producer_id: i64,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct V0Topic {
+    name: String,
+    id: Uuid,
+    partitions: Vec<V0Partition>,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct V0Partition {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+}
+
+impl From<V0Image> for ClusterImage {
+    fn from(v: V0Image) -> ClusterImage {
+        let topics = v
+            .topics
+            .into_iter()
+            .map(|(name, t)| {
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionImage {
+                        replicas: p.replicas,
+                        isr: p.isr,
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.leader_epoch,
+                    })
+                    .collect();
+                let topic = TopicImage {
+                    name: t.name,
+                    id: t.id,
+                    partitions,
+                    configs: t.configs,
+                };
+                (name, Arc::new(topic))
+            })
+            .collect();
+        ClusterImage {
+            applied_index: v.applied_index,
+            brokers: v.brokers,
+            fenced: v.fenced,
+            topics,
+            topic_names_by_id: v.topic_names_by_id,
+            next_producer_id: v.next_producer_id,
+            broker_configs: v.broker_configs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The v0 layout, written as older builds wrote it.
+    #[derive(serde::Serialize)]
+    struct OldPartition {
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    }
+
+    #[test]
+    fn reads_its_own_format_and_the_unversioned_one() {
+        let mut image = ClusterImage {
+            applied_index: 7,
+            ..Default::default()
+        };
+        image.topics.insert(
+            "t".into(),
+            Arc::new(TopicImage {
+                name: "t".into(),
+                id: Uuid::from_u128(5),
+                partitions: vec![PartitionImage {
+                    replicas: vec![1, 2],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 3,
+                    partition_epoch: 9,
+                }],
+                configs: BTreeMap::new(),
+            }),
+        );
+        let again = decode(&encode(&image).expect("encode")).expect("decode");
+        assert_eq!(again.topics, image.topics);
+        assert_eq!(again.applied_index, 7);
+
+        let old = (
+            7u64,
+            BTreeMap::<i32, BrokerInfo>::new(),
+            BTreeSet::<i32>::new(),
+            BTreeMap::from([(
+                "t".to_string(),
+                (
+                    "t".to_string(),
+                    Uuid::from_u128(5),
+                    vec![OldPartition {
+                        replicas: vec![1, 2],
+                        isr: vec![1],
+                        leader: 1,
+                        leader_epoch: 3,
+                    }],
+                    BTreeMap::<String, String>::new(),
+                ),
+            )]),
+            HashMap::<Uuid, String>::new(),
+            0i64,
+            BTreeMap::<String, BTreeMap<String, String>>::new(),
+        );
+        let bytes = bincode::serialize(&old).expect("old layout");
+        let read = decode(&bytes).expect("unversioned snapshot");
+        let p = &read.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 3, 3));
+
+        let mut future = encode(&image).expect("encode");
+        future[8] = 99;
+        assert!(decode(&future).is_err());
+    }
+}

@@ -1,0 +1,363 @@
+//! Replication on a 3-node cluster of real `fjord` processes (127.0.0.1–127.0.0.3),
+//! topic with 3 replicas and `min.insync.replicas=2`: acks=all writes while the leader
+//! of a partition is killed with SIGKILL and later restarted, another leader is shut
+//! down cleanly (its leaderships move first), and every broker is killed at once. No
+//! acknowledged record is lost or duplicated, the ISR shrinks and grows back, and once
+//! writes stop every replica holds the same log bytes. Every wait is bounded.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{batch, Client, Cluster};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+const TOPIC: &str = "replicated";
+const PARTITIONS: i32 = 3;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn client(cluster: &Cluster, node: i32) -> Option<Client> {
+    let n = cluster.nodes.get(node as usize - 1)?;
+    Client::try_connect_to(&n.host, n.port)
+}
+
+/// (leader, isr) of each partition as `via` sees it.
+fn state(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let m = client(cluster, via)?.try_request(12, &req)?;
+    let t = m.topics.first()?;
+    Some(
+        t.partitions
+            .iter()
+            .map(|p| {
+                let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+                isr.sort_unstable();
+                (p.partition_index, (p.leader_id.0, isr))
+            })
+            .collect(),
+    )
+}
+
+/// Polls `f` every 100 ms until it returns Some, for at most `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every partition has a leader and exactly `isr` in sync, as seen by `via`.
+fn wait_isr(cluster: &Cluster, via: i32, isr: &[i32], limit: Duration) -> BTreeMap<i32, i32> {
+    wait_for(limit, &format!("ISR {isr:?} everywhere"), || {
+        let s = state(cluster, via)?;
+        (s.len() == PARTITIONS as usize && s.values().all(|(l, i)| *l > 0 && i == isr))
+            .then(|| s.iter().map(|(p, (l, _))| (*p, *l)).collect())
+    })
+}
+
+/// Sends records one at a time with acks=all, following leader changes.
+struct Writer {
+    leaders: BTreeMap<i32, i32>,
+    next: u64,
+    /// value → (partition, offset) acknowledged.
+    acked: BTreeMap<String, (i32, i64)>,
+    /// Values whose outcome is unknown or failed (may or may not be in the log).
+    uncertain: BTreeSet<String>,
+    errors: BTreeMap<i16, usize>,
+}
+
+impl Writer {
+    fn send(&mut self, cluster: &Cluster, partition: i32) {
+        let value = format!("p{partition}-{}", self.next);
+        self.next += 1;
+        let leader = self.leaders.get(&partition).copied().unwrap_or(1);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(TOPIC))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch(
+                        &[value.as_bytes()],
+                        None,
+                        Compression::None,
+                    )))])]);
+        let answer = client(cluster, leader).and_then(|mut c| c.try_request(9, &req));
+        match answer.map(|r| {
+            let p = &r.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        }) {
+            Some((0, offset)) => {
+                self.acked.insert(value, (partition, offset));
+            }
+            other => {
+                *self.errors.entry(other.map_or(-1, |o| o.0)).or_default() += 1;
+                self.uncertain.insert(value);
+                self.refresh(cluster);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn refresh(&mut self, cluster: &Cluster) {
+        for via in 1..=3 {
+            if let Some(s) = state(cluster, via) {
+                for (p, (l, _)) in s {
+                    if l > 0 {
+                        self.leaders.insert(p, l);
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Sends until `n` more records are acknowledged (bounded by `limit`).
+    fn write(&mut self, cluster: &Cluster, n: usize, limit: Duration) {
+        let target = self.acked.len() + n;
+        let deadline = Instant::now() + limit;
+        let mut p = 0;
+        while self.acked.len() < target {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {target} acknowledged; errors {:?}",
+                self.acked.len(),
+                self.errors
+            );
+            self.send(cluster, p);
+            p = (p + 1) % PARTITIONS;
+        }
+    }
+}
+
+/// Every record of `partition` read from its leader: (offset, value).
+fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut c = client(cluster, leader).expect("leader listens");
+    loop {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(TOPIC))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let mut r = c.request(11, &req);
+        let p = r.responses.remove(0).partitions.remove(0);
+        assert_eq!(p.error_code, 0, "fetch of partition {partition}");
+        let mut buf = p.records.unwrap_or_default();
+        if buf.is_empty() {
+            assert_eq!(offset, p.high_watermark, "read up to the high watermark");
+            return out;
+        }
+        while !buf.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
+            for r in set.records {
+                let v = String::from_utf8(r.value.unwrap_or_default().to_vec()).expect("utf8");
+                out.push((r.offset, v));
+                offset = r.offset + 1;
+            }
+        }
+    }
+}
+
+/// A replica's whole log of `partition`: its segment files, in offset order.
+fn log_bytes(cluster: &Cluster, node: i32, partition: i32) -> Vec<u8> {
+    let dir = cluster.nodes[node as usize - 1]
+        .dir
+        .join(format!("{TOPIC}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn acks_all_survives_leader_kill_and_replicas_converge() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(
+        "replication",
+        3,
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=3000",
+            "replica.fetch.backoff.ms=100",
+            "replica.fetch.wait.max.ms=200",
+        ],
+    );
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = client(&cluster, 1)?.try_request(7, &req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0);
+    let leaders = wait_isr(&cluster, 1, &[1, 2, 3], Duration::from_secs(20));
+    eprintln!(
+        "topic up with leaders {leaders:?} after {:?}",
+        started.elapsed()
+    );
+
+    let mut w = Writer {
+        leaders,
+        next: 0,
+        acked: BTreeMap::new(),
+        uncertain: BTreeSet::new(),
+        errors: BTreeMap::new(),
+    };
+    w.write(&cluster, 300, Duration::from_secs(30));
+
+    // Kill the leader of partition 0 while writing: a survivor takes over, the ISR
+    // shrinks to the two survivors, and acks=all writes go on.
+    let victim = w.leaders[&0];
+    cluster.node(victim as u32).kill9();
+    let killed = Instant::now();
+    w.write(&cluster, 300, Duration::from_secs(60));
+    eprintln!(
+        "leader {victim} killed; 300 more acknowledged after {:?}, errors {:?}",
+        killed.elapsed(),
+        w.errors
+    );
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != victim).collect();
+    let via = survivors[0];
+    let after = state(&cluster, via).expect("metadata");
+    assert!(
+        after
+            .values()
+            .all(|(l, isr)| *l != victim && isr == &survivors),
+        "state after the kill: {after:?}"
+    );
+
+    // The killed broker restarts, catches up and rejoins the ISR of every partition.
+    cluster.node(victim as u32).spawn();
+    cluster.node(victim as u32).wait_listening();
+    let rejoined = Instant::now();
+    w.write(&cluster, 300, Duration::from_secs(60));
+    w.leaders = wait_isr(&cluster, via, &[1, 2, 3], Duration::from_secs(30));
+    eprintln!(
+        "broker {victim} back in every ISR after {:?}",
+        rejoined.elapsed()
+    );
+
+    // Controlled shutdown (SIGTERM) of the leader of partition 1: its leaderships move
+    // before it stops, writes go on, and it rejoins after a restart.
+    let stopped = w.leaders[&1];
+    cluster.node(stopped as u32).stop();
+    let moved = state(&cluster, stopped % 3 + 1).expect("metadata");
+    assert!(
+        moved
+            .values()
+            .all(|(l, isr)| *l != stopped && !isr.contains(&stopped)),
+        "state after the controlled shutdown of {stopped}: {moved:?}"
+    );
+    w.refresh(&cluster);
+    let errors_before: usize = w.errors.values().sum();
+    w.write(&cluster, 300, Duration::from_secs(60));
+    let errors_after: usize = w.errors.values().sum();
+    eprintln!(
+        "broker {stopped} shut down; 300 more acknowledged with {} errors",
+        errors_after - errors_before
+    );
+    cluster.node(stopped as u32).spawn();
+    cluster.node(stopped as u32).wait_listening();
+    w.leaders = wait_isr(
+        &cluster,
+        stopped % 3 + 1,
+        &[1, 2, 3],
+        Duration::from_secs(30),
+    );
+
+    // Every broker killed at once, then restarted: what was acknowledged is there.
+    w.write(&cluster, 100, Duration::from_secs(30));
+    for n in 1..=3 {
+        cluster.node(n).kill9();
+    }
+    for n in 1..=3 {
+        cluster.node(n).spawn();
+    }
+    for n in 1..=3 {
+        cluster.node(n).wait_listening();
+    }
+    w.leaders = wait_isr(&cluster, 1, &[1, 2, 3], Duration::from_secs(60));
+    w.write(&cluster, 30, Duration::from_secs(60));
+    eprintln!("all brokers killed and restarted; writes go on");
+
+    // Every acknowledged record is in its partition at its offset, nothing twice,
+    // nothing never sent.
+    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let records = read_all(&cluster, w.leaders[&p], p);
+        for (offset, value) in records {
+            assert!(
+                w.acked.contains_key(&value) || w.uncertain.contains(&value),
+                "partition {p} offset {offset}: {value} was never sent"
+            );
+            if let Some(first) = seen.insert(value.clone(), (p, offset)) {
+                panic!("{value} at {first:?} and at ({p}, {offset})");
+            }
+        }
+    }
+    let lost: Vec<_> = w
+        .acked
+        .iter()
+        .filter(|(v, at)| seen.get(*v) != Some(at))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost or moved: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "{} acknowledged, {} uncertain, all acknowledged present",
+        w.acked.len(),
+        w.uncertain.len()
+    );
+
+    // With writes stopped, the replicas converge on identical log bytes.
+    for p in 0..PARTITIONS {
+        let logs = wait_for(Duration::from_secs(20), "identical replica logs", || {
+            let logs: Vec<Vec<u8>> = (1..=3).map(|n| log_bytes(&cluster, n, p)).collect();
+            (logs[0] == logs[1] && logs[1] == logs[2]).then_some(logs)
+        });
+        assert!(!logs[0].is_empty());
+    }
+    eprintln!("whole test took {:?}", started.elapsed());
+}

@@ -170,6 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms as u64),
         stopping: Default::default(),
+        leader_rebalance: config.auto_leader_rebalance_enable.then(|| {
+            (
+                Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64),
+                config.leader_imbalance_per_broker_percentage.clamp(0, 100) as u32,
+            )
+        }),
     };
     let lone = quorum.voters.len() <= 1;
     // Whether this node starts with a new metadata directory (Kafka's "format"): read

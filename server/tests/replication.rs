@@ -52,6 +52,23 @@ fn state(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> 
     )
 }
 
+/// (leader, first replica) of each partition as `via` sees it.
+fn preferred_leaders(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, i32)>> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let m = client(cluster, via)?.try_request(12, &req)?;
+    let t = m.topics.first()?;
+    Some(
+        t.partitions
+            .iter()
+            .map(|p| (p.partition_index, (p.leader_id.0, p.replica_nodes[0].0)))
+            .collect(),
+    )
+}
+
 /// Polls `f` every 100 ms until it returns Some, for at most `limit`.
 fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -212,6 +229,7 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
             "replica.lag.time.max.ms=3000",
             "replica.fetch.backoff.ms=100",
             "replica.fetch.wait.max.ms=200",
+            "leader.imbalance.check.interval.seconds=1",
         ],
     );
     let req = CreateTopicsRequest::default()
@@ -233,6 +251,34 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
     eprintln!(
         "topic up with leaders {leaders:?} after {:?}",
         started.elapsed()
+    );
+
+    // A follower refuses a write and names the leader (KIP-951), with its endpoint.
+    let leader = leaders[&0];
+    let follower = leader % 3 + 1;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(TOPIC))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[b"x"], None, Compression::None)))])]);
+    let r = client(&cluster, follower)
+        .and_then(|mut c| c.try_request(10, &req))
+        .expect("produce answer");
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.current_leader.leader_id.0),
+        (6, leader),
+        "{p:?}"
+    );
+    assert_eq!(
+        r.node_endpoints
+            .iter()
+            .map(|n| n.node_id.0)
+            .collect::<Vec<_>>(),
+        [leader]
     );
 
     let mut w = Writer {
@@ -275,6 +321,15 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
         "broker {victim} back in every ISR after {:?}",
         rejoined.elapsed()
     );
+    // Leadership goes back to the preferred replicas (auto.leader.rebalance.enable).
+    w.leaders = wait_for(Duration::from_secs(15), "preferred leaders", || {
+        let leaders = preferred_leaders(&cluster, via)?;
+        leaders
+            .values()
+            .all(|(l, preferred)| l == preferred)
+            .then(|| leaders.iter().map(|(p, (l, _))| (*p, *l)).collect())
+    });
+    assert!(w.leaders.values().any(|&l| l == victim), "{:?}", w.leaders);
 
     // Controlled shutdown (SIGTERM) of the leader of partition 1: its leaderships move
     // before it stops, writes go on, and it rejoins after a restart.

@@ -10,8 +10,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -25,6 +28,8 @@ struct Read {
     topic_id: Uuid,
     index: i32,
     offset: i64,
+    /// The leader epoch the client believes current (-1: unknown).
+    current_leader_epoch: i32,
     max_bytes: usize,
 }
 
@@ -75,6 +80,17 @@ async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
         Ok(p) => p,
         Err(u) => return ReadOutcome::error(super::route::unavailable_code(&u)),
     };
+    // Kafka's epoch check: a client behind the leader's epoch refreshes its metadata;
+    // one ahead of it is talking to a leader that has not seen the change yet.
+    if r.current_leader_epoch >= 0 {
+        let epoch = partition.leader_epoch();
+        if r.current_leader_epoch < epoch {
+            return ReadOutcome::error(ResponseError::FencedLeaderEpoch.code());
+        }
+        if r.current_leader_epoch > epoch {
+            return ReadOutcome::error(ResponseError::UnknownLeaderEpoch.code());
+        }
+    }
     let watch = Some(partition.watch_high_watermark());
     match partition.read(r.offset, r.max_bytes, min_one).await {
         Ok(f) => ReadOutcome {
@@ -138,6 +154,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
                     topic_id: tp.id,
                     index: p.partition,
                     offset: p.fetch_offset,
+                    current_leader_epoch: if version >= 9 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    },
                     max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
                 }),
             };
@@ -225,9 +246,65 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         pd.aborted_transactions = read_committed.then(Vec::new);
         responses[t].partitions.push(pd);
     }
+    let node_endpoints = if version >= 16 {
+        point_to_leaders(&image, &mut responses, version >= 13)
+    } else {
+        Vec::new()
+    };
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(responses)
+        .with_node_endpoints(node_endpoints)
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names
+/// its current leader and epoch, and the response carries those leaders' endpoints.
+fn point_to_leaders(
+    image: &crate::metadata::ClusterImage,
+    topics: &mut [FetchableTopicResponse],
+    by_id: bool,
+) -> Vec<NodeEndpoint> {
+    let redirect = [
+        ResponseError::NotLeaderOrFollower.code(),
+        ResponseError::FencedLeaderEpoch.code(),
+    ];
+    let mut leaders = std::collections::BTreeSet::new();
+    for t in topics.iter_mut() {
+        let found = if by_id {
+            image.topic_by_id(&t.topic_id)
+        } else {
+            image.topic(t.topic.0.as_str())
+        };
+        let Some(topic) = found else { continue };
+        for p in &mut t.partitions {
+            if !redirect.contains(&p.error_code) {
+                continue;
+            }
+            let Some(part) = usize::try_from(p.partition_index)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+            else {
+                continue;
+            };
+            if image.is_live(part.leader) {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(part.leader))
+                    .with_leader_epoch(part.leader_epoch);
+                leaders.insert(part.leader);
+            }
+        }
+    }
+    leaders
+        .into_iter()
+        .filter_map(|id| image.brokers.get(&id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
 }
 
 /// Waits until any watched high watermark moves or the deadline passes.

@@ -9,8 +9,10 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -243,7 +245,64 @@ pub async fn handle(
                 .push(partition_response(index, outcome));
         }
     }
-    Some(ProduceResponse::default().with_responses(responses.into_iter().map(|(t, _)| t).collect()))
+    let mut topics: Vec<TopicProduceResponse> = responses.into_iter().map(|(t, _)| t).collect();
+    let node_endpoints = if version >= 10 {
+        point_to_leaders(&shard.cluster.image(), &mut topics, version >= 13)
+    } else {
+        Vec::new()
+    };
+    Some(
+        ProduceResponse::default()
+            .with_responses(topics)
+            .with_node_endpoints(node_endpoints),
+    )
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
+/// epoch, and the response carries those leaders' endpoints, so the client re-routes
+/// without a Metadata round trip.
+fn point_to_leaders(
+    image: &ClusterImage,
+    topics: &mut [TopicProduceResponse],
+    by_id: bool,
+) -> Vec<NodeEndpoint> {
+    let mut leaders = std::collections::BTreeSet::new();
+    for t in topics.iter_mut() {
+        let found = if by_id {
+            image.topic_by_id(&t.topic_id)
+        } else {
+            image.topic(t.name.0.as_str())
+        };
+        let Some(topic) = found else { continue };
+        for p in &mut t.partition_responses {
+            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+                continue;
+            }
+            let Some(part) = usize::try_from(p.index)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+            else {
+                continue;
+            };
+            if image.is_live(part.leader) {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(part.leader))
+                    .with_leader_epoch(part.leader_epoch);
+                leaders.insert(part.leader);
+            }
+        }
+    }
+    leaders
+        .into_iter()
+        .filter_map(|id| image.brokers.get(&id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
 }
 
 fn partition_response(index: i32, outcome: Option<Outcome>) -> PartitionProduceResponse {

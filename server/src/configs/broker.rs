@@ -259,6 +259,30 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "Fjord: recent appends kept in memory per partition for tailing reads.",
     ),
     key(
+        "auto.leader.rebalance.enable",
+        Boolean,
+        Bool,
+        "true",
+        "Whether the controller moves leadership back to each partition's preferred \
+         replica (the first one) when it is live and in sync, for brokers whose share of \
+         partitions led elsewhere exceeds leader.imbalance.per.broker.percentage.",
+    ),
+    key(
+        "leader.imbalance.check.interval.seconds",
+        Long,
+        int(1, i64::MAX),
+        "300",
+        "How often the controller checks for leaders away from their preferred replica.",
+    ),
+    key(
+        "leader.imbalance.per.broker.percentage",
+        Int,
+        int(0, 100),
+        "10",
+        "The share (in percent) of a broker's preferred partitions led elsewhere above \
+         which the controller moves them back.",
+    ),
+    key(
         "replica.lag.time.max.ms",
         Long,
         int(1, i64::MAX),

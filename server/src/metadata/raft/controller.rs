@@ -103,6 +103,9 @@ impl Controller {
             }
         }
         tokio::spawn(controller.clone().follow_leader());
+        if let Some((every, percent)) = quorum.leader_rebalance {
+            tokio::spawn(controller.clone().rebalance_loop(every, percent));
+        }
         tokio::spawn(controller.clone().fence_loop());
         tokio::spawn(controller.clone().heartbeat_loop(
             quorum.broker.clone(),
@@ -333,6 +336,34 @@ impl Controller {
         }
     }
 
+    /// On the leader: every `every`, moves leadership back to preferred replicas
+    /// (Kafka's auto leader rebalance) for each broker whose preferred partitions are
+    /// led elsewhere more than `percent` percent of the time.
+    async fn rebalance_loop(self: Arc<Self>, every: Duration, percent: u32) {
+        loop {
+            tokio::time::sleep(every).await;
+            if !self.is_leader() {
+                continue;
+            }
+            let image = self.image.borrow().clone();
+            let partitions = imbalanced(&image, percent);
+            if partitions.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                partitions = partitions.len(),
+                "moving leaders back to preferred replicas"
+            );
+            let cmd = Command::ElectLeaders {
+                unclean: false,
+                partitions,
+            };
+            if let Forwarded::Failed(e) = self.write_local(cmd).await {
+                tracing::warn!(error = %e, "cannot rebalance leaders");
+            }
+        }
+    }
+
     /// Mirrors the Raft leader's id into the shared atomic shards read.
     async fn follow_leader(self: Arc<Self>) {
         let mut m = self.raft.metrics();
@@ -347,4 +378,30 @@ impl Controller {
             }
         }
     }
+}
+
+/// The partitions a preferred-leader election would move back, for each broker whose
+/// share of preferred partitions led elsewhere exceeds `percent`: only those whose
+/// preferred replica is live and in sync. Pure.
+pub fn imbalanced(image: &ClusterImage, percent: u32) -> Vec<(uuid::Uuid, i32)> {
+    let mut preferred: HashMap<i32, (usize, Vec<(uuid::Uuid, i32)>)> = HashMap::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(&first) = p.replicas.first() else {
+                continue;
+            };
+            let entry = preferred.entry(first).or_default();
+            entry.0 += 1;
+            if p.leader != first && p.isr.contains(&first) && image.is_live(first) {
+                entry.1.push((t.id, i as i32));
+            }
+        }
+    }
+    let mut out: Vec<(uuid::Uuid, i32)> = preferred
+        .into_values()
+        .filter(|(total, away)| away.len() * 100 > *total * percent as usize)
+        .flat_map(|(_, away)| away)
+        .collect();
+    out.sort();
+    out
 }

@@ -62,6 +62,10 @@ pub struct Quorum {
     /// Set when this broker shuts down: it stops heartbeating (so it is not registered
     /// again after it fenced itself).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `auto.leader.rebalance.enable`: how often the leader looks for partitions led
+    /// away from their preferred replica, and the per-broker share (percent) above
+    /// which it moves them back. None: never.
+    pub leader_rebalance: Option<(Duration, u32)>,
 }
 
 impl Quorum {

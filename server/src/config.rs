@@ -87,6 +87,7 @@ pub struct Config {
     /// KIP-848 consumer groups: the heartbeat interval members are told to keep.
     pub group_consumer_heartbeat_interval_ms: i64,
     pub offsets_topic_num_partitions: i64,
+    pub offsets_topic_replication_factor: i64,
     /// Committed offsets of a group expire this long after it became empty (or after
     /// their commit, see `group::coordinator::expiry`).
     pub offsets_retention_ms: i64,
@@ -347,6 +348,7 @@ impl Config {
             group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms"),
             group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions"),
+            offsets_topic_replication_factor: int("offsets.topic.replication.factor"),
             offsets_retention_ms: int("offsets.retention.minutes") * 60_000,
             offsets_retention_check_interval_ms: int("offsets.retention.check.interval.ms"),
             cores,

@@ -27,7 +27,8 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Kafka's `offsets.topic.segment.bytes` default.
 const OFFSETS_SEGMENT_BYTES: &str = "104857600";
 
-/// The offsets topic, created with `offsets.topic.num.partitions` partitions and
+/// The offsets topic, created with `offsets.topic.num.partitions` partitions,
+/// `offsets.topic.replication.factor` replicas (at most one per live broker) and
 /// `cleanup.policy=compact` (so no time or size retention applies: the cleaner keeps the
 /// latest record per key) if it does not exist yet. Err: COORDINATOR_NOT_AVAILABLE.
 pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
@@ -41,10 +42,11 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicImage>, i16> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    let live = shard.cluster.image().live_brokers().count().max(1) as i64;
     let req = CreateTopic {
         name: OFFSETS_TOPIC,
         num_partitions: shard.config.offsets_topic_num_partitions as i32,
-        replication_factor: -1,
+        replication_factor: shard.config.offsets_topic_replication_factor.clamp(1, live) as i16,
         assignments: Vec::new(),
         configs,
     };

@@ -10,7 +10,7 @@
 use super::topic::{TopicConfigDef, TOPIC_CONFIGS};
 use super::{int, ConfigDef, ConfigError, ConfigType, Described, Layers, Source, StaticRule};
 
-use ConfigType::{Boolean, Int, List, Long, String as Str};
+use ConfigType::{Boolean, Int, List, Long, Short, String as Str};
 use StaticRule::{Bool, Listeners, ProcessRoles, ProtocolMap, Voters};
 
 const I32_MAX: i64 = i32::MAX as i64;
@@ -173,6 +173,15 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         int(1, 1_000_000),
         "50",
         "The number of partitions of __consumer_offsets.",
+    ),
+    key(
+        "offsets.topic.replication.factor",
+        Short,
+        int(1, i16::MAX as i64),
+        "3",
+        "The replication factor of __consumer_offsets. Fjord creates it with as many \
+         replicas as there are live brokers, up to this (Kafka refuses to create it \
+         until enough brokers are up), so a single node works with the default.",
     ),
     key(
         "offsets.retention.minutes",

@@ -247,6 +247,9 @@ fn broker_keys_are_named_once_and_typed_as_checked() {
             (StaticRule::Int { max, .. }, ConfigType::Int) => {
                 assert!(max <= i32::MAX as i64, "{}: an INT above i32", k.name)
             }
+            (StaticRule::Int { max, .. }, ConfigType::Short) => {
+                assert!(max <= i16::MAX as i64, "{}: a SHORT above i16", k.name)
+            }
             (StaticRule::Int { .. }, ConfigType::Long)
             | (StaticRule::Bool, ConfigType::Boolean) => {}
             (StaticRule::Int { .. } | StaticRule::Bool, _) | (_, ConfigType::Boolean) => {

@@ -75,7 +75,10 @@ struct Waiters {
 enum Load {
     /// A request is replaying the partition; the others wait for `done`.
     Loading(Rc<Notify>),
-    Loaded,
+    /// Loaded while this node led the partition in this leader epoch: a later epoch
+    /// (leadership moved away and back) loads it afresh, since another leader may
+    /// have written to it meanwhile.
+    Loaded(i32),
 }
 
 pub struct Coordinator {
@@ -120,6 +123,34 @@ impl Coordinator {
                 .is_some_and(|t| self.partitions.view().leads(t, loc.partition))
     }
 
+    /// Forgets the groups of `loc` (loaded under an earlier leader epoch).
+    fn unload(&self, loc: Loc) {
+        if !matches!(self.loaded.borrow().get(&loc), Some(Load::Loaded(_))) {
+            return;
+        }
+        self.loaded.borrow_mut().remove(&loc);
+        let gone: Vec<String> = self
+            .groups
+            .borrow()
+            .iter()
+            .filter(|(_, g)| g.loc == loc)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut groups = self.groups.borrow_mut();
+        let mut armed = self.armed.borrow_mut();
+        for id in &gone {
+            groups.remove(id);
+            armed.remove(id);
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                partition = loc.partition,
+                groups = gone.len(),
+                "unloaded groups of an earlier leader epoch"
+            );
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -130,11 +161,20 @@ impl Coordinator {
     /// recovered, `CoordinatorNotAvailable` when it cannot be read.
     pub async fn ensure_loaded(self: &Rc<Self>, loc: Loc) -> Result<(), GroupError> {
         loop {
+            let epoch = self
+                .partitions
+                .replica(&loc.topic_id, loc.partition)
+                .filter(|p| p.is_leader())
+                .map(|p| p.leader_epoch());
             let waiting = match self.loaded.borrow().get(&loc) {
-                Some(Load::Loaded) => return Ok(()),
+                Some(Load::Loaded(e)) if Some(*e) == epoch => return Ok(()),
+                Some(Load::Loaded(_)) => None,
                 Some(Load::Loading(done)) => Some(done.clone()),
                 None => None,
             };
+            if waiting.is_none() {
+                self.unload(loc);
+            }
             let Some(done) = waiting else { break };
             let changed = done.notified();
             tokio::pin!(changed);
@@ -175,7 +215,11 @@ impl Coordinator {
             "loaded groups"
         );
         self.groups.borrow_mut().extend(groups);
-        self.loaded.borrow_mut().insert(loc, Load::Loaded);
+        let epoch = self
+            .partitions
+            .replica(&loc.topic_id, loc.partition)
+            .map_or(-1, |p| p.leader_epoch());
+        self.loaded.borrow_mut().insert(loc, Load::Loaded(epoch));
         drop(guard);
         for id in ids {
             self.arm(&id);

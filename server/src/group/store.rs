@@ -12,6 +12,10 @@ use uuid::Uuid;
 use crate::partition::registry::{PartitionRegistry, Unavailable};
 use crate::partition::{now_ms, Partition};
 
+/// How long a group write waits for the ISR (Kafka's `offsets.commit.timeout.ms`
+/// default).
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads at most this many bytes of the log per step while loading.
 const LOAD_READ_BYTES_MAX: usize = 1 << 20;
 
@@ -39,10 +43,18 @@ pub async fn append(
         .map_err(|e| format!("__consumer_offsets-{index}: {e:?}"))?;
     let buf = BytesMut::from(&partitions.codec().encode(&records, now_ms())?[..]);
     let header = BatchHeader::parse(&buf).map_err(|e| format!("{e:?}"))?;
+    let last = i64::from(header.last_offset_delta);
     let appended = p
+        .clone()
         .append(buf, header, None, true)
         .await
         .map_err(|e| format!("{e:?}"))?;
+    if p.is_replicated() {
+        // As acks=all: committed once the ISR holds it.
+        p.wait_replicated(appended.base_offset + last, REPLICATION_WAIT)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
     Ok(appended.base_offset)
 }
 

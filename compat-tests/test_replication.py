@@ -7,11 +7,12 @@ node i on 127.0.0.i, each a broker and a controller, static voters; brokers fenc
 without a heartbeat, so failover takes seconds):
 
 1. A topic of 3 partitions, replication factor 3, min.insync.replicas=2; every ISR full.
-2. Two producers in their own processes, confluent-kafka (scripts/history_producer.py) and the
-   Java client (java/HistoryProducer.java), enable.idempotence=true, acks=all, write unique
-   values round-robin over the partitions and print each outcome as a history.py JSON line.
+2. Three producers in their own processes, confluent-kafka (scripts/history_producer.py), the
+   Java client (java/HistoryProducer.java) and franz-go (go/history.go), idempotent, acks=all,
+   write unique values round-robin over the partitions and print each outcome as a history.py
+   JSON line.
 3. The leader of partition 0 (from Metadata) is killed with SIGKILL. Once Metadata names a new
-   leader and both producers have writes to partition 0 acknowledged again, the node restarts
+   leader and every producer has writes to partition 0 acknowledged again, the node restarts
    on its data dir; the test waits until every node's Metadata shows all 3 replicas in the ISR
    of every partition, lets the producers go on for a little, then stops them.
 4. The replicas must converge: each partition's `.log` segments, read from the three nodes'
@@ -65,7 +66,7 @@ RATE = 300                    # records per second per producer
 ACKS_BEFORE_KILL = 300        # per producer, over all partitions
 ACKS_AGAIN = 30               # per producer, on partition 0 once its new leader is known
 ACKS_AFTER_ISR = 300          # per producer, once every ISR is full again
-MIN_ACKED = 2000              # acknowledged values, both producers together
+MIN_ACKED = 3000              # acknowledged values, all producers together
 
 
 # --------------------------------------------------------------------------- producers
@@ -73,12 +74,15 @@ MIN_ACKED = 2000              # acknowledged values, both producers together
 class ProducerProcess:
     """A producer program that prints history events as JSON lines; stopped by a line on stdin."""
 
-    def __init__(self, name: str, cmd: list[str], log_dir: Path):
+    def __init__(self, name: str, cmd: list[str], log_dir: Path, request: dict | None = None):
         self.name = name
         self.stderr_path = log_dir / f"producer-{name}.stderr.log"
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      text=True, bufsize=1)
+        if request is not None:  # a JSON request first (the Go program), then the stop line
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
         self.events: list[dict] = []
         self.acks: list[tuple[float, int]] = []   # (time.monotonic() seen, partition) of each send_ok
         self.noise: list[str] = []
@@ -153,6 +157,15 @@ def java_producer_cmd(bootstrap: str, topic: str) -> list[str]:
     return ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={LOG4J2_TOOLS_CONFIG}",
             "-cp", f"{classes}:{kafka_libs_dir()}/*", "HistoryProducer", bootstrap, topic, str(PARTITIONS),
             "java", str(RATE)]
+
+
+def franz_go_producer(bootstrap: str, topic: str, log_dir: Path) -> ProducerProcess:
+    exe = os.environ.get("FJORD_COMPAT_GO_BIN", "")
+    if not os.access(exe, os.X_OK):
+        raise AssertionError(f"{exe!r} (FJORD_COMPAT_GO_BIN) missing; run the suite with compat-tests/run.sh")
+    return ProducerProcess("franz-go", [exe], log_dir, request={
+        "op": "history_produce", "bootstrap": bootstrap, "topic": topic, "partitions": PARTITIONS,
+        "prefix": "fg", "rate": RATE, "timeout_ms": 170_000})
 
 
 def wait_for(what: str, cond, timeout_s: float, producers=(), interval_s: float = 0.1, detail=lambda: ""):
@@ -312,7 +325,7 @@ def first_byte_difference(a: bytes, b: bytes) -> int:
 # --------------------------------------------------------------------------- the test
 
 @pytest.mark.timeout(180)
-@pytest.mark.client("confluent-kafka + java")
+@pytest.mark.client("confluent-kafka + java + franz-go")
 def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_factory, tmp_path):
     phases: list[tuple[str, float]] = []
     t0 = time.monotonic()
@@ -329,9 +342,11 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
              detail=lambda: describe_views(cluster, topic))
     phase("topic created, every ISR full")
 
-    producers = [ProducerProcess("ck", ck_producer_cmd(cluster.bootstrap, topic), tmp_path),
-                 ProducerProcess("java", java_producer_cmd(cluster.bootstrap, topic), tmp_path)]
+    producers = []
     try:
+        producers.append(ProducerProcess("ck", ck_producer_cmd(cluster.bootstrap, topic), tmp_path))
+        producers.append(ProducerProcess("java", java_producer_cmd(cluster.bootstrap, topic), tmp_path))
+        producers.append(franz_go_producer(cluster.bootstrap, topic, tmp_path))
         wait_for(f"{ACKS_BEFORE_KILL} acknowledged writes per producer",
                  lambda: all(p.acked() >= ACKS_BEFORE_KILL for p in producers), 60, producers)
         phase("producers acknowledged")
@@ -371,6 +386,7 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
 
     for p in producers:
         assert p.proc.returncode == 0 and p.done is not None, f"producer {p.name} did not finish\n{p.diagnostics()}"
+        assert p.acked() >= ACKS_BEFORE_KILL + ACKS_AFTER_ISR, p.diagnostics()
     history = History()
     for p in producers:
         for event in p.events:
@@ -448,6 +464,7 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
 
     report = check(history)
     print(report.summary())
+    print("acknowledged per producer: " + ", ".join(f"{p.name} {p.acked()}" for p in producers))
     print("phases: " + ", ".join(f"{name} {t:.1f}s" for name, t in phases))
     assert report.ok, report.details()
     assert not report.lost and not report.duplicates, report.details()

@@ -330,8 +330,9 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
     phases: list[tuple[str, float]] = []
     t0 = time.monotonic()
 
-    def phase(name: str) -> None:
+    def phase(name: str) -> None:  # printed as it goes: a failure's captured output shows how far it got
         phases.append((name, time.monotonic() - t0))
+        print(f"{phases[-1][1]:6.1f}s  {name}", flush=True)
 
     cluster = cluster_factory(CLUSTER_CONFIG)
     cluster.start()
@@ -394,22 +395,25 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
     history.write_jsonl(tmp_path / "history-producers.jsonl")
 
     # The replicas converge on disk: the same records, then the same bytes.
+    for n in cluster.nodes:
+        for part in range(PARTITIONS):
+            folder = n.data_dir / f"{topic}-{part}"
+            assert folder.is_dir(), (f"node {n.node_id} has no {folder.name} in its log.dirs {n.data_dir} "
+                                     f"(it holds {sorted(x.name for x in n.data_dir.iterdir())})")
     logs: dict[int, dict[int, PartitionLog]] = {}
 
     def replicas_agree() -> bool:
+        agree = True
         for part in range(PARTITIONS):
             logs[part] = replica_logs(cluster, topic, part)
             seqs = [offsets_values(log) for log in logs[part].values()]
-            if any(s != seqs[0] for s in seqs):
-                return False
-        return True
+            agree = agree and all(s == seqs[0] for s in seqs)
+        return agree
 
-    converged = True
-    try:
-        wait_for("the replicas of every partition to hold the same records", replicas_agree, 30, interval_s=0.5)
-    except AssertionError:
-        converged = False
-    assert converged, "replicas differ after 30 s:\n" + "\n".join(
+    deadline = time.monotonic() + 30
+    while not replicas_agree() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert replicas_agree(), "replicas still differ after 30 s:\n" + "\n".join(
         f"partition {part}:\n{describe_divergence(logs[part])}" for part in range(PARTITIONS))
     phase("replicas agree on disk")
 
@@ -465,7 +469,6 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
     report = check(history)
     print(report.summary())
     print("acknowledged per producer: " + ", ".join(f"{p.name} {p.acked()}" for p in producers))
-    print("phases: " + ", ".join(f"{name} {t:.1f}s" for name, t in phases))
     assert report.ok, report.details()
     assert not report.lost and not report.duplicates, report.details()
     assert report.acknowledged >= MIN_ACKED, f"only {report.acknowledged} acknowledged writes\n{report.details()}"

@@ -12,7 +12,10 @@ without a heartbeat, so failover takes seconds):
    write unique values round-robin over the partitions and print each outcome as a history.py
    JSON line.
 3. The leader of partition 0 (from Metadata) is killed with SIGKILL. Once Metadata names a new
-   leader and every producer has writes to partition 0 acknowledged again, the node restarts
+   leader and every producer has writes to partition 0 acknowledged again, and every live
+   node's Metadata leaves the dead node out of every ISR (acks=all waits for the whole ISR: a
+   dead member still listed while writes are acknowledged means Metadata reports another ISR
+   than the one the leader waits for; Kafka drops a fenced broker from every ISR), the node restarts
    on its data dir; the test waits until every node's Metadata shows all 3 replicas in the ISR
    of every partition, lets the producers go on for a little, then stops them.
 4. The replicas must converge: each partition's `.log` segments, read from the three nodes'
@@ -208,6 +211,14 @@ def full_isr(cluster: Cluster, topic: str) -> bool:
         for v in views.values())
 
 
+def out_of_every_isr(cluster: Cluster, topic: str, node_id: int) -> bool:
+    """Every live node's Metadata leaves node_id out of the ISR of every partition."""
+    views = partition_views(cluster, topic)
+    return bool(views) and all(
+        isinstance(v, dict) and len(v) == PARTITIONS and all(node_id not in s.isr for s in v.values())
+        for v in views.values())
+
+
 def describe_views(cluster: Cluster, topic: str) -> str:
     lines = []
     for node, v in partition_views(cluster, topic).items():
@@ -368,13 +379,17 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
                  lambda: all(p.acked(seen_new_leader, 0) >= ACKS_AGAIN for p in producers), 60, producers,
                  detail=lambda: describe_views(cluster, topic))
         phase("partition 0 acknowledges writes again")
+        wait_for(f"node {victim_id} out of the ISR of every partition while it is down",
+                 lambda: out_of_every_isr(cluster, topic, victim_id), 30, producers,
+                 detail=lambda: describe_views(cluster, topic))
+        phase(f"node {victim_id} out of every ISR. {describe_views(cluster, topic)}")
 
         victim.start()
         phase(f"node {victim_id} restarted")
         wait_for("all 3 replicas back in the ISR of every partition", lambda: full_isr(cluster, topic), 60,
                  producers, interval_s=0.25, detail=lambda: describe_views(cluster, topic))
         isr_full = time.monotonic()
-        phase("every ISR full again")
+        phase(f"every ISR full again. {describe_views(cluster, topic)}")
         wait_for(f"{ACKS_AFTER_ISR} more acknowledged writes per producer",
                  lambda: all(p.acked(isr_full) >= ACKS_AFTER_ISR for p in producers), 60, producers)
         for p in producers:

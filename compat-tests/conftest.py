@@ -10,6 +10,9 @@ Fixtures:
     fresh_broker    a started broker of its own for one test, on a fresh data dir: crash it,
                     stop it, restart it at will (same port, same data dir).
     broker_factory  make(extra_config) -> an unstarted broker of the kind, cleaned up after.
+    cluster_factory make(extra_config) -> an unstarted 3-node cluster of the kind (node i on
+                    127.0.0.i, each a broker and a controller; harness.brokers.Cluster),
+                    killed after the test.
 
 Markers:
     fjord_only      runs only against Fjord (rare: tests of Fjord-only promises).
@@ -26,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.brokers import Broker, FjordBroker, KafkaBroker
+from harness.brokers import (CLUSTER_SIZE, Broker, Cluster, FjordBroker, KafkaBroker, fjord_cluster,
+                             kafka_cluster)
 from harness.java import kafka_libs_dir
 
 pytest_plugins = ["harness.matrix"]  # COMPAT.md, the not_yet_on_fjord / fjord_bug markers
@@ -129,6 +133,14 @@ def make_broker(kind: str, root: Path, extra: dict[str, str] | None = None) -> B
     raise ValueError(kind)
 
 
+def make_cluster(kind: str, roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
+    if kind == "fjord":
+        return fjord_cluster(fjord_bin(), roots, extra)
+    if kind == "kafka":
+        return kafka_cluster(roots, extra)
+    raise ValueError(kind)
+
+
 @pytest.fixture(scope="session")
 def broker(broker_kind, tmp_path_factory):
     b = make_broker(broker_kind, tmp_path_factory.mktemp(f"{broker_kind}-shared"))
@@ -164,3 +176,18 @@ def fresh_broker(broker_factory):
     b = broker_factory()
     b.start()
     return b
+
+
+@pytest.fixture
+def cluster_factory(broker_kind, tmp_path_factory):
+    made: list[Cluster] = []
+
+    def make(extra: dict[str, str] | None = None) -> Cluster:
+        roots = [tmp_path_factory.mktemp(f"{broker_kind}-node{i}") for i in range(1, CLUSTER_SIZE + 1)]
+        c = make_cluster(broker_kind, roots, extra)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.kill9()

@@ -6,18 +6,18 @@ confluent-kafka produce to every partition and read every partition back, each c
 finding the leaders from Metadata; a consumer group (confluent-kafka, subscribe) reads the
 whole topic with its coordinator on whichever broker leads the group's offsets partition.
 
-Fjord-only: it starts its own Fjord cluster (the Kafka side of the suite is one node).
+Fjord-only: it starts its own Fjord cluster (harness.brokers.Cluster; test_replication.py runs
+its scenario on a Kafka cluster too).
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import fjord_bin
 from harness import wire
-from harness.brokers import FjordBroker, free_port
+from harness.brokers import fjord_cluster
 from harness.clients import (CONSUMERS, ck_producer, create_topic, kp_producer, unique_topic,
                              wait_for_leaders)
 
@@ -25,54 +25,14 @@ PARTITIONS = 12
 PER_PARTITION = 5
 
 
-class ClusterNode(FjordBroker):
-    """Fjord node `node_id` of a local cluster, on 127.0.0.`node_id`."""
-
-    def __init__(self, root: Path, node_id: int, port: int, controller_port: int, voters: str):
-        super().__init__(fjord_bin(), root, port=port)
-        self.node_id = node_id
-        self.host = f"127.0.0.{node_id}"
-        self.bootstrap = f"{self.host}:{port}"
-        self.controller_port = controller_port
-        self.voters = voters
-
-    def overrides(self) -> dict[str, str]:
-        o = super().overrides()
-        o.update({
-            "node.id": str(self.node_id),
-            "process.roles": "broker,controller",
-            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.quorum.voters": self.voters,
-            "fjord.cores": "1",
-        })
-        return o
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    port, controller_port = free_port(), free_port()
-    voters = ",".join(f"{i}@127.0.0.{i}:{controller_port}" for i in (1, 2, 3))
-    nodes = [ClusterNode(tmp_path_factory.mktemp(f"fjord-cluster-{i}"), i, port, controller_port,
-                         voters) for i in (1, 2, 3)]
+    c = fjord_cluster(fjord_bin(), [tmp_path_factory.mktemp(f"fjord-cluster-{i}") for i in (1, 2, 3)])
     try:
-        for n in nodes:
-            n.start()
-        bootstrap = nodes[0].bootstrap
-        deadline = time.monotonic() + 30
-        while True:
-            with wire.RawConnection(bootstrap) as conn:
-                brokers = wire.metadata_v1(conn, []).brokers
-            if len(brokers) == 3:
-                break
-            assert time.monotonic() < deadline, f"brokers never all registered: {brokers}"
-            time.sleep(0.2)
-        yield nodes
+        c.start()
+        yield c.nodes
     finally:
-        for n in nodes:
-            n.stop()
+        c.stop()
 
 
 def leaders(bootstrap: str, topic: str) -> dict[int, int]:

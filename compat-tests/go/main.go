@@ -5,7 +5,8 @@
 // The request is one JSON object {"op": ..., "bootstrap": ..., ...}; bytes travel as base64
 // (JSON null stays null). The answer is one JSON object on stdout; client errors are data in it
 // ({"error": "..."}), so the test sees what the client saw. Ops: produce, consume, list_offsets,
-// create_topic, delete_topic, list_topics, describe_topics, describe_cluster, describe_configs.
+// create_topic, delete_topic, list_topics, describe_topics, describe_cluster, describe_configs,
+// and history_produce (history.go: a producer that streams JSON lines until told to stop).
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"time"
@@ -68,12 +70,21 @@ type request struct {
 	MaxBatchBytes      int32  `json:"max_batch_bytes"`
 	DisableIdempotence bool   `json:"disable_idempotence"`
 	Acks               string `json:"acks"`
+	// history_produce (history.go): value prefix and records per second.
+	Prefix string  `json:"prefix"`
+	Rate   float64 `json:"rate"`
 }
+
+// What follows the request on stdin (history_produce's stop line).
+var stdinRest io.Reader = os.Stdin
 
 func main() {
 	var req request
 	out := map[string]any{}
-	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
+	dec := json.NewDecoder(os.Stdin)
+	err := dec.Decode(&req)
+	stdinRest = io.MultiReader(dec.Buffered(), os.Stdin)
+	if err != nil {
 		out["error"] = "bad request: " + err.Error()
 	} else if err := run(&req, out); err != nil {
 		out["error"] = describe(err)
@@ -115,6 +126,8 @@ func run(req *request, out map[string]any) error {
 		return consume(ctx, req, out)
 	case "list_offsets":
 		return listOffsets(ctx, req, out)
+	case "history_produce":
+		return historyProduce(ctx, req, stdinRest, out)
 	default:
 		return admin(ctx, req, out)
 	}

@@ -4,8 +4,12 @@ Both expose the same small interface:
     .kind       'fjord' | 'kafka'
     .bootstrap  '127.0.0.1:PORT'
     .data_dir   the broker's log.dirs (partition folders live here)
-    .start() / .stop() / .kill9() / .restart()
+    .start() / .stop() / .kill9() / .restart()   (.start() = .launch() + .wait_ready())
 Every wait is bounded; a broker that does not come up fails with the tail of its logs.
+
+`Cluster` is three nodes of one kind, each a broker and a controller (node i on 127.0.0.i, a
+static voter set): `FjordClusterNode` and `KafkaClusterNode` (KRaft combined mode, every node
+formatted with the same cluster id), made by `fjord_cluster(...)` / `kafka_cluster(...)`.
 Brokers die with the test process (PR_SET_PDEATHSIG) and at interpreter exit.
 """
 from __future__ import annotations
@@ -47,6 +51,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_on(hosts: list[str], attempts: int = 50) -> int:
+    """A port that is free on every one of `hosts` (loopback addresses of a local cluster)."""
+    for _ in range(attempts):
+        port = free_port()
+        try:
+            for host in hosts:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no port free on all of {hosts} after {attempts} tries")
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -91,6 +109,12 @@ class Broker:
 
     # -- lifecycle
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        self.launch()
+        self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (a cluster node cannot serve
+        before a quorum of its peers runs too)."""
         if self.running():
             raise RuntimeError(f"{self.kind} broker already running (pid {self.proc.pid})")
         self._prepare()
@@ -100,6 +124,10 @@ class Broker:
         self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=stdout,
                                      stderr=stderr, cwd=self.root, preexec_fn=_die_with_parent)
         _LIVE.add(self)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until the launched broker answers; on failure it is killed (and the error has
+        the tail of its logs)."""
         try:
             self._wait_ready(timeout_s)
         except BaseException:
@@ -250,14 +278,16 @@ class KafkaBroker(Broker):
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = _kafka_cluster_id()
-        cmd = java_command("kafka.tools.StorageTool",
-                           ["format", "--standalone", "-t", cluster_id, "-c", str(self.config_path)],
+        cmd = java_command("kafka.tools.StorageTool", self._format_args(),
                            logs_dir=self.logs_dir, jvm_opts=["-Xmx256m"])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise BrokerStartError(f"kafka-storage format failed ({proc.returncode}):\n"
                                    f"{proc.stdout}\n{proc.stderr}\n{tail(self.logs_dir / 'server.log')}")
+
+    def _format_args(self) -> list[str]:
+        """kafka-storage format for a lone node: a new cluster id, itself the only voter."""
+        return ["format", "--standalone", "-t", _kafka_cluster_id(), "-c", str(self.config_path)]
 
     def _command(self) -> list[str]:
         return java_command("kafka.Kafka", [str(self.config_path)], logs_dir=self.logs_dir,
@@ -272,6 +302,181 @@ class KafkaBroker(Broker):
         return (f"--- kafka stdout/stderr (tail)\n{tail(self.root / 'kafka.stdout.log')}\n"
                 f"{tail(self.root / 'kafka.stderr.log')}\n"
                 f"--- kafka server.log (tail)\n{tail(self.logs_dir / 'server.log')}")
+
+
+# --------------------------------------------------------------------------- clusters
+
+CLUSTER_SIZE = 3
+
+
+def cluster_hosts(size: int = CLUSTER_SIZE) -> list[str]:
+    """Node i of a local cluster lives on 127.0.0.i (every 127/8 address is loopback)."""
+    return [f"127.0.0.{i}" for i in range(1, size + 1)]
+
+
+def static_voters(port: int, size: int = CLUSTER_SIZE) -> str:
+    """controller.quorum.voters for node i on 127.0.0.i:port, i = 1..size."""
+    return ",".join(f"{i}@{host}:{port}" for i, host in enumerate(cluster_hosts(size), 1))
+
+
+class FjordClusterNode(FjordBroker):
+    """Fjord node `node_id` of a local cluster, on 127.0.0.`node_id`: broker and Raft voter."""
+
+    def __init__(self, binary: Path, root: Path, node_id: int, port: int, controller_port: int,
+                 voters: str, extra: dict[str, str] | None = None):
+        super().__init__(binary, root, port=port, extra=extra)
+        self.node_id = node_id
+        self.host = f"127.0.0.{node_id}"
+        self.bootstrap = f"{self.host}:{port}"
+        self.controller_port = controller_port
+        self.voters = voters
+
+    def overrides(self) -> dict[str, str]:
+        o = super().overrides()
+        o.update({
+            "node.id": str(self.node_id),
+            "process.roles": "broker,controller",
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.voters": self.voters,
+            "fjord.cores": "1",
+        })
+        o.update(self.extra)
+        return o
+
+    def __repr__(self) -> str:
+        return f"<fjord node {self.node_id} {self.bootstrap} data={self.data_dir}>"
+
+
+class KafkaClusterNode(KafkaBroker):
+    """Apache Kafka 4.1 node `node_id` of a local cluster on 127.0.0.`node_id`: KRaft combined
+    mode with a static voter set (controller.quorum.voters), formatted with the cluster's id
+    (`kafka-storage format --cluster-id X --config ...`, no --standalone)."""
+
+    JVM_OPTS = ["-Xmx768m", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true"]
+
+    def __init__(self, root: Path, node_id: int, port: int, controller_port: int, voters: str,
+                 cluster_id: str, extra: dict[str, str] | None = None):
+        super().__init__(root, port=port, extra=extra)
+        self.node_id = node_id
+        self.host = f"127.0.0.{node_id}"
+        self.bootstrap = f"{self.host}:{port}"
+        self.controller_port = controller_port
+        self.voters = voters
+        self.cluster_id = cluster_id
+
+    def properties(self) -> dict[str, str]:
+        p = super().properties()
+        del p["controller.quorum.bootstrap.servers"]
+        p.update({
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
+        })
+        p.update(self.extra)
+        return p
+
+    def _format_args(self) -> list[str]:
+        return ["format", "--cluster-id", self.cluster_id, "--config", str(self.config_path)]
+
+    def __repr__(self) -> str:
+        return f"<kafka node {self.node_id} {self.bootstrap} data={self.data_dir}>"
+
+
+class Cluster:
+    """Nodes of one kind that form one cluster. `bootstrap` names every node (clients that
+    start with it survive any one node being down)."""
+
+    def __init__(self, nodes: list[FjordClusterNode] | list[KafkaClusterNode]):
+        self.nodes = list(nodes)
+        self.kind = self.nodes[0].kind
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int):
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def live(self) -> list:
+        return [n for n in self.nodes if n.running()]
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Launch every node, then wait until each serves and every live node's Metadata lists
+        every node."""
+        try:
+            for n in self.nodes:
+                n.launch()
+            deadline = time.monotonic() + timeout_s
+            for n in self.nodes:
+                n.wait_ready(max(1.0, deadline - time.monotonic()))
+            self.wait_registered(max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.kill9()
+            raise
+
+    def wait_registered(self, timeout_s: float = 60.0) -> None:
+        want = {n.node_id for n in self.nodes}
+        deadline = time.monotonic() + timeout_s
+        seen: dict[int, object] = {}
+        while True:
+            for n in self.live():
+                try:
+                    with wire.RawConnection(n.bootstrap, timeout_s=5.0) as conn:
+                        seen[n.node_id] = sorted(b[0] for b in wire.metadata_v1(conn, []).brokers)
+                except (OSError, wire.ConnectionClosed, TimeoutError, ValueError) as e:
+                    seen[n.node_id] = repr(e)
+            if all(seen.get(n.node_id) == sorted(want) for n in self.live()):
+                return
+            if time.monotonic() > deadline:
+                raise BrokerStartError(f"{self.kind} cluster: not every node lists brokers {sorted(want)} "
+                                       f"after {timeout_s}s (node -> brokers it lists: {seen})")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Clean shutdown of every node at once (one by one, the last ones would wait for a
+        quorum that is gone)."""
+        for n in self.nodes:
+            if n.running():
+                n.proc.send_signal(signal.SIGTERM)
+        for n in self.nodes:
+            n.stop()
+
+    def kill9(self) -> None:
+        for n in self.nodes:
+            n.kill9()
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} cluster {self.bootstrap}>"
+
+
+def _two_ports(hosts: list[str]) -> tuple[int, int]:
+    """Two distinct ports free on every host: the nodes' client and controller listeners."""
+    port = free_port_on(hosts)
+    while (controller_port := free_port_on(hosts)) == port:
+        pass
+    return port, controller_port
+
+
+def fjord_cluster(binary: Path, roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
+    """An unstarted Fjord cluster of len(roots) nodes (node i's files in roots[i-1])."""
+    port, controller_port = _two_ports(cluster_hosts(len(roots)))
+    voters = static_voters(controller_port, len(roots))
+    return Cluster([FjordClusterNode(binary, root, i, port, controller_port, voters, extra)
+                    for i, root in enumerate(roots, 1)])
+
+
+def kafka_cluster(roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
+    """An unstarted Apache Kafka cluster of len(roots) combined-mode nodes."""
+    port, controller_port = _two_ports(cluster_hosts(len(roots)))
+    voters = static_voters(controller_port, len(roots))
+    cluster_id = _kafka_cluster_id()
+    return Cluster([KafkaClusterNode(root, i, port, controller_port, voters, cluster_id, extra)
+                    for i, root in enumerate(roots, 1)])
 
 
 def _kafka_cluster_id() -> str:

@@ -28,15 +28,16 @@ def unique_topic(prefix: str) -> str:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None,
-                 timeout_s: float = 30.0) -> None:
-    """CreateTopics through kafka-python's admin client, then wait until every partition has a leader."""
+                 timeout_s: float = 30.0, replication_factor: int = 1) -> None:
+    """CreateTopics through kafka-python's admin client, then wait until every partition has a
+    leader (bootstrap: one host:port, the raw Metadata probe talks to it)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS,
                              client_id="fjord-compat-admin")
     try:
-        resp = admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})],
+        resp = admin.create_topics([NewTopic(name, partitions, replication_factor, topic_configs=configs or {})],
                                    timeout_ms=ADMIN_TIMEOUT_MS)
     finally:
         admin.close()

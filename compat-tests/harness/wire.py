@@ -326,6 +326,35 @@ def metadata_v1(conn: RawConnection, topics: list[str] | None = None) -> Metadat
     return MetadataV1(brokers, controller_id, r.array(topic))
 
 
+@dataclass
+class PartitionState:
+    error: int
+    partition: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+
+def partition_states(conn: RawConnection, topic: str) -> tuple[int, dict[int, PartitionState]]:
+    """Metadata v1 for one topic: (topic error, partition -> leader, replicas and ISR)."""
+    r = conn.request(API_METADATA, 1, enc_array([enc_string(topic)]))
+    r.array(lambda x: (x.int32(), x.string(), x.int32(), x.string()))  # brokers
+    r.int32()  # controller id
+
+    def partition(x: Reader) -> PartitionState:
+        return PartitionState(x.int16(), x.int32(), x.int32(), x.array(Reader.int32), x.array(Reader.int32))
+
+    def one(x: Reader):
+        err, name = x.int16(), x.string()
+        x.int8()  # is_internal
+        return err, name, x.array(partition)
+
+    for err, name, parts in r.array(one):
+        if name == topic:
+            return err, {s.partition: s for s in parts or []}
+    raise ValueError(f"{topic} missing from the Metadata response")
+
+
 def init_producer_id_v0(conn: RawConnection, transaction_timeout_ms: int = 60000) -> tuple[int, int, int]:
     """Returns (error_code, producer_id, producer_epoch)."""
     r = conn.request(API_INIT_PRODUCER_ID, 0, enc_string(None) + enc_int32(transaction_timeout_ms))

@@ -16,7 +16,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::partition::{trim_to_budget, StorageError};
@@ -209,7 +209,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
             .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
             .collect();
         // Woken or timed out, read again: the loop ends at the deadline.
-        wait_for_data(watches, deadline).await;
+        super::route::wait_for_data(watches, deadline).await;
     }
 
     let mut responses: Vec<FetchableTopicResponse> = req
@@ -305,32 +305,4 @@ fn point_to_leaders(
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
         })
         .collect()
-}
-
-/// Waits until any watched high watermark moves or the deadline passes.
-pub(super) async fn wait_for_data(
-    watches: Vec<watch::Receiver<i64>>,
-    deadline: tokio::time::Instant,
-) {
-    if watches.is_empty() {
-        tokio::time::sleep_until(deadline).await;
-        return;
-    }
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let waiters: Vec<_> = watches
-        .into_iter()
-        .map(|mut w| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                if w.changed().await.is_ok() {
-                    let _ = tx.try_send(());
-                }
-            })
-        })
-        .collect();
-    drop(tx);
-    let _ = tokio::time::timeout_at(deadline, rx.recv()).await;
-    for w in waiters {
-        w.abort();
-    }
 }

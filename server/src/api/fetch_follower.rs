@@ -211,7 +211,7 @@ pub async fn handle(
             .iter_mut()
             .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
             .collect();
-        super::fetch::wait_for_data(watches, deadline).await;
+        super::route::wait_for_data(watches, deadline).await;
     }
 
     let mut responses: Vec<FetchableTopicResponse> = req

@@ -1,13 +1,14 @@
 //! Shared by the per-partition APIs (ListOffsets, OffsetForLeaderEpoch, DeleteRecords,
 //! DescribeProducers): run a step on each partition's owner shard (synchronous, or
 //! awaiting disk reads for ListOffsets) and answer in request order; and the error
-//! codes of partitions an owner cannot serve.
+//! codes of partitions an owner cannot serve; Fetch's long-polling wait.
 //!
 //! Runs on the shard that received the request; `work` runs on the owner shards.
 
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::partition::registry::Unavailable;
@@ -95,4 +96,29 @@ where
         }
     }
     answers
+}
+
+/// Long polling (Fetch): waits until any watched offset moves or the deadline passes.
+pub async fn wait_for_data(watches: Vec<watch::Receiver<i64>>, deadline: tokio::time::Instant) {
+    if watches.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let waiters: Vec<_> = watches
+        .into_iter()
+        .map(|mut w| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if w.changed().await.is_ok() {
+                    let _ = tx.try_send(());
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let _ = tokio::time::timeout_at(deadline, rx.recv()).await;
+    for w in waiters {
+        w.abort();
+    }
 }

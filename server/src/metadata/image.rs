@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::command::{Command, CommandError, ConfigResource};
 use super::partition_change;
+pub use super::partition_change::PartitionImage;
 
 /// A broker as clients see it in Metadata responses.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,18 +20,6 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
-}
-
-/// One partition's replica set and leadership.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionImage {
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    pub leader: i32,
-    pub leader_epoch: i32,
-    /// Bumped by every change of this partition's replicas, ISR or leader (Kafka's
-    /// partition epoch): AlterPartition compares it.
-    pub partition_epoch: i32,
 }
 
 /// A topic: its id, partitions (index = partition number) and config overrides.
@@ -260,7 +249,16 @@ impl ClusterImage {
                     partition_epoch: *partition_epoch,
                     isr,
                 };
-                let next = partition_change::alter_isr(current, &change, &live)?;
+                let next = partition_change::alter_isr(current, &change, &live).map_err(|e| {
+                    use partition_change::IsrChangeError as E;
+                    match e {
+                        E::NotLeader => CommandError::NotLeader,
+                        E::FencedLeaderEpoch => CommandError::FencedLeaderEpoch,
+                        E::InvalidUpdateVersion => CommandError::InvalidUpdateVersion,
+                        E::IneligibleReplica(b) => CommandError::IneligibleReplica(b),
+                        E::InvalidRequest(m) => CommandError::InvalidRequest(m),
+                    }
+                })?;
                 Arc::make_mut(topic).partitions[*partition as usize] = next;
                 Applied::Done
             }

@@ -10,8 +10,27 @@
 //! - a leader is always a member of the ISR, or -1;
 //! - any change bumps the partition epoch; a leader change bumps the leader epoch.
 
-use super::command::CommandError;
-use super::image::PartitionImage;
+/// Why an ISR change is refused (mapped to the command's error by the image).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IsrChangeError {
+    NotLeader,
+    FencedLeaderEpoch,
+    InvalidUpdateVersion,
+    IneligibleReplica(i32),
+    InvalidRequest(String),
+}
+
+/// One partition's replica set and leadership.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped by every change of this partition's replicas, ISR or leader (Kafka's
+    /// partition epoch): AlterPartition compares it.
+    pub partition_epoch: i32,
+}
 
 /// No leader (Kafka's `NO_LEADER`).
 pub const NO_LEADER: i32 = -1;
@@ -156,29 +175,29 @@ pub fn alter_isr(
     p: &PartitionImage,
     change: &IsrChange<'_>,
     live: &dyn Fn(i32) -> bool,
-) -> Result<PartitionImage, CommandError> {
+) -> Result<PartitionImage, IsrChangeError> {
     if change.broker != p.leader {
-        return Err(CommandError::NotLeader);
+        return Err(IsrChangeError::NotLeader);
     }
     if change.leader_epoch != p.leader_epoch {
-        return Err(CommandError::FencedLeaderEpoch);
+        return Err(IsrChangeError::FencedLeaderEpoch);
     }
     if change.partition_epoch != p.partition_epoch {
-        return Err(CommandError::InvalidUpdateVersion);
+        return Err(IsrChangeError::InvalidUpdateVersion);
     }
     let mut isr = change.isr.to_vec();
     isr.sort_unstable();
     isr.dedup();
     if isr.len() != change.isr.len() || !isr.contains(&p.leader) {
-        return Err(CommandError::InvalidRequest(
+        return Err(IsrChangeError::InvalidRequest(
             "the ISR must list the leader, each replica once".into(),
         ));
     }
     if let Some(&r) = isr.iter().find(|r| !p.replicas.contains(r)) {
-        return Err(CommandError::IneligibleReplica(r));
+        return Err(IsrChangeError::IneligibleReplica(r));
     }
     if let Some(&r) = isr.iter().find(|r| !p.isr.contains(r) && !live(**r)) {
-        return Err(CommandError::IneligibleReplica(r));
+        return Err(IsrChangeError::IneligibleReplica(r));
     }
     // Keep replica order, as Kafka lists the ISR.
     let ordered: Vec<i32> = p
@@ -278,25 +297,25 @@ mod tests {
         );
         assert_eq!(
             alter_isr(&n, &change(1, 4, 10, &[1]), ALL),
-            Err(CommandError::InvalidUpdateVersion)
+            Err(IsrChangeError::InvalidUpdateVersion)
         );
         assert_eq!(
             alter_isr(&n, &change(1, 3, 11, &[1]), ALL),
-            Err(CommandError::FencedLeaderEpoch)
+            Err(IsrChangeError::FencedLeaderEpoch)
         );
         assert_eq!(
             alter_isr(&n, &change(2, 4, 11, &[1]), ALL),
-            Err(CommandError::NotLeader)
+            Err(IsrChangeError::NotLeader)
         );
         assert!(alter_isr(&n, &change(1, 4, 11, &[3]), ALL).is_err());
         assert_eq!(
             alter_isr(&n, &change(1, 4, 11, &[1, 4]), ALL),
-            Err(CommandError::IneligibleReplica(4))
+            Err(IsrChangeError::IneligibleReplica(4))
         );
         // A fenced broker cannot join; expanding with a live one works, in replica order.
         assert_eq!(
             alter_isr(&n, &change(1, 4, 11, &[1, 3, 2]), &|b| b != 2),
-            Err(CommandError::IneligibleReplica(2))
+            Err(IsrChangeError::IneligibleReplica(2))
         );
         let grown = alter_isr(&n, &change(1, 4, 11, &[3, 2, 1]), ALL).expect("expand");
         assert_eq!(grown.isr, vec![1, 2, 3]);

@@ -525,6 +525,13 @@ async fn drive(u: Rc<Uring>) {
         for w in u.reap() {
             w.wake();
         }
+        // More completions than the completion queue holds wait in the kernel's
+        // overflow list, and no eventfd signal comes for them until an io_uring_enter
+        // flushes them (which `submit` does when the overflow flag is set): without
+        // this, a burst of completions could leave their ops waiting forever.
+        if u.ring.borrow_mut().submission().cq_overflow() {
+            u.submit_pending.set(true);
+        }
         if u.submit_pending.get() {
             // A deferred submit retries once reaping has made room, without waiting.
             tokio::task::yield_now().await;

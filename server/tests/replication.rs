@@ -31,8 +31,11 @@ fn client(cluster: &Cluster, node: i32) -> Option<Client> {
     Client::try_connect_to(&n.host, n.port)
 }
 
-/// (leader, isr) of each partition as `via` sees it.
-fn state(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
+/// One partition as Metadata shows it: (leader, in-sync replicas sorted, first replica).
+type Seen = (i32, Vec<i32>, i32);
+
+/// Each partition as `via` sees it.
+fn partitions(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, Seen>> {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
@@ -46,25 +49,29 @@ fn state(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> 
             .map(|p| {
                 let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
                 isr.sort_unstable();
-                (p.partition_index, (p.leader_id.0, isr))
+                let preferred = p.replica_nodes.first().map_or(-1, |b| b.0);
+                (p.partition_index, (p.leader_id.0, isr, preferred))
             })
+            .collect(),
+    )
+}
+
+/// (leader, isr) of each partition as `via` sees it.
+fn state(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
+    let all = partitions(cluster, via)?;
+    Some(
+        all.into_iter()
+            .map(|(p, (l, isr, _))| (p, (l, isr)))
             .collect(),
     )
 }
 
 /// (leader, first replica) of each partition as `via` sees it.
 fn preferred_leaders(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, i32)>> {
-    let req = MetadataRequest::default()
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
-        ]))
-        .with_allow_auto_topic_creation(false);
-    let m = client(cluster, via)?.try_request(12, &req)?;
-    let t = m.topics.first()?;
+    let all = partitions(cluster, via)?;
     Some(
-        t.partitions
-            .iter()
-            .map(|p| (p.partition_index, (p.leader_id.0, p.replica_nodes[0].0)))
+        all.into_iter()
+            .map(|(p, (l, _, first))| (p, (l, first)))
             .collect(),
     )
 }

@@ -19,18 +19,98 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::metadata::ClusterImage;
 use crate::partition::{trim_to_budget, StorageError};
 use crate::shard::Shard;
 
-/// One partition to read, routed to its owner.
+/// One partition to read, routed to its owner (a consumer's or a follower's).
 #[derive(Clone)]
-struct Read {
-    topic_id: Uuid,
-    index: i32,
-    offset: i64,
+pub(super) struct Read {
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub offset: i64,
     /// The leader epoch the client believes current (-1: unknown).
-    current_leader_epoch: i32,
+    pub current_leader_epoch: i32,
+    /// The epoch of the follower's last batch (-1: unknown, or a consumer).
+    pub last_fetched_epoch: i32,
+    pub max_bytes: usize,
+}
+
+/// A request partition: (topic position, partition index, the read or an early error).
+pub(super) type Slot = (usize, i32, Result<Read, i16>);
+
+/// Walks the request's partitions in order: the read for each partition this node
+/// leads, or the error it gets at once. Shared with the follower side.
+pub(super) fn targets(
+    shard: &Shard,
+    image: &ClusterImage,
+    version: i16,
+    req: &FetchRequest,
     max_bytes: usize,
+) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = Vec::new();
+    for (t, topic) in req.topics.iter().enumerate() {
+        let found = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.0.as_str())
+        };
+        for p in &topic.partitions {
+            let slot = match found {
+                _ if slots.len() >= shard.config.max_partitions_per_request => {
+                    Err(ResponseError::PolicyViolation.code())
+                }
+                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
+                    Err(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Some(tp) if !shard.cluster.leads(tp, p.partition) => {
+                    Err(ResponseError::NotLeaderOrFollower.code())
+                }
+                Some(tp) => Ok(Read {
+                    topic_id: tp.id,
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    current_leader_epoch: if version >= 9 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    },
+                    last_fetched_epoch: if version >= 12 {
+                        p.last_fetched_epoch
+                    } else {
+                        -1
+                    },
+                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
+                }),
+            };
+            slots.push((t, p.partition, slot));
+        }
+    }
+    slots
+}
+
+/// The reads of `slots` with their owner shard and slot position.
+pub(super) fn routed(shard: &Shard, slots: &[Slot]) -> Vec<(usize, (usize, Read))> {
+    slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
+        .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
+        .collect()
+}
+
+/// One empty response topic per request topic, in order.
+pub(super) fn topic_shells(req: &FetchRequest) -> Vec<FetchableTopicResponse> {
+    req.topics
+        .iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+        })
+        .collect()
 }
 
 /// What the owner answered.
@@ -129,51 +209,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
     let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    // (topic position, partition index, Some(read) or an early error code)
-    let mut slots: Vec<(usize, i32, Result<Read, i16>)> = Vec::new();
-    for (t, topic) in req.topics.iter().enumerate() {
-        let found = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(topic.topic.0.as_str())
-        };
-        for p in &topic.partitions {
-            let slot = match found {
-                _ if slots.len() >= shard.config.max_partitions_per_request => {
-                    Err(ResponseError::PolicyViolation.code())
-                }
-                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
-                None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
-                    Err(ResponseError::UnknownTopicOrPartition.code())
-                }
-                Some(tp) if !shard.cluster.leads(tp, p.partition) => {
-                    Err(ResponseError::NotLeaderOrFollower.code())
-                }
-                Some(tp) => Ok(Read {
-                    topic_id: tp.id,
-                    index: p.partition,
-                    offset: p.fetch_offset,
-                    current_leader_epoch: if version >= 9 {
-                        p.current_leader_epoch
-                    } else {
-                        -1
-                    },
-                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
-                }),
-            };
-            slots.push((t, p.partition, slot));
-        }
-    }
+    let slots = targets(shard, &image, version, &req, max_bytes);
 
     // Reads grouped by owning shard; each shard reads its partitions in request order
     // within the request's byte budget, so at most (shards x max_bytes) is read.
-    let routed: Vec<(usize, (usize, Read))> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
-        .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
-        .collect();
+    let routed = routed(shard, &slots);
     let mut outcomes: Vec<Option<ReadOutcome>>;
     loop {
         outcomes = (0..slots.len()).map(|_| None).collect();
@@ -212,15 +252,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         super::route::wait_for_data(watches, deadline).await;
     }
 
-    let mut responses: Vec<FetchableTopicResponse> = req
-        .topics
-        .iter()
-        .map(|t| {
-            FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_topic_id(t.topic_id)
-        })
-        .collect();
+    let mut responses = topic_shells(&req);
     let mut budget = max_bytes;
     let mut first = true;
     let read_committed = req.isolation_level == 1;
@@ -259,8 +291,9 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names
 /// its current leader and epoch, and the response carries those leaders' endpoints.
-fn point_to_leaders(
-    image: &crate::metadata::ClusterImage,
+/// Shared with the follower side (`fetch_follower`).
+pub(super) fn point_to_leaders(
+    image: &ClusterImage,
     topics: &mut [FetchableTopicResponse],
     by_id: bool,
 ) -> Vec<NodeEndpoint> {
@@ -270,33 +303,29 @@ fn point_to_leaders(
     ];
     let mut leaders = std::collections::BTreeSet::new();
     for t in topics.iter_mut() {
-        let found = if by_id {
+        let topic = if by_id {
             image.topic_by_id(&t.topic_id)
         } else {
             image.topic(t.topic.0.as_str())
         };
-        let Some(topic) = found else { continue };
         for p in &mut t.partitions {
             if !redirect.contains(&p.error_code) {
                 continue;
             }
-            let Some(part) = usize::try_from(p.partition_index)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
-            else {
-                continue;
-            };
-            if image.is_live(part.leader) {
+            let named = super::route::current_leader(
+                image,
+                topic.map(|t| &**t),
+                p.partition_index,
+                &mut leaders,
+            );
+            if let Some((id, epoch)) = named {
                 p.current_leader = LeaderIdAndEpoch::default()
-                    .with_leader_id(BrokerId(part.leader))
-                    .with_leader_epoch(part.leader_epoch);
-                leaders.insert(part.leader);
+                    .with_leader_id(BrokerId(id))
+                    .with_leader_epoch(epoch);
             }
         }
     }
-    leaders
-        .into_iter()
-        .filter_map(|id| image.brokers.get(&id))
+    super::route::endpoints(image, &leaders)
         .map(|b| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(b.id))

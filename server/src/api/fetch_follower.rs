@@ -12,26 +12,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
-};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
-use uuid::Uuid;
 
+use super::fetch::Read;
 use crate::partition::{FollowerFetchError, Partition};
 use crate::shard::Shard;
-
-#[derive(Clone)]
-struct Read {
-    topic_id: Uuid,
-    index: i32,
-    offset: i64,
-    current_leader_epoch: i32,
-    last_fetched_epoch: i32,
-    max_bytes: usize,
-}
 
 struct Outcome {
     error: i16,
@@ -39,7 +27,6 @@ struct Outcome {
     high_watermark: i64,
     log_start_offset: i64,
     diverging: Option<(i32, i64)>,
-    leader: (i32, i32),
     watch: Option<watch::Receiver<i64>>,
 }
 
@@ -51,7 +38,6 @@ impl Outcome {
             high_watermark: -1,
             log_start_offset: -1,
             diverging: None,
-            leader: (-1, -1),
             watch: None,
         }
     }
@@ -73,7 +59,6 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
         Ok(p) => p,
         Err(u) => return Outcome::error(super::route::unavailable_code(&u)),
     };
-    let leader = (p.leader(), p.leader_epoch());
     let view = match p.serve_follower(
         replica,
         r.offset,
@@ -83,7 +68,6 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
         Ok(v) => v,
         Err(e) => {
             let mut o = Outcome::error(follower_code(e));
-            o.leader = leader;
             o.high_watermark = p.high_watermark();
             o.log_start_offset = p.log_start_offset();
             return o;
@@ -110,7 +94,6 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
         high_watermark: p.high_watermark(),
         log_start_offset: view.log_start_offset,
         diverging: view.diverging,
-        leader,
         watch: Some(p.watch_written_end()),
     }
 }
@@ -143,45 +126,8 @@ pub async fn handle(
         .min(shard.config.replica_fetch_response_max_bytes.max(1)) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut slots: Vec<(usize, i32, Result<Read, i16>)> = Vec::new();
-    for (t, topic) in req.topics.iter().enumerate() {
-        let found = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(topic.topic.0.as_str())
-        };
-        for p in &topic.partitions {
-            let slot = match found {
-                _ if slots.len() >= shard.config.max_partitions_per_request => {
-                    Err(ResponseError::PolicyViolation.code())
-                }
-                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
-                None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(tp) if p.partition < 0 || p.partition as usize >= tp.partitions.len() => {
-                    Err(ResponseError::UnknownTopicOrPartition.code())
-                }
-                Some(tp) => Ok(Read {
-                    topic_id: tp.id,
-                    index: p.partition,
-                    offset: p.fetch_offset,
-                    current_leader_epoch: p.current_leader_epoch,
-                    last_fetched_epoch: if version >= 12 {
-                        p.last_fetched_epoch
-                    } else {
-                        -1
-                    },
-                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
-                }),
-            };
-            slots.push((t, p.partition, slot));
-        }
-    }
-    let routed: Vec<(usize, (usize, Read))> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
-        .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
-        .collect();
+    let slots = super::fetch::targets(shard, &image, version, &req, max_bytes);
+    let routed = super::fetch::routed(shard, &slots);
     let mut outcomes: Vec<Option<Outcome>>;
     loop {
         outcomes = (0..slots.len()).map(|_| None).collect();
@@ -214,15 +160,7 @@ pub async fn handle(
         super::route::wait_for_data(watches, deadline).await;
     }
 
-    let mut responses: Vec<FetchableTopicResponse> = req
-        .topics
-        .iter()
-        .map(|t| {
-            FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_topic_id(t.topic_id)
-        })
-        .collect();
+    let mut responses = super::fetch::topic_shells(&req);
     let mut budget = max_bytes;
     let mut first = true;
     for ((t, index, slot), outcome) in slots.into_iter().zip(outcomes) {
@@ -250,14 +188,12 @@ pub async fn handle(
                 .with_epoch(epoch)
                 .with_end_offset(end);
         }
-        if o.error != 0 && o.leader.0 >= 0 {
-            pd.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(o.leader.0))
-                .with_leader_epoch(o.leader.1);
-        }
         responses[t].partitions.push(pd);
     }
+    let node_endpoints =
+        super::fetch::point_to_leaders(&shard.cluster.image(), &mut responses, version >= 13);
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(responses)
+        .with_node_endpoints(node_endpoints)
 }

@@ -268,33 +268,25 @@ fn point_to_leaders(
 ) -> Vec<NodeEndpoint> {
     let mut leaders = std::collections::BTreeSet::new();
     for t in topics.iter_mut() {
-        let found = if by_id {
+        let topic = if by_id {
             image.topic_by_id(&t.topic_id)
         } else {
             image.topic(t.name.0.as_str())
         };
-        let Some(topic) = found else { continue };
         for p in &mut t.partition_responses {
             if p.error_code != ResponseError::NotLeaderOrFollower.code() {
                 continue;
             }
-            let Some(part) = usize::try_from(p.index)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
-            else {
-                continue;
-            };
-            if image.is_live(part.leader) {
+            let named =
+                super::route::current_leader(image, topic.map(|t| &**t), p.index, &mut leaders);
+            if let Some((id, epoch)) = named {
                 p.current_leader = LeaderIdAndEpoch::default()
-                    .with_leader_id(BrokerId(part.leader))
-                    .with_leader_epoch(part.leader_epoch);
-                leaders.insert(part.leader);
+                    .with_leader_id(BrokerId(id))
+                    .with_leader_epoch(epoch);
             }
         }
     }
-    leaders
-        .into_iter()
-        .filter_map(|id| image.brokers.get(&id))
+    super::route::endpoints(image, &leaders)
         .map(|b| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(b.id))

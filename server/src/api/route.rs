@@ -5,11 +5,14 @@
 //!
 //! Runs on the shard that received the request; `work` runs on the owner shards.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
+
+use crate::metadata::{BrokerInfo, ClusterImage, TopicImage};
 
 use crate::partition::registry::Unavailable;
 use crate::partition::Partition;
@@ -121,4 +124,30 @@ pub async fn wait_for_data(watches: Vec<watch::Receiver<i64>>, deadline: tokio::
     for w in waiters {
         w.abort();
     }
+}
+
+/// KIP-951: the live leader (id, epoch) of partition `index` of `topic`, to name in a
+/// NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) answer; `leaders` collects the ids
+/// whose endpoints the response carries.
+pub fn current_leader(
+    image: &ClusterImage,
+    topic: Option<&TopicImage>,
+    index: i32,
+    leaders: &mut BTreeSet<i32>,
+) -> Option<(i32, i32)> {
+    let p = usize::try_from(index)
+        .ok()
+        .and_then(|i| topic?.partitions.get(i))?;
+    image.is_live(p.leader).then(|| {
+        leaders.insert(p.leader);
+        (p.leader, p.leader_epoch)
+    })
+}
+
+/// The registered brokers among `leaders`, for a response's node endpoints.
+pub fn endpoints<'a>(
+    image: &'a ClusterImage,
+    leaders: &'a BTreeSet<i32>,
+) -> impl Iterator<Item = &'a BrokerInfo> + 'a {
+    leaders.iter().filter_map(|id| image.brokers.get(id))
 }

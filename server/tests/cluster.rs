@@ -130,7 +130,17 @@ fn produce_everywhere(
     });
     let mut offsets = BTreeMap::new();
     for (&p, &leader) in &map {
-        let (code, offset) = produce(&mut cluster.node(leader as u32).client(), topic, p, value);
+        // The leader itself may apply the image a moment later than node 1: retry
+        // NOT_LEADER_OR_FOLLOWER for a bounded time, as clients do.
+        let mut c = cluster.node(leader as u32).client();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (code, offset) = loop {
+            let (code, offset) = produce(&mut c, topic, p, value);
+            if code != NOT_LEADER_OR_FOLLOWER || Instant::now() >= deadline {
+                break (code, offset);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(code, 0, "partition {p} on its leader {leader}");
         offsets.insert(p, offset);
         let other = leader as u32 % 3 + 1;

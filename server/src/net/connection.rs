@@ -115,9 +115,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
     let writer = tokio::task::spawn_local(async move {
         while let Some(handle) = rx.recv().await {
-            let Ok(response) = handle.await else {
-                // A handler panicked: the response order is lost, close the connection.
-                return;
+            let response = match handle.await {
+                Ok(response) => response,
+                Err(e) => {
+                    // A handler panicked: the response order is lost, close the connection.
+                    tracing::error!(%peer, error = %e, "request handler failed; closing the connection");
+                    return;
+                }
             };
             match response {
                 api::Reply::Send(pieces) => {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +42,18 @@ fn stop(child: &mut Option<Child>) {
     }
 }
 
+/// Ready means serving: an ApiVersions request on a new connection is answered. (A
+/// successful connect alone can reach a socket that is not the broker's, e.g. another
+/// test thread's short-lived port probe that the kernel handed the same port.)
+fn answers_api_versions(host: &str, port: u16) -> bool {
+    let Some(mut c) = Client::try_connect_to(host, port) else {
+        return false;
+    };
+    let _ = c.stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = kafka_protocol::messages::ApiVersionsRequest::default();
+    c.try_request(0, &req).is_some_and(|r| r.error_code == 0)
+}
+
 /// A running broker process; killed on drop.
 pub struct Broker {
     pub child: Option<Child>,
@@ -56,8 +68,15 @@ pub struct Broker {
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
+        // Bound, never listening: no connection of another test can land on it.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
             .map(|a| a.port())
             .expect("free port");
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
@@ -110,12 +129,15 @@ impl Broker {
         self.child = Some(cmd.spawn().expect("spawn fjord"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if answers_api_versions("127.0.0.1", self.port) {
                 return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("fjord exited while starting: {status}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("fjord did not start listening");
+        panic!("fjord did not start answering requests");
     }
 
     pub fn kill9(&mut self) {
@@ -138,6 +160,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // A broker that died on its own explains a failed test: say how it ended.
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            eprintln!("fjord on port {} had exited by itself: {status}", self.port);
+        }
         self.kill9();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -310,11 +336,11 @@ impl ClusterNode {
         self.child = Some(cmd.spawn().expect("spawn fjord"));
     }
 
-    /// Waits until the client port accepts connections.
+    /// Waits until the node answers requests on its client port.
     pub fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect((self.host.as_str(), self.port)).is_ok() {
+            if answers_api_versions(&self.host, self.port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -113,7 +113,11 @@ pub async fn handle(
 type Slot = Result<usize, (i16, String)>;
 
 /// The topic id of an existing partition, or its error. Pure.
-fn locate(image: &ClusterImage, topic: &str, index: i32) -> Result<uuid::Uuid, (i16, String)> {
+pub(super) fn locate(
+    image: &ClusterImage,
+    topic: &str,
+    index: i32,
+) -> Result<uuid::Uuid, (i16, String)> {
     let Some(t) = image.topic(topic) else {
         return Err((
             ResponseError::UnknownTopicOrPartition.code(),

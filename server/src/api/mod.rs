@@ -7,6 +7,7 @@
 //! implemented completely.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -31,6 +32,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -162,6 +164,8 @@ served_apis! {
     DescribeProducers:        0, 0, 0  => describe_producers,
     DescribeCluster:          0, 0, 2  => describe_cluster,
     ElectLeaders:             0, 0, 2  => elect_leaders,
+    AlterPartitionReassignments: 0, 0, 1 => alter_partition_reassignments,
+    ListPartitionReassignments: 0, 0, 0 => list_partition_reassignments,
 }
 
 tokio::task_local! {

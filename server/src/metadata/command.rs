@@ -63,6 +63,12 @@ pub enum Command {
         unclean: bool,
         partitions: Vec<(Uuid, i32)>,
     },
+    /// AlterPartitionReassignments: for each (topic id, index), move to the target
+    /// replicas, or with None cancel the reassignment in progress; the outcome of each
+    /// is in `Applied::Reassignments`.
+    AlterReassignments {
+        partitions: Vec<(Uuid, i32, Option<Vec<i32>>)>,
+    },
 }
 
 /// What a dynamic config belongs to.

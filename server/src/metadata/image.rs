@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::command::{Command, CommandError, ConfigResource};
 use super::partition_change;
 pub use super::partition_change::PartitionImage;
+use super::reassignment;
 
 /// A broker as clients see it in Metadata responses.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -68,6 +69,8 @@ pub enum Applied {
     },
     /// ElectLeaders: one outcome per partition asked for, in order.
     Elections(Vec<partition_change::ElectionOutcome>),
+    /// AlterReassignments: one outcome per partition asked for, in order.
+    Reassignments(Vec<Result<(), reassignment::ReassignError>>),
 }
 
 impl ClusterImage {
@@ -259,8 +262,17 @@ impl ClusterImage {
                         E::InvalidRequest(m) => CommandError::InvalidRequest(m),
                     }
                 })?;
+                // The ISR may now hold every target of a reassignment: finish it.
+                let next = reassignment::after_isr_change(next, &live);
                 Arc::make_mut(topic).partitions[*partition as usize] = next;
                 Applied::Done
+            }
+            Command::AlterReassignments { partitions } => {
+                let mut outcomes = Vec::with_capacity(partitions.len());
+                for (id, index, target) in partitions {
+                    outcomes.push(self.reassign(id, *index, target.as_deref()));
+                }
+                Applied::Reassignments(outcomes)
             }
             Command::ElectLeaders {
                 unclean,
@@ -307,6 +319,35 @@ impl ClusterImage {
             }
             Err(outcome) => outcome,
         }
+    }
+
+    /// One partition's reassignment (or, without a target, its cancellation).
+    fn reassign(
+        &mut self,
+        id: &Uuid,
+        index: i32,
+        target: Option<&[i32]>,
+    ) -> Result<(), reassignment::ReassignError> {
+        let (brokers, fenced) = (&self.brokers, &self.fenced);
+        let registered = |b: i32| brokers.contains_key(&b);
+        let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
+        let topic = self
+            .topic_names_by_id
+            .get(id)
+            .and_then(|n| self.topics.get_mut(n))
+            .ok_or(reassignment::ReassignError::UnknownPartition)?;
+        let current = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .ok_or(reassignment::ReassignError::UnknownPartition)?;
+        let next = match target {
+            Some(t) => reassignment::reassign(current, t, &registered, &live)?,
+            None => reassignment::cancel(current, &live)?,
+        };
+        if next != *current {
+            Arc::make_mut(topic).partitions[index as usize] = next;
+        }
+        Ok(())
     }
 
     /// Replaces every partition for which `change(partition, live)` returns a new

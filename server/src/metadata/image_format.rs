@@ -16,8 +16,9 @@ use super::image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 
 /// Eight 0xFF bytes: an applied index no image can have.
 const MARKER: [u8; 8] = [0xFF; 8];
-/// Version 1 added each partition's `partition_epoch`.
-const VERSION: u32 = 1;
+/// Version 1 added each partition's `partition_epoch`; version 2 its reassignment
+/// (`adding`, `removing`).
+const VERSION: u32 = 2;
 
 /// The image as a snapshot stores it.
 pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
@@ -28,17 +29,17 @@ pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Reads an image written by [`encode`], or by a version that wrote no marker.
+/// Reads an image written by [`encode`], or by a version that wrote an older layout.
 pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
     let Some(rest) = bytes.strip_prefix(&MARKER) else {
-        let v0: V0Image = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        return Ok(v0.into());
+        return old::<V0Partition>(bytes);
     };
     let (version, body) = rest
         .split_first_chunk::<4>()
         .ok_or("image snapshot: no version")?;
     match u32::from_le_bytes(*version) {
         VERSION => bincode::deserialize(body).map_err(|e| e.to_string()),
+        1 => old::<V1Partition>(body),
         v => Err(format!(
             "image snapshot version {v} is newer than this build reads ({VERSION}); \
              run a newer Fjord on this data directory"
@@ -46,26 +47,37 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
     }
 }
 
-/// The layout of snapshots written before versions existed.
+/// An image in an older layout, whose partitions are laid out as `P`.
+fn old<P>(bytes: &[u8]) -> Result<ClusterImage, String>
+where
+    P: serde::de::DeserializeOwned + Into<PartitionImage>,
+{
+    let v: OldImage<P> = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    Ok(v.into())
+}
+
+/// The layout of older snapshots: the image as today, but for its partitions.
 #[derive(serde::Deserialize)]
-struct V0Image {
+struct OldImage<P> {
     applied_index: u64,
     brokers: BTreeMap<i32, BrokerInfo>,
     fenced: BTreeSet<i32>,
-    topics: BTreeMap<String, V0Topic>,
+    topics: BTreeMap<String, OldTopic<P>>,
     topic_names_by_id: HashMap<Uuid, String>,
     next_producer_id: i64,
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(serde::Deserialize)]
-struct V0Topic {
+struct OldTopic<P> {
     name: String,
     id: Uuid,
-    partitions: Vec<V0Partition>,
+    partitions: Vec<P>,
     configs: BTreeMap<String, String>,
 }
 
+/// Snapshots written before versions existed: no partition epoch (the leader epoch
+/// stands in for it).
 #[derive(serde::Deserialize)]
 struct V0Partition {
     replicas: Vec<i32>,
@@ -74,27 +86,55 @@ struct V0Partition {
     leader_epoch: i32,
 }
 
-impl From<V0Image> for ClusterImage {
-    fn from(v: V0Image) -> ClusterImage {
+impl From<V0Partition> for PartitionImage {
+    fn from(p: V0Partition) -> PartitionImage {
+        PartitionImage {
+            partition_epoch: p.leader_epoch,
+            ..PartitionImage::new(p.replicas)
+        }
+        .with_state(p.isr, p.leader, p.leader_epoch)
+    }
+}
+
+/// Version 1: no reassignments.
+#[derive(serde::Deserialize)]
+struct V1Partition {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+}
+
+impl From<V1Partition> for PartitionImage {
+    fn from(p: V1Partition) -> PartitionImage {
+        PartitionImage {
+            partition_epoch: p.partition_epoch,
+            ..PartitionImage::new(p.replicas)
+        }
+        .with_state(p.isr, p.leader, p.leader_epoch)
+    }
+}
+
+impl PartitionImage {
+    fn with_state(mut self, isr: Vec<i32>, leader: i32, leader_epoch: i32) -> PartitionImage {
+        self.isr = isr;
+        self.leader = leader;
+        self.leader_epoch = leader_epoch;
+        self
+    }
+}
+
+impl<P: Into<PartitionImage>> From<OldImage<P>> for ClusterImage {
+    fn from(v: OldImage<P>) -> ClusterImage {
         let topics = v
             .topics
             .into_iter()
             .map(|(name, t)| {
-                let partitions = t
-                    .partitions
-                    .into_iter()
-                    .map(|p| PartitionImage {
-                        replicas: p.replicas,
-                        isr: p.isr,
-                        leader: p.leader,
-                        leader_epoch: p.leader_epoch,
-                        partition_epoch: p.leader_epoch,
-                    })
-                    .collect();
                 let topic = TopicImage {
                     name: t.name,
                     id: t.id,
-                    partitions,
+                    partitions: t.partitions.into_iter().map(Into::into).collect(),
                     configs: t.configs,
                 };
                 (name, Arc::new(topic))
@@ -142,6 +182,8 @@ mod tests {
                     leader: 1,
                     leader_epoch: 3,
                     partition_epoch: 9,
+                    adding: vec![2],
+                    removing: Vec::new(),
                 }],
                 configs: BTreeMap::new(),
             }),
@@ -176,6 +218,34 @@ mod tests {
         let read = decode(&bytes).expect("unversioned snapshot");
         let p = &read.topics["t"].partitions[0];
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 3, 3));
+
+        // Version 1: the same, with partition epochs and no reassignments.
+        let v1 = (
+            7u64,
+            BTreeMap::<i32, BrokerInfo>::new(),
+            BTreeSet::<i32>::new(),
+            BTreeMap::from([(
+                "t".to_string(),
+                (
+                    "t".to_string(),
+                    Uuid::from_u128(5),
+                    vec![(vec![1, 2], vec![1], 1, 3, 9)],
+                    BTreeMap::<String, String>::new(),
+                ),
+            )]),
+            HashMap::<Uuid, String>::new(),
+            0i64,
+            BTreeMap::<String, BTreeMap<String, String>>::new(),
+        );
+        let mut bytes = MARKER.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend(bincode::serialize(&v1).expect("v1 layout"));
+        let read = decode(&bytes).expect("version 1 snapshot");
+        let p = &read.topics["t"].partitions[0];
+        assert_eq!(
+            (p.isr.clone(), p.partition_epoch, p.adding.clone()),
+            (vec![1], 9, vec![])
+        );
 
         let mut future = encode(&image).expect("encode");
         future[8] = 99;

@@ -12,6 +12,7 @@ pub mod image_format;
 pub mod partition_change;
 pub mod producer_ids;
 pub mod raft;
+pub mod reassignment;
 pub mod topics;
 pub mod view;
 

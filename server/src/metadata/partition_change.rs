@@ -30,6 +30,12 @@ pub struct PartitionImage {
     /// Bumped by every change of this partition's replicas, ISR or leader (Kafka's
     /// partition epoch): AlterPartition compares it.
     pub partition_epoch: i32,
+    /// During a reassignment: the target replicas that are not original replicas
+    /// (they catch up, then join the ISR). Empty otherwise.
+    pub adding: Vec<i32>,
+    /// During a reassignment: the original replicas that are not targets (they leave
+    /// once every target is in sync). Empty otherwise.
+    pub removing: Vec<i32>,
 }
 
 /// No leader (Kafka's `NO_LEADER`).
@@ -44,12 +50,14 @@ impl PartitionImage {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 }
 
 /// `next` with the epochs bumped as a change from `prev` requires.
-fn bumped(prev: &PartitionImage, mut next: PartitionImage) -> PartitionImage {
+pub(super) fn bumped(prev: &PartitionImage, mut next: PartitionImage) -> PartitionImage {
     if next.leader != prev.leader {
         next.leader_epoch = prev.leader_epoch + 1;
     }
@@ -59,7 +67,7 @@ fn bumped(prev: &PartitionImage, mut next: PartitionImage) -> PartitionImage {
 
 /// The first replica (in replica order: the preferred leader first) that is in the
 /// ISR and live.
-fn elect(p: &PartitionImage, live: &dyn Fn(i32) -> bool) -> i32 {
+pub(super) fn elect(p: &PartitionImage, live: &dyn Fn(i32) -> bool) -> i32 {
     p.replicas
         .iter()
         .copied()
@@ -222,6 +230,8 @@ mod tests {
             leader,
             leader_epoch: 4,
             partition_epoch: 10,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

@@ -390,6 +390,7 @@ impl PartitionRegistry {
                 self.slots.borrow_mut().remove(&key);
                 open.delete();
             }
+            Some(t) if !self.view.is_replica(t, key.1) => self.retire(key, &open, t),
             Some(t) => {
                 if open.set_log_config(self.log_config(t)) {
                     open.enforce_retention();
@@ -397,6 +398,17 @@ impl PartitionRegistry {
                 self.install_role(&open, t);
             }
         }
+    }
+
+    /// Takes down a replica that a reassignment moved off this node: it gives up its
+    /// role first (acks=all waiters on it are answered NOT_LEADER_OR_FOLLOWER), then
+    /// leaves the registry, and its data goes through the `-delete` rename, as
+    /// Kafka deletes a replica it no longer hosts.
+    fn retire(&self, key: Key, p: &Rc<Partition>, topic: &TopicImage) {
+        self.install_role(p, topic);
+        self.slots.borrow_mut().remove(&key);
+        tracing::info!(topic = %p.topic, partition = p.index, "no longer a replica here: removing its log");
+        p.delete();
     }
 
     /// Applies the current image: removes partitions of deleted topics (their data
@@ -420,6 +432,26 @@ impl PartitionRegistry {
         for key in gone {
             if let Some(Slot::Open(p)) = self.slots.borrow_mut().remove(&key) {
                 p.delete();
+            }
+        }
+        // Replicas a completed reassignment took off this node.
+        let retired: Vec<(Key, Rc<Partition>)> = self
+            .slots
+            .borrow()
+            .iter()
+            .filter_map(|(key, slot)| match slot {
+                Slot::Open(p) => Some((*key, p.clone())),
+                _ => None,
+            })
+            .filter(|((id, i), _)| {
+                image
+                    .topic_by_id(id)
+                    .is_some_and(|t| !self.view.is_replica(t, *i))
+            })
+            .collect();
+        for (key, p) in retired {
+            if let Some(t) = image.topic_by_id(&key.0) {
+                self.retire(key, &p, t);
             }
         }
         for topic in image.topics.values() {

@@ -139,6 +139,9 @@ impl Replication {
                 p.last_caught_up = now;
             }
         }
+        // A reassignment adds and removes replicas within a leader epoch.
+        let replicas = &self.replicas;
+        self.followers.retain(|r, _| replicas.contains(r));
         for &r in &self.replicas {
             if r != self.me {
                 self.followers
@@ -273,6 +276,8 @@ mod tests {
             leader,
             leader_epoch: epoch,
             partition_epoch: pe,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

@@ -22,6 +22,8 @@ fn topic() -> TopicImage {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }],
         configs: BTreeMap::new(),
     }

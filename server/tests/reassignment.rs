@@ -1,0 +1,401 @@
+//! Partition reassignment on a 3-node cluster of real `fjord` processes
+//! (127.0.0.1–127.0.0.3): AlterPartitionReassignments moves a partition's leader to
+//! another broker and grows another partition to three replicas while acks=all
+//! writes go on; the replicas being added catch up, join the ISR, and the replicas
+//! being removed leave and delete their logs. A move to a broker that is down stays
+//! in progress (ListPartitionReassignments shows it) until it is cancelled. Bad
+//! requests get Kafka's error codes. Every wait is bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{batch, Client, Cluster};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+const TOPIC: &str = "moving";
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn client(cluster: &Cluster, node: i32) -> Option<Client> {
+    let n = cluster.nodes.get(node as usize - 1)?;
+    Client::try_connect_to(&n.host, n.port)
+}
+
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (leader, replicas, isr) of each partition as `via` sees it.
+type Shown = BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>;
+
+fn shown(cluster: &Cluster, via: i32) -> Option<Shown> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let m = client(cluster, via)?.try_request(12, &req)?;
+    let t = m.topics.first()?;
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    Some(
+        t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    (p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes)),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn reassign(
+    cluster: &Cluster,
+    via: i32,
+    version: i16,
+    allow_rf_change: bool,
+    moves: &[(&str, i32, Option<&[i32]>)],
+) -> Vec<(String, i32, i16)> {
+    let mut topics: Vec<ReassignableTopic> = Vec::new();
+    for (topic, partition, target) in moves {
+        let p = ReassignablePartition::default()
+            .with_partition_index(*partition)
+            .with_replicas(target.map(|t| t.iter().map(|&b| BrokerId(b)).collect()));
+        match topics.iter_mut().find(|t| t.name.as_str() == *topic) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                ReassignableTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_allow_replication_factor_change(allow_rf_change)
+        .with_topics(topics);
+    let r = client(cluster, via)
+        .and_then(|mut c| c.try_request(version, &req))
+        .expect("AlterPartitionReassignments answer");
+    assert_eq!(r.error_code, 0);
+    r.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+/// (partition, replicas, adding, removing) of one reassignment in progress.
+type Listed = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// Every reassignment of the topic in progress.
+fn listed(cluster: &Cluster, via: i32) -> Vec<Listed> {
+    let r = client(cluster, via)
+        .and_then(|mut c| c.try_request(0, &ListPartitionReassignmentsRequest::default()))
+        .expect("ListPartitionReassignments answer");
+    assert_eq!(r.error_code, 0);
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .filter(|t| t.name.as_str() == TOPIC)
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    p.partition_index,
+                    ids(&p.replicas),
+                    ids(&p.adding_replicas),
+                    ids(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Sends one acks=all record to `partition` through its current leader; the offset
+/// if acknowledged.
+fn send(cluster: &Cluster, partition: i32, value: &str) -> Option<i64> {
+    let leader = shown(cluster, 1)?.get(&partition)?.0;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(TOPIC))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch(
+                    &[value.as_bytes()],
+                    None,
+                    Compression::None,
+                )))])]);
+    let r = client(cluster, leader)?.try_request(9, &req)?;
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code == 0).then_some(p.base_offset)
+}
+
+/// Every record of `partition` read from `node`: (offset, value).
+fn read_all(cluster: &Cluster, node: i32, partition: i32) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut c = client(cluster, node).expect("node listens");
+    loop {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(TOPIC))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let mut r = c.request(11, &req);
+        let p = r.responses.remove(0).partitions.remove(0);
+        assert_eq!(p.error_code, 0, "fetch of partition {partition}");
+        let mut buf = p.records.unwrap_or_default();
+        if buf.is_empty() {
+            return out;
+        }
+        while !buf.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
+            for r in set.records {
+                let v = String::from_utf8(r.value.unwrap_or_default().to_vec()).expect("utf8");
+                out.push((r.offset, v));
+                offset = r.offset + 1;
+            }
+        }
+    }
+}
+
+/// A replica's whole log of `partition`: its segment files, in offset order.
+fn log_bytes(cluster: &Cluster, node: i32, partition: i32) -> Option<Vec<u8>> {
+    let dir = cluster.nodes[node as usize - 1]
+        .dir
+        .join(format!("{TOPIC}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    Some(
+        files
+            .iter()
+            .flat_map(|f| std::fs::read(f).unwrap_or_default())
+            .collect(),
+    )
+}
+
+#[test]
+fn reassignment_moves_and_grows_partitions_under_writes() {
+    let mut cluster = Cluster::start(
+        "reassignment",
+        3,
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.fetch.backoff.ms=100",
+            "replica.fetch.wait.max.ms=200",
+            "auto.leader.rebalance.enable=false",
+        ],
+    );
+    let assignment = |p: i32, brokers: &[i32]| {
+        CreatableReplicaAssignment::default()
+            .with_partition_index(p)
+            .with_broker_ids(brokers.iter().map(|&b| BrokerId(b)).collect())
+    };
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![
+                assignment(0, &[1, 2]),
+                assignment(1, &[2, 3]),
+                assignment(2, &[1, 2]),
+            ])
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = client(&cluster, 1)?.try_request(7, &req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0);
+    wait_for(Duration::from_secs(20), "every replica in sync", || {
+        let s = shown(&cluster, 1)?;
+        (s.len() == 3 && s.values().all(|(l, r, i)| *l > 0 && r == i)).then_some(())
+    });
+
+    let mut acked: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let mut n = 0;
+    let mut write = |cluster: &Cluster, count: usize| {
+        let mut done = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done < count {
+            assert!(Instant::now() < deadline, "writes stalled");
+            let p = n % 3;
+            let value = format!("v{n}");
+            n += 1;
+            if let Some(offset) = send(cluster, p, &value) {
+                acked.entry(p).or_default().push((offset, value));
+                done += 1;
+            }
+        }
+    };
+    write(&cluster, 300);
+
+    // Bad requests: an unknown broker, cancelling what is not moving, an unknown
+    // topic, and (version 1) a replication factor change that is not allowed.
+    let errors = reassign(
+        &cluster,
+        2,
+        1,
+        true,
+        &[
+            (TOPIC, 0, Some(&[1, 9])),
+            (TOPIC, 1, None),
+            ("nosuch", 0, Some(&[1])),
+            (TOPIC, 7, Some(&[1])),
+        ],
+    );
+    assert_eq!(
+        errors.iter().map(|e| e.2).collect::<Vec<_>>(),
+        [39, 85, 3, 3],
+        "{errors:?}"
+    );
+    let refused = reassign(&cluster, 2, 1, false, &[(TOPIC, 0, Some(&[1, 2, 3]))]);
+    assert_eq!(refused[0].2, 38, "{refused:?}");
+    assert!(listed(&cluster, 3).is_empty());
+
+    // A move to a broker that is down stays in progress, listed, until cancelled.
+    cluster.node(3).kill9();
+    wait_for(Duration::from_secs(15), "broker 3 fenced", || {
+        let s = shown(&cluster, 1)?;
+        (s[&1].2 == vec![2]).then_some(())
+    });
+    assert_eq!(
+        reassign(&cluster, 1, 0, true, &[(TOPIC, 2, Some(&[1, 3]))])[0].2,
+        0
+    );
+    assert_eq!(listed(&cluster, 2), [(2, vec![1, 3, 2], vec![3], vec![2])]);
+    let s = shown(&cluster, 2).expect("metadata");
+    assert_eq!(
+        s[&2].1,
+        vec![1, 3, 2],
+        "Metadata lists every replica while moving"
+    );
+    assert_eq!(
+        reassign(&cluster, 1, 0, true, &[(TOPIC, 2, None)])[0].2,
+        0,
+        "cancel"
+    );
+    assert!(listed(&cluster, 1).is_empty());
+    assert_eq!(shown(&cluster, 1).expect("metadata")[&2].1, vec![1, 2]);
+    cluster.node(3).spawn();
+    cluster.node(3).wait_listening();
+    wait_for(Duration::from_secs(30), "broker 3 back in sync", || {
+        let s = shown(&cluster, 1)?;
+        (s[&1].2 == vec![2, 3]).then_some(())
+    });
+
+    // Move partition 0's leadership off broker 1 ([1,2] → [3,2]) and grow partition
+    // 1 to three replicas, while writing.
+    let started = Instant::now();
+    let moved = reassign(
+        &cluster,
+        1,
+        1,
+        true,
+        &[(TOPIC, 0, Some(&[3, 2])), (TOPIC, 1, Some(&[2, 3, 1]))],
+    );
+    assert!(moved.iter().all(|m| m.2 == 0), "{moved:?}");
+    let done = loop {
+        write(&cluster, 10);
+        let s = shown(&cluster, 1).expect("metadata");
+        if s[&0].1 == vec![3, 2] && s[&1].1 == vec![2, 3, 1] && listed(&cluster, 2).is_empty() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "reassignment not done: {s:?} {:?}",
+            listed(&cluster, 2)
+        );
+    };
+    eprintln!("reassignment done after {:?}: {done:?}", started.elapsed());
+    assert_eq!(
+        done[&0].0, 3,
+        "partition 0 is led from its new first replica"
+    );
+    assert_eq!(done[&0].2, vec![3, 2]);
+    write(&cluster, 300);
+
+    // Every acknowledged record is on the new replicas, in order; the old replica's
+    // log is gone; every replica of a partition holds the same bytes.
+    wait_for(Duration::from_secs(30), "every replica in sync", || {
+        let s = shown(&cluster, 1)?;
+        s.values()
+            .all(|(l, r, i)| {
+                *l > 0 && {
+                    let (mut r, mut i) = (r.clone(), i.clone());
+                    r.sort_unstable();
+                    i.sort_unstable();
+                    r == i
+                }
+            })
+            .then_some(())
+    });
+    let s = shown(&cluster, 1).expect("metadata");
+    for (p, records) in &acked {
+        let (leader, replicas, _) = &s[p];
+        let read: BTreeMap<i64, String> = read_all(&cluster, *leader, *p).into_iter().collect();
+        for (offset, value) in records {
+            assert_eq!(
+                read.get(offset),
+                Some(value),
+                "partition {p} offset {offset}"
+            );
+        }
+        let leader_bytes = wait_for(Duration::from_secs(10), "the leader's log", || {
+            log_bytes(&cluster, *leader, *p)
+        });
+        for r in replicas {
+            wait_for(Duration::from_secs(10), "identical replica logs", || {
+                (log_bytes(&cluster, *r, *p).as_ref() == Some(&leader_bytes)).then_some(())
+            });
+        }
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "broker 1's old replica removed",
+        || log_bytes(&cluster, 1, 0).is_none().then_some(()),
+    );
+}

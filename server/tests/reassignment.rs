@@ -3,7 +3,8 @@
 //! another broker and grows another partition to three replicas while acks=all
 //! writes go on; the replicas being added catch up, join the ISR, and the replicas
 //! being removed leave and delete their logs. A move to a broker that is down stays
-//! in progress (ListPartitionReassignments shows it) until it is cancelled. Bad
+//! in progress (ListPartitionReassignments shows it) until it is cancelled; one held
+//! back by `follower.replication.throttled.rate` finishes once the throttle goes. Bad
 //! requests get Kafka's error codes. Every wait is bounded.
 
 mod common;
@@ -19,6 +20,9 @@ use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -212,6 +216,36 @@ fn log_bytes(cluster: &Cluster, node: i32, partition: i32) -> Option<Vec<u8>> {
     )
 }
 
+/// IncrementalAlterConfigs of one resource (2 topic, 4 broker): (name, op, value)
+/// with op 0 SET, 1 DELETE. Returns the resource's error code.
+fn alter_configs(
+    cluster: &Cluster,
+    resource_type: i8,
+    resource: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> i16 {
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(resource))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(s(k))
+                            .with_config_operation(*op)
+                            .with_value(v.map(s))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let r = client(cluster, 1)
+        .and_then(|mut c| c.try_request(1, &req))
+        .expect("IncrementalAlterConfigs answer");
+    r.responses[0].error_code
+}
+
 #[test]
 fn reassignment_moves_and_grows_partitions_under_writes() {
     let mut cluster = Cluster::start(
@@ -223,6 +257,8 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
             "replica.fetch.backoff.ms=100",
             "replica.fetch.wait.max.ms=200",
             "auto.leader.rebalance.enable=false",
+            // Small follower fetches, so a throttled catch-up takes many of them.
+            "replica.fetch.max.bytes=4096",
         ],
     );
     let assignment = |p: i32, brokers: &[i32]| {
@@ -398,4 +434,37 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
         "broker 1's old replica removed",
         || log_bytes(&cluster, 1, 0).is_none().then_some(()),
     );
+
+    // A throttled catch-up: with follower.replication.throttled.rate at 1 byte/s
+    // for every replica of the topic, broker 3 (added to partition 2) fetches once
+    // and then waits; the move stays in progress until the throttle is removed.
+    let rate = "follower.replication.throttled.rate";
+    assert_eq!(alter_configs(&cluster, 4, "", &[(rate, 0, Some("1"))]), 0);
+    let replicas = "follower.replication.throttled.replicas";
+    assert_eq!(
+        alter_configs(&cluster, 2, TOPIC, &[(replicas, 0, Some("*"))]),
+        0
+    );
+    assert_eq!(
+        reassign(&cluster, 1, 0, true, &[(TOPIC, 2, Some(&[1, 2, 3]))])[0].2,
+        0
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(listed(&cluster, 1), [(2, vec![1, 2, 3], vec![3], vec![])]);
+    let leader_log = log_bytes(&cluster, 1, 2).expect("leader log").len();
+    let throttled = log_bytes(&cluster, 3, 2).map_or(0, |b| b.len());
+    assert!(
+        throttled <= 2 * 4096 && throttled < leader_log,
+        "throttled replica has {throttled} of {leader_log} bytes"
+    );
+    assert_eq!(alter_configs(&cluster, 4, "", &[(rate, 1, None)]), 0);
+    wait_for(
+        Duration::from_secs(30),
+        "the throttled move to finish",
+        || listed(&cluster, 1).is_empty().then_some(()),
+    );
+    assert_eq!(shown(&cluster, 1).expect("metadata")[&2].2, vec![1, 2, 3]);
+    wait_for(Duration::from_secs(10), "broker 3's copy", || {
+        (log_bytes(&cluster, 3, 2).map(|b| b.len()) == Some(leader_log)).then_some(())
+    });
 }

@@ -74,14 +74,19 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
         }
     };
     shard.replicas.maybe_alter_isr(&p);
-    let records = if view.diverging.is_some() {
+    // A throttled replica gets no records while the leader's rate is exceeded (its
+    // fetch offset still counts above), as Kafka's leader throttle does.
+    let records = if view.diverging.is_some() || !shard.replicas.may_send(&p, replica) {
         Bytes::new()
     } else {
         match p
             .read_for_follower(r.offset, view.read_end, r.max_bytes)
             .await
         {
-            Ok(b) => b,
+            Ok(b) => {
+                shard.replicas.sent(&p, replica, b.len());
+                b
+            }
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = r.index, error = %e, "follower read failed");
                 return Outcome::error(ResponseError::KafkaStorageError.code());

@@ -29,6 +29,9 @@ pub struct BrokerKey {
     /// Known to the admin APIs: DescribeConfigs reports it (read-only) and AlterConfigs
     /// refuses it as static. Otherwise they answer as for an unknown key.
     pub described: bool,
+    /// Settable through AlterConfigs (per broker, or the cluster default ""), and read
+    /// from the image at run time, not only at start-up.
+    pub dynamic: bool,
 }
 
 const fn key(
@@ -45,6 +48,15 @@ const fn key(
         default,
         doc,
         described: true,
+        dynamic: false,
+    }
+}
+
+/// A key that AlterConfigs may set on a broker or the cluster default.
+const fn dynamic(key: BrokerKey) -> BrokerKey {
+    BrokerKey {
+        dynamic: true,
+        ..key
     }
 }
 
@@ -339,6 +351,35 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
          page cache only), which is faster and loses acknowledged writes to a \
          simultaneous power loss of the ISR.",
     ),
+    dynamic(key(
+        "leader.replication.throttled.rate",
+        Long,
+        int(0, i64::MAX),
+        "9223372036854775807",
+        "The bytes per second a leader sends followers of the replicas listed in a \
+         topic's leader.replication.throttled.replicas, over all of them (each of the \
+         broker's shards takes an equal share). A throttled partition gets no records in \
+         a follower fetch while the rate is exceeded.",
+    )),
+    dynamic(key(
+        "follower.replication.throttled.rate",
+        Long,
+        int(0, i64::MAX),
+        "9223372036854775807",
+        "The bytes per second a follower fetches for the replicas listed in a topic's \
+         follower.replication.throttled.replicas, over all of them (each of the broker's \
+         shards takes an equal share). A throttled partition is left out of follower \
+         fetches while the rate is exceeded.",
+    )),
+    dynamic(key(
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        Long,
+        int(0, i64::MAX),
+        "9223372036854775807",
+        "Kafka's limit on moving replicas between a broker's log directories. Fjord never \
+         moves replicas between directories, so there is nothing to throttle: the value \
+         is stored and reported only.",
+    )),
     key(
         "fjord.partition.open.wait.ms",
         Int,
@@ -424,6 +465,25 @@ pub fn validate_dynamic(name: &str, value: &str) -> Result<String, ConfigError> 
         Some(_) => Err(ConfigError(format!(
             "Cannot update these configs dynamically: [{name}]"
         ))),
+        None if BROKER_KEYS.iter().any(|k| k.dynamic && k.name == name) => {
+            let key = BROKER_KEYS
+                .iter()
+                .find(|k| k.name == name)
+                .expect("just found");
+            let valid = match key.rule {
+                StaticRule::Int { min, max } => super::Valid::Range { min, max },
+                _ => super::Valid::Any,
+            };
+            ConfigDef {
+                name: key.name,
+                ty: key.ty,
+                default: Some(key.default),
+                valid,
+                fjord_acts: true,
+                doc: key.doc,
+            }
+            .validate(value)
+        }
         None if BROKER_KEYS.iter().any(|k| k.described && k.name == name) => Err(ConfigError(
             format!("Cannot update these configs dynamically: [{name}]"),
         )),
@@ -453,7 +513,7 @@ pub fn describe_broker(
     let mut out = Vec::new();
     for key in BROKER_KEYS.iter().filter(|k| k.described) {
         let synonyms = layers.broker_synonyms(&[key.name], |n| fjord_default(n));
-        out.push(entry(key.name, key.ty, key.doc, true, synonyms));
+        out.push(entry(key.name, key.ty, key.doc, !key.dynamic, synonyms));
     }
     for t in TOPIC_CONFIGS {
         let Some(b) = t.broker else { continue };
@@ -478,13 +538,19 @@ pub fn describe_cluster_default(layers: &Layers<'_>) -> Vec<Described> {
     };
     map.iter()
         .filter_map(|(k, v)| {
-            let t = topic_of(k)?;
+            let (ty, doc) = match topic_of(k) {
+                Some(t) => (t.def.ty, t.def.doc),
+                None => {
+                    let key = BROKER_KEYS.iter().find(|b| b.dynamic && b.name == k)?;
+                    (key.ty, key.doc)
+                }
+            };
             let synonyms = vec![super::Synonym {
                 name: k.clone(),
                 value: Some(v.clone()),
                 source: Source::DynamicDefaultBroker,
             }];
-            Some(entry(k, t.def.ty, t.def.doc, false, synonyms))
+            Some(entry(k, ty, doc, false, synonyms))
         })
         .collect()
 }

@@ -23,7 +23,7 @@ pub mod topic;
 
 use std::collections::BTreeMap;
 
-pub use settings::TopicSettings;
+pub use settings::{ThrottledReplicas, TopicSettings};
 
 /// Kafka's `DescribeConfigsResponse.ConfigType` ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

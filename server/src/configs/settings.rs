@@ -32,6 +32,50 @@ pub struct TopicSettings {
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
+    pub leader_throttled: ThrottledReplicas,
+    pub follower_throttled: ThrottledReplicas,
+}
+
+/// A `*.replication.throttled.replicas` list: which (partition, broker) replicas the
+/// replication throttle applies to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ThrottledReplicas {
+    #[default]
+    None,
+    /// `*`: every replica.
+    All,
+    Listed(Vec<(i32, i32)>),
+}
+
+impl ThrottledReplicas {
+    /// Parses a validated list value; items that do not parse are ignored.
+    pub fn parse(v: &str) -> ThrottledReplicas {
+        let items = list_items(v);
+        if items == ["*"] {
+            return ThrottledReplicas::All;
+        }
+        let listed: Vec<(i32, i32)> = items
+            .iter()
+            .filter_map(|i| {
+                let (p, b) = i.split_once(':')?;
+                Some((p.trim().parse().ok()?, b.trim().parse().ok()?))
+            })
+            .collect();
+        if listed.is_empty() {
+            ThrottledReplicas::None
+        } else {
+            ThrottledReplicas::Listed(listed)
+        }
+    }
+
+    /// Whether the replica of `partition` on `broker` is throttled.
+    pub fn covers(&self, partition: i32, broker: i32) -> bool {
+        match self {
+            ThrottledReplicas::None => false,
+            ThrottledReplicas::All => true,
+            ThrottledReplicas::Listed(l) => l.contains(&(partition, broker)),
+        }
+    }
 }
 
 fn def(name: &str) -> &'static TopicConfigDef {
@@ -76,6 +120,12 @@ impl TopicSettings {
                 .trim()
                 .parse()
                 .unwrap_or(0.5),
+            leader_throttled: ThrottledReplicas::parse(&text(
+                "leader.replication.throttled.replicas",
+            )),
+            follower_throttled: ThrottledReplicas::parse(&text(
+                "follower.replication.throttled.replicas",
+            )),
         }
     }
 

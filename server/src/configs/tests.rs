@@ -131,11 +131,17 @@ fn invalid_values_name_the_key() {
         ("unclean.leader.election.enable", "maybe"),
         ("compression.type", "brotli"),
         ("preallocate", "true"),
-        ("leader.replication.throttled.replicas", "1:1"),
+        ("leader.replication.throttled.replicas", "1:x"),
     ] {
         let e = validate_overrides(&map(&[(k, v)])).expect_err(k);
         assert!(e.0.contains(k), "{e}");
     }
+    // Throttled replicas are `*` or partition:broker pairs.
+    validate_overrides(&map(&[
+        ("leader.replication.throttled.replicas", "0:1, 2:3"),
+        ("follower.replication.throttled.replicas", "*"),
+    ]))
+    .expect("throttled replicas");
     // Defaults of configs Fjord ignores may be restated.
     validate_overrides(&map(&[
         ("preallocate", "false"),
@@ -198,6 +204,17 @@ fn broker_configs_describe_and_validate() {
         Ok("2000")
     );
     assert!(validate_dynamic("num.partitions", "2").is_err());
+    // The broker's own dynamic keys: replication throttles.
+    assert_eq!(
+        validate_dynamic("leader.replication.throttled.rate", "1000").as_deref(),
+        Ok("1000")
+    );
+    assert!(
+        validate_dynamic("follower.replication.throttled.rate", "-1")
+            .expect_err("negative")
+            .0
+            .contains("follower.replication.throttled.rate")
+    );
     assert!(validate_dynamic("log.local.retention.ms", "5").is_err());
     assert!(validate_dynamic("nope", "1")
         .expect_err("unknown")

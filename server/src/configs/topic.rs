@@ -300,8 +300,9 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Valid::Any,
         false,
         b("unclean.leader.election.enable", "false"),
-        "Whether an out-of-sync replica may become leader. Fjord has no replication yet; \
-       only false may be set.",
+        "Whether an out-of-sync replica may become leader. Fjord's controller never elects \
+       an out-of-sync leader by itself (ElectLeaders with UNCLEAN does, on request); only \
+       false may be set.",
     ),
     t(
         "min.insync.replicas",
@@ -407,20 +408,20 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         List,
         "",
         Valid::ThrottledReplicas,
-        false,
+        true,
         None,
-        "Replicas whose replication the leader throttles. Fjord has no replication yet; \
-       only the empty default may be set.",
+        "Replicas whose replication the leader throttles ([partition]:[broker],... or *): \
+       the leader sends them at most leader.replication.throttled.rate bytes per second.",
     ),
     t(
         "follower.replication.throttled.replicas",
         List,
         "",
         Valid::ThrottledReplicas,
-        false,
+        true,
         None,
-        "Replicas whose replication the follower throttles. Fjord has no replication yet; \
-       only the empty default may be set.",
+        "Replicas whose replication the follower throttles ([partition]:[broker],... or *): \
+       the follower fetches them at most follower.replication.throttled.rate bytes per second.",
     ),
     t(
         "remote.storage.enable",

@@ -103,6 +103,24 @@ impl ClusterView {
             .clone()
     }
 
+    /// A LONG broker config of this node as the current image has it: its dynamic
+    /// per-broker value, then the cluster default, then `server.properties`, then
+    /// `default`.
+    pub fn broker_long(&self, name: &str, default: i64) -> i64 {
+        let image = self.image();
+        let layers = self.config_layers(&image);
+        let value = [
+            layers.dynamic_broker,
+            layers.dynamic_default,
+            Some(layers.static_props),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|m| m.get(name))
+        .and_then(|v| v.trim().parse().ok());
+        value.unwrap_or(default)
+    }
+
     /// The broker-level config layers of `image` as seen by this node.
     pub fn config_layers<'a>(&'a self, image: &'a ClusterImage) -> Layers<'a> {
         Layers {

@@ -26,6 +26,8 @@ const ANSWER_SLACK: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the set of leaders is looked at even without a role change.
 const RESCAN: Duration = Duration::from_secs(1);
+/// How long a fetcher whose partitions are all throttled waits before it looks again.
+const THROTTLED_WAIT: Duration = Duration::from_millis(100);
 
 /// Keeps one fetcher running for each leader this shard's partitions follow, until
 /// the shard stops.
@@ -119,7 +121,12 @@ async fn session(
     loop {
         let plan = shard.replicas.plan(leader);
         if plan.is_empty() {
-            return Ok(());
+            if !shard.replicas.follows(leader) {
+                return Ok(());
+            }
+            // Every partition here that follows `leader` is throttled for now.
+            tokio::time::sleep(THROTTLED_WAIT).await;
+            continue;
         }
         *correlation = correlation.wrapping_add(1);
         let asked: Vec<_> = plan.iter().map(|(_, f)| f.clone()).collect();

@@ -2,7 +2,9 @@
 //! As leader it proposes the ISR changes its partitions' followers call for (Kafka's
 //! AlterPartition, through the controller); as follower it says what to fetch from
 //! each leader and applies the leader's answers (append, truncate, start afresh).
-//! The network loop that carries the fetches is `net::replica_fetcher`.
+//! The network loop that carries the fetches is `net::replica_fetcher`. Replicas
+//! listed in a topic's `*.replication.throttled.replicas` are held to the broker's
+//! throttled rates (`throttle`), each shard at its share.
 //!
 //! Exists once per shard and lives on that shard's thread only (`!Send`); it reaches
 //! partitions through the registry.
@@ -14,10 +16,11 @@
 //!   leader), which awaits each answer's appends before it fetches again, so the
 //!   fetch offset it sends is written (and synced, with durable high watermarks).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
@@ -26,13 +29,27 @@ use crate::metadata::Command;
 use crate::partition::registry::PartitionRegistry;
 use crate::partition::Partition;
 use crate::wire::replica_fetch::{PartitionFetch, PartitionFetched};
+use throttle::Throttle;
 
 /// How long a leader waits after a refused ISR change before it proposes another.
 const ALTER_RETRY: Duration = Duration::from_millis(500);
 
+pub mod throttle;
+
 pub struct ReplicaManager {
     config: Arc<Config>,
     partitions: Rc<PartitionRegistry>,
+    /// The node's shard count: each shard throttles at its share of the rates.
+    shards: usize,
+    leader_throttle: RefCell<Throttle>,
+    follower_throttle: RefCell<Throttle>,
+}
+
+/// Which side of replication a throttle limits.
+#[derive(Clone, Copy)]
+enum Side {
+    Leader,
+    Follower,
 }
 
 /// What one leader's answer did, for the fetcher's pacing.
@@ -46,8 +63,82 @@ pub struct Applied {
 }
 
 impl ReplicaManager {
-    pub fn new(config: Arc<Config>, partitions: Rc<PartitionRegistry>) -> Rc<ReplicaManager> {
-        Rc::new(ReplicaManager { config, partitions })
+    pub fn new(
+        config: Arc<Config>,
+        partitions: Rc<PartitionRegistry>,
+        shards: usize,
+    ) -> Rc<ReplicaManager> {
+        let now = Instant::now();
+        Rc::new(ReplicaManager {
+            config,
+            partitions,
+            shards: shards.max(1),
+            leader_throttle: RefCell::new(Throttle::new(now)),
+            follower_throttle: RefCell::new(Throttle::new(now)),
+        })
+    }
+
+    /// Whether `side`'s throttle covers `p`'s replica on this node (the topic's
+    /// `*.replication.throttled.replicas`). As in Kafka, only replicas out of the ISR
+    /// are throttled: the one fetching (`follower`) on the leader, this one on a
+    /// follower.
+    fn throttled(&self, p: &Partition, side: Side, follower: i32) -> bool {
+        if p.isr().contains(&follower) {
+            return false;
+        }
+        let view = self.partitions.view();
+        let image = view.image();
+        let Some(topic) = image.topic_by_id(&p.topic_id) else {
+            return false;
+        };
+        let settings = view.topic_settings(&image, topic);
+        let list = match side {
+            Side::Leader => &settings.leader_throttled,
+            Side::Follower => &settings.follower_throttled,
+        };
+        list.covers(p.index, self.config.node_id)
+    }
+
+    fn gate(&self, p: &Partition, side: Side, follower: i32) -> bool {
+        if !self.throttled(p, side, follower) {
+            return true;
+        }
+        let (name, throttle) = match side {
+            Side::Leader => ("leader.replication.throttled.rate", &self.leader_throttle),
+            Side::Follower => (
+                "follower.replication.throttled.rate",
+                &self.follower_throttle,
+            ),
+        };
+        let rate = self.partitions.view().broker_long(name, i64::MAX) / self.shards as i64;
+        throttle.borrow_mut().allows(rate, Instant::now())
+    }
+
+    fn charge(&self, p: &Partition, side: Side, follower: i32, bytes: usize) {
+        if bytes > 0 && self.throttled(p, side, follower) {
+            match side {
+                Side::Leader => self.leader_throttle.borrow_mut().charge(bytes),
+                Side::Follower => self.follower_throttle.borrow_mut().charge(bytes),
+            }
+        }
+    }
+
+    /// On the leader: whether records of `p` may go to `follower` now.
+    pub fn may_send(&self, p: &Partition, follower: i32) -> bool {
+        self.gate(p, Side::Leader, follower)
+    }
+
+    /// On the leader: `bytes` of `p` went to `follower`.
+    pub fn sent(&self, p: &Partition, follower: i32, bytes: usize) {
+        self.charge(p, Side::Leader, follower, bytes);
+    }
+
+    /// Whether partitions here follow `leader` (throttled or not).
+    pub fn follows(&self, leader: i32) -> bool {
+        self.partitions
+            .open_partitions()
+            .iter()
+            .any(|p| !p.is_leader() && p.leader() == leader)
     }
 
     fn lag_max(&self) -> Duration {
@@ -129,6 +220,8 @@ impl ReplicaManager {
             .filter(|p| {
                 !p.is_leader() && p.leader() == leader && p.failed_for_full_disk().is_none()
             })
+            // A throttled replica waits while the follower's rate is exceeded.
+            .filter(|p| self.gate(p, Side::Follower, self.config.node_id))
             .map(|p| {
                 let f = PartitionFetch {
                     topic_id: p.topic_id,
@@ -209,6 +302,7 @@ impl ReplicaManager {
             }
             if !answer.records.is_empty() {
                 applied.progressed += 1;
+                self.charge(p, Side::Follower, self.config.node_id, answer.records.len());
             }
             let p = p.clone();
             let records = bytes::BytesMut::from(&answer.records[..]);

@@ -122,7 +122,7 @@ async fn run(
             ..Default::default()
         },
     );
-    let replicas = ReplicaManager::new(config.clone(), partitions.clone());
+    let replicas = ReplicaManager::new(config.clone(), partitions.clone(), peers.len());
     let shard = Rc::new(Shard {
         id,
         config: config.clone(),

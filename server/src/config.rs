@@ -121,6 +121,8 @@ pub struct Config {
     pub replica_fetch_max_bytes: i64,
     pub replica_fetch_response_max_bytes: i64,
     pub replica_fetch_backoff_ms: i64,
+    /// The most partitions one DescribeTopicPartitions answer lists.
+    pub max_request_partition_size_limit: i32,
     /// `fjord.replication.durable.high.watermark`.
     pub replication_durable_high_watermark: bool,
     /// Every key given in the file or by `--override`, as given (validated): the
@@ -374,6 +376,8 @@ impl Config {
             replica_fetch_max_bytes: int("replica.fetch.max.bytes"),
             replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes"),
             replica_fetch_backoff_ms: int("replica.fetch.backoff.ms"),
+            max_request_partition_size_limit: int("max.request.partition.size.limit")
+                .clamp(1, i32::MAX as i64) as i32,
             replication_durable_high_watermark: get("fjord.replication.durable.high.watermark")
                 .eq_ignore_ascii_case("true"),
             properties: values.clone(),

@@ -21,6 +21,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_follower;
@@ -166,6 +167,7 @@ served_apis! {
     ElectLeaders:             0, 0, 2  => elect_leaders,
     AlterPartitionReassignments: 0, 0, 1 => alter_partition_reassignments,
     ListPartitionReassignments: 0, 0, 0 => list_partition_reassignments,
+    DescribeTopicPartitions:  0, 0, 0  => describe_topic_partitions,
 }
 
 tokio::task_local! {

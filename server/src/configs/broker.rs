@@ -351,6 +351,14 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
          page cache only), which is faster and loses acknowledged writes to a \
          simultaneous power loss of the ISR.",
     ),
+    key(
+        "max.request.partition.size.limit",
+        Int,
+        int(1, I32_MAX),
+        "2000",
+        "The most partitions one DescribeTopicPartitions answer lists (clients page \
+         through the rest).",
+    ),
     dynamic(key(
         "leader.replication.throttled.rate",
         Long,

@@ -3,7 +3,9 @@
 //! of a partition is killed with SIGKILL and later restarted, another leader is shut
 //! down cleanly (its leaderships move first), and every broker is killed at once. No
 //! acknowledged record is lost or duplicated, the ISR shrinks and grows back, and once
-//! writes stop every replica holds the same log bytes. Every wait is bounded.
+//! writes stop every replica holds the same log bytes. A leader paused with SIGSTOP past
+//! its session is replaced, and on return gives up what it could not replicate. Every
+//! wait is bounded.
 
 mod common;
 
@@ -422,4 +424,119 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
         assert!(!logs[0].is_empty());
     }
     eprintln!("whole test took {:?}", started.elapsed());
+}
+
+/// Sends `sig` to cluster node `node`'s process.
+fn signal(cluster: &mut Cluster, node: i32, sig: i32) {
+    let pid = cluster
+        .node(node as u32)
+        .child
+        .as_ref()
+        .expect("running")
+        .id();
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_gives_up_its_unreplicated_writes() {
+    let mut cluster = Cluster::start(
+        "paused-leader",
+        3,
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=3000",
+            "replica.fetch.backoff.ms=100",
+            "replica.fetch.wait.max.ms=200",
+            "auto.leader.rebalance.enable=false",
+        ],
+    );
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = client(&cluster, 1)?.try_request(7, &req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0);
+    let leaders = wait_isr(&cluster, 1, &[1, 2, 3], Duration::from_secs(20));
+    let mut w = Writer {
+        leaders,
+        next: 0,
+        acked: BTreeMap::new(),
+        uncertain: BTreeSet::new(),
+        errors: BTreeMap::new(),
+    };
+    w.write(&cluster, 200, Duration::from_secs(30));
+
+    // SIGSTOP the leader of partition 0 for twice the session timeout: it is fenced
+    // and replaced while it cannot tell. A write it receives meanwhile is read when it
+    // resumes, still believing it leads; it cannot acknowledge it (no follower fetches
+    // from it any more), and its copy of it is truncated when it follows again.
+    let victim = w.leaders[&0];
+    signal(&mut cluster, victim, libc::SIGSTOP);
+    let paused = Instant::now();
+    let resume = {
+        let pid = cluster
+            .node(victim as u32)
+            .child
+            .as_ref()
+            .expect("running")
+            .id();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(6));
+            // SAFETY: a signal to our own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        })
+    };
+    w.write(&cluster, 200, Duration::from_secs(60));
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != victim).collect();
+    let after = state(&cluster, survivors[0]).expect("metadata");
+    assert!(
+        after.values().all(|(l, _)| *l != victim),
+        "a paused broker keeps no leadership: {after:?}"
+    );
+    eprintln!(
+        "leader {victim} paused; 200 more acknowledged after {:?}, errors {:?}",
+        paused.elapsed(),
+        w.errors
+    );
+    resume.join().expect("resumed");
+
+    // Back, it catches up and rejoins every ISR; writes go on.
+    w.leaders = wait_isr(&cluster, survivors[0], &[1, 2, 3], Duration::from_secs(30));
+    w.write(&cluster, 100, Duration::from_secs(30));
+
+    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for (offset, value) in read_all(&cluster, w.leaders[&p], p) {
+            assert!(
+                w.acked.contains_key(&value) || w.uncertain.contains(&value),
+                "partition {p} offset {offset}: {value} was never sent"
+            );
+            if let Some(first) = seen.insert(value.clone(), (p, offset)) {
+                panic!("{value} at {first:?} and at ({p}, {offset})");
+            }
+        }
+    }
+    let lost: Vec<_> = w
+        .acked
+        .iter()
+        .filter(|(v, at)| seen.get(*v) != Some(at))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
+    for p in 0..PARTITIONS {
+        wait_for(Duration::from_secs(20), "identical replica logs", || {
+            let logs: Vec<Vec<u8>> = (1..=3).map(|n| log_bytes(&cluster, n, p)).collect();
+            (logs[0] == logs[1] && logs[1] == logs[2]).then_some(())
+        });
+    }
 }

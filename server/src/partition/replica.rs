@@ -225,7 +225,17 @@ impl Replication {
                 .collect();
         for (&r, p) in &self.followers {
             // Only a follower outside the ISR joins; one that is in it and lags leaves.
-            if !self.isr.contains(&r) && p.log_end >= high_watermark && p.log_end >= epoch_start {
+            // It must still be fetching (Kafka expands on a fetch): one that stopped
+            // (paused, fenced, cut off) at the high watermark of an idle partition
+            // would otherwise be proposed again and again.
+            let fetching = p
+                .last_fetch
+                .is_some_and(|f| now.saturating_duration_since(f) <= lag_max);
+            if !self.isr.contains(&r)
+                && fetching
+                && p.log_end >= high_watermark
+                && p.log_end >= epoch_start
+            {
                 isr.push(r);
             }
         }
@@ -318,6 +328,10 @@ mod tests {
         assert_eq!(r.wanted_isr(120, 0, lag, t1), Some(vec![1, 2, 3]));
         // ...but not before the start of the leader's epoch.
         assert_eq!(r.wanted_isr(120, 125, lag, t1), None);
+        // ...and not once it stopped fetching, however far it had got.
+        let t2 = t1 + Duration::from_secs(11);
+        r.record_fetch(2, 120, 120, t2);
+        assert_eq!(r.wanted_isr(120, 0, lag, t2), None);
     }
 
     #[test]

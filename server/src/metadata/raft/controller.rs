@@ -51,8 +51,11 @@ pub struct Controller {
     pub raft: Raft,
     node_id: NodeId,
     image: watch::Receiver<Arc<ClusterImage>>,
-    /// The connection used to forward writes and heartbeats to the leader.
+    /// The connection used to forward writes to the leader.
     leader_peer: tokio::sync::Mutex<Option<Peer>>,
+    /// Heartbeats' own connection to the leader, so that a forwarded write waiting on
+    /// a slow or vanished leader never holds a heartbeat back past the session.
+    heartbeat_peer: tokio::sync::Mutex<Option<Peer>>,
     sessions: Mutex<Sessions>,
     session_timeout: Duration,
     /// The Raft leader's node id, or -1; read by shards (DescribeCluster, Metadata).
@@ -81,6 +84,7 @@ impl Controller {
             node_id: quorum.node_id,
             image,
             leader_peer: tokio::sync::Mutex::new(None),
+            heartbeat_peer: tokio::sync::Mutex::new(None),
             sessions: Mutex::new(Sessions::default()),
             session_timeout: quorum.session_timeout,
             leader,
@@ -138,7 +142,12 @@ impl Controller {
                 Forwarded::NotLeader {
                     leader: Some((id, node)),
                 } if id != self.node_id => self
-                    .forward(&node, &Request::Propose(cmd.clone()))
+                    .forward(
+                        &self.leader_peer,
+                        &node,
+                        &Request::Propose(cmd.clone()),
+                        FORWARD_TTL,
+                    )
                     .await
                     .unwrap_or(Forwarded::NotLeader { leader: None }),
                 other => other,
@@ -176,16 +185,23 @@ impl Controller {
         }
     }
 
-    /// Sends a request to the leader at `node`, reusing one connection.
-    async fn forward(&self, node: &Node, req: &Request) -> io::Result<Forwarded> {
-        let mut peer = self.leader_peer.lock().await;
+    /// Sends a request to the leader at `node` over `peer`'s connection (opened again
+    /// when the leader moved), waiting at most `ttl` for the reply.
+    async fn forward(
+        &self,
+        peer: &tokio::sync::Mutex<Option<Peer>>,
+        node: &Node,
+        req: &Request,
+        ttl: Duration,
+    ) -> io::Result<Forwarded> {
+        let mut peer = peer.lock().await;
         if peer.as_ref().map(Peer::addr) != Some(node.addr.as_str()) {
             *peer = Some(Peer::new(0, &node.addr));
         }
         let Some(p) = peer.as_mut() else {
             return Err(io::Error::other("no leader connection"));
         };
-        match p.call(req, FORWARD_TTL).await {
+        match p.call(req, ttl).await {
             Ok(Reply::Propose(f)) | Ok(Reply::Heartbeat(f)) => Ok(f),
             Ok(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -261,6 +277,10 @@ impl Controller {
         cluster: bool,
         stopping: Arc<std::sync::atomic::AtomicBool>,
     ) {
+        // A heartbeat sent to a leader that has since stopped (paused, partitioned,
+        // replaced) must give up quickly: waiting longer than an interval could let
+        // the new leader's session for this broker run out while it waits.
+        let heartbeat_ttl = interval.max(Duration::from_millis(100));
         if cluster {
             loop {
                 match self.propose(Command::FenceBroker { id: me.id }).await {
@@ -279,7 +299,12 @@ impl Controller {
             let sent = match self.known_leader() {
                 Some((id, _)) if id == self.node_id => Some(self.on_heartbeat(me.clone()).await),
                 Some((_, node)) => self
-                    .forward(&node, &Request::Heartbeat(me.clone()))
+                    .forward(
+                        &self.heartbeat_peer,
+                        &node,
+                        &Request::Heartbeat(me.clone()),
+                        heartbeat_ttl,
+                    )
                     .await
                     .ok(),
                 None => None,

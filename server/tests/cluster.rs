@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{batch, Client, Cluster};
+use common::{batch, wait_for, Client, Cluster};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -90,18 +90,6 @@ fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, Vec<
         );
     }
     (p.error_code, values)
-}
-
-/// Polls `f` every 50 ms until it returns Some, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits until node `via` lists exactly `live` brokers and knows a controller.

@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{batch, Client, Cluster};
+use common::{batch, wait_for, Cluster};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -35,22 +35,6 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn client(cluster: &Cluster, node: i32) -> Option<Client> {
-    let n = cluster.nodes.get(node as usize - 1)?;
-    Client::try_connect_to(&n.host, n.port)
-}
-
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// (leader, replicas, isr) of each partition as `via` sees it.
 type Shown = BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>;
 
@@ -60,7 +44,7 @@ fn shown(cluster: &Cluster, via: i32) -> Option<Shown> {
             MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
         ]))
         .with_allow_auto_topic_creation(false);
-    let m = client(cluster, via)?.try_request(12, &req)?;
+    let m = cluster.client_of(via)?.try_request(12, &req)?;
     let t = m.topics.first()?;
     let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
     Some(
@@ -101,7 +85,8 @@ fn reassign(
         .with_timeout_ms(10_000)
         .with_allow_replication_factor_change(allow_rf_change)
         .with_topics(topics);
-    let r = client(cluster, via)
+    let r = cluster
+        .client_of(via)
         .and_then(|mut c| c.try_request(version, &req))
         .expect("AlterPartitionReassignments answer");
     assert_eq!(r.error_code, 0);
@@ -120,7 +105,8 @@ type Listed = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
 
 /// Every reassignment of the topic in progress.
 fn listed(cluster: &Cluster, via: i32) -> Vec<Listed> {
-    let r = client(cluster, via)
+    let r = cluster
+        .client_of(via)
         .and_then(|mut c| c.try_request(0, &ListPartitionReassignmentsRequest::default()))
         .expect("ListPartitionReassignments answer");
     assert_eq!(r.error_code, 0);
@@ -157,7 +143,7 @@ fn send(cluster: &Cluster, partition: i32, value: &str) -> Option<i64> {
                     None,
                     Compression::None,
                 )))])]);
-    let r = client(cluster, leader)?.try_request(9, &req)?;
+    let r = cluster.client_of(leader)?.try_request(9, &req)?;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code == 0).then_some(p.base_offset)
 }
@@ -166,7 +152,7 @@ fn send(cluster: &Cluster, partition: i32, value: &str) -> Option<i64> {
 fn read_all(cluster: &Cluster, node: i32, partition: i32) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut offset = 0;
-    let mut c = client(cluster, node).expect("node listens");
+    let mut c = cluster.client_of(node).expect("node listens");
     loop {
         let req = FetchRequest::default()
             .with_max_wait_ms(0)
@@ -196,26 +182,6 @@ fn read_all(cluster: &Cluster, node: i32, partition: i32) -> Vec<(i64, String)> 
     }
 }
 
-/// A replica's whole log of `partition`: its segment files, in offset order.
-fn log_bytes(cluster: &Cluster, node: i32, partition: i32) -> Option<Vec<u8>> {
-    let dir = cluster.nodes[node as usize - 1]
-        .dir
-        .join(format!("{TOPIC}-{partition}"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    Some(
-        files
-            .iter()
-            .flat_map(|f| std::fs::read(f).unwrap_or_default())
-            .collect(),
-    )
-}
-
 /// IncrementalAlterConfigs of one resource (2 topic, 4 broker): (name, op, value)
 /// with op 0 SET, 1 DELETE. Returns the resource's error code.
 fn alter_configs(
@@ -240,7 +206,8 @@ fn alter_configs(
                     .collect(),
             ),
     ]);
-    let r = client(cluster, 1)
+    let r = cluster
+        .client_of(1)
         .and_then(|mut c| c.try_request(1, &req))
         .expect("IncrementalAlterConfigs answer");
     r.responses[0].error_code
@@ -281,7 +248,7 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
                 .with_name(StrBytes::from_static_str("min.insync.replicas"))
                 .with_value(Some(StrBytes::from_static_str("2")))])]);
     let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = client(&cluster, 1)?.try_request(7, &req)?;
+        let r = cluster.client_of(1)?.try_request(7, &req)?;
         let code = r.topics[0].error_code;
         (code == 0 || code == 36).then_some(code)
     });
@@ -421,18 +388,18 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
             );
         }
         let leader_bytes = wait_for(Duration::from_secs(10), "the leader's log", || {
-            log_bytes(&cluster, *leader, *p)
+            cluster.log_bytes(*leader, TOPIC, *p)
         });
         for r in replicas {
             wait_for(Duration::from_secs(10), "identical replica logs", || {
-                (log_bytes(&cluster, *r, *p).as_ref() == Some(&leader_bytes)).then_some(())
+                (cluster.log_bytes(*r, TOPIC, *p).as_ref() == Some(&leader_bytes)).then_some(())
             });
         }
     }
     wait_for(
         Duration::from_secs(10),
         "broker 1's old replica removed",
-        || log_bytes(&cluster, 1, 0).is_none().then_some(()),
+        || cluster.log_bytes(1, TOPIC, 0).is_none().then_some(()),
     );
 
     // A throttled catch-up: with follower.replication.throttled.rate at 1 byte/s
@@ -451,8 +418,8 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(listed(&cluster, 1), [(2, vec![1, 2, 3], vec![3], vec![])]);
-    let leader_log = log_bytes(&cluster, 1, 2).expect("leader log").len();
-    let throttled = log_bytes(&cluster, 3, 2).map_or(0, |b| b.len());
+    let leader_log = cluster.log_bytes(1, TOPIC, 2).expect("leader log").len();
+    let throttled = cluster.log_bytes(3, TOPIC, 2).map_or(0, |b| b.len());
     assert!(
         throttled <= 2 * 4096 && throttled < leader_log,
         "throttled replica has {throttled} of {leader_log} bytes"
@@ -465,6 +432,6 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
     );
     assert_eq!(shown(&cluster, 1).expect("metadata")[&2].2, vec![1, 2, 3]);
     wait_for(Duration::from_secs(10), "broker 3's copy", || {
-        (log_bytes(&cluster, 3, 2).map(|b| b.len()) == Some(leader_log)).then_some(())
+        (cluster.log_bytes(3, TOPIC, 2).map(|b| b.len()) == Some(leader_log)).then_some(())
     });
 }

@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{batch, Client, Cluster};
+use common::{batch, wait_for, Cluster};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -28,11 +28,6 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn client(cluster: &Cluster, node: i32) -> Option<Client> {
-    let n = cluster.nodes.get(node as usize - 1)?;
-    Client::try_connect_to(&n.host, n.port)
-}
-
 /// One partition as Metadata shows it: (leader, in-sync replicas sorted, first replica).
 type Seen = (i32, Vec<i32>, i32);
 
@@ -43,7 +38,7 @@ fn partitions(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, Seen>> {
             MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
         ]))
         .with_allow_auto_topic_creation(false);
-    let m = client(cluster, via)?.try_request(12, &req)?;
+    let m = cluster.client_of(via)?.try_request(12, &req)?;
     let t = m.topics.first()?;
     Some(
         t.partitions
@@ -78,18 +73,6 @@ fn preferred_leaders(cluster: &Cluster, via: i32) -> Option<BTreeMap<i32, (i32, 
     )
 }
 
-/// Polls `f` every 100 ms until it returns Some, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits until every partition has a leader and exactly `isr` in sync, as seen by `via`.
 fn wait_isr(cluster: &Cluster, via: i32, isr: &[i32], limit: Duration) -> BTreeMap<i32, i32> {
     wait_for(limit, &format!("ISR {isr:?} everywhere"), || {
@@ -111,6 +94,16 @@ struct Writer {
 }
 
 impl Writer {
+    fn new(leaders: BTreeMap<i32, i32>) -> Writer {
+        Writer {
+            leaders,
+            next: 0,
+            acked: BTreeMap::new(),
+            uncertain: BTreeSet::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
     fn send(&mut self, cluster: &Cluster, partition: i32) {
         let value = format!("p{partition}-{}", self.next);
         self.next += 1;
@@ -127,7 +120,9 @@ impl Writer {
                         None,
                         Compression::None,
                     )))])]);
-        let answer = client(cluster, leader).and_then(|mut c| c.try_request(9, &req));
+        let answer = cluster
+            .client_of(leader)
+            .and_then(|mut c| c.try_request(9, &req));
         match answer.map(|r| {
             let p = &r.responses[0].partition_responses[0];
             (p.error_code, p.base_offset)
@@ -179,7 +174,7 @@ impl Writer {
 fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut offset = 0;
-    let mut c = client(cluster, leader).expect("leader listens");
+    let mut c = cluster.client_of(leader).expect("leader listens");
     loop {
         let req = FetchRequest::default()
             .with_max_wait_ms(0)
@@ -210,20 +205,72 @@ fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)
     }
 }
 
-/// A replica's whole log of `partition`: its segment files, in offset order.
-fn log_bytes(cluster: &Cluster, node: i32, partition: i32) -> Vec<u8> {
-    let dir = cluster.nodes[node as usize - 1]
-        .dir
-        .join(format!("{TOPIC}-{partition}"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    files.sort();
-    files
+/// Creates the topic (3 replicas, `min.insync.replicas=2`) and waits until every
+/// replica is in sync; the leaders by partition.
+fn create_topic(cluster: &Cluster) -> BTreeMap<i32, i32> {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = cluster.client_of(1)?.try_request(7, &req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0);
+    wait_isr(cluster, 1, &[1, 2, 3], Duration::from_secs(20))
+}
+
+/// Every acknowledged record is in its partition at its offset, nothing twice,
+/// nothing never sent.
+fn check_acknowledged(cluster: &Cluster, w: &Writer) {
+    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let records = read_all(cluster, w.leaders[&p], p);
+        for (offset, value) in records {
+            assert!(
+                w.acked.contains_key(&value) || w.uncertain.contains(&value),
+                "partition {p} offset {offset}: {value} was never sent"
+            );
+            if let Some(first) = seen.insert(value.clone(), (p, offset)) {
+                panic!("{value} at {first:?} and at ({p}, {offset})");
+            }
+        }
+    }
+    let lost: Vec<_> = w
+        .acked
         .iter()
-        .flat_map(|f| std::fs::read(f).unwrap_or_default())
-        .collect()
+        .filter(|(v, at)| seen.get(*v) != Some(at))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost or moved: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "{} acknowledged, {} uncertain, all acknowledged present",
+        w.acked.len(),
+        w.uncertain.len()
+    );
+}
+
+/// With writes stopped, the replicas converge on identical (non-empty) log bytes.
+fn wait_identical_logs(cluster: &Cluster) {
+    for p in 0..PARTITIONS {
+        let logs = wait_for(Duration::from_secs(20), "identical replica logs", || {
+            let logs: Vec<Vec<u8>> = (1..=3)
+                .map(|n| cluster.log_bytes(n, TOPIC, p).unwrap_or_default())
+                .collect();
+            (logs[0] == logs[1] && logs[1] == logs[2]).then_some(logs)
+        });
+        assert!(!logs[0].is_empty());
+    }
 }
 
 #[test]
@@ -241,22 +288,7 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
             "leader.imbalance.check.interval.seconds=1",
         ],
     );
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(TOPIC))
-            .with_num_partitions(PARTITIONS)
-            .with_replication_factor(3)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = client(&cluster, 1)?.try_request(7, &req)?;
-        let code = r.topics[0].error_code;
-        (code == 0 || code == 36).then_some(code)
-    });
-    assert_eq!(created, 0);
-    let leaders = wait_isr(&cluster, 1, &[1, 2, 3], Duration::from_secs(20));
+    let leaders = create_topic(&cluster);
     eprintln!(
         "topic up with leaders {leaders:?} after {:?}",
         started.elapsed()
@@ -273,7 +305,8 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch(&[b"x"], None, Compression::None)))])]);
-    let r = client(&cluster, follower)
+    let r = cluster
+        .client_of(follower)
         .and_then(|mut c| c.try_request(10, &req))
         .expect("produce answer");
     let p = &r.responses[0].partition_responses[0];
@@ -290,13 +323,7 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
         [leader]
     );
 
-    let mut w = Writer {
-        leaders,
-        next: 0,
-        acked: BTreeMap::new(),
-        uncertain: BTreeSet::new(),
-        errors: BTreeMap::new(),
-    };
+    let mut w = Writer::new(leaders);
     w.write(&cluster, 300, Duration::from_secs(30));
 
     // Kill the leader of partition 0 while writing: a survivor takes over, the ISR
@@ -383,57 +410,13 @@ fn acks_all_survives_leader_kill_and_replicas_converge() {
     w.write(&cluster, 30, Duration::from_secs(60));
     eprintln!("all brokers killed and restarted; writes go on");
 
-    // Every acknowledged record is in its partition at its offset, nothing twice,
-    // nothing never sent.
-    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let records = read_all(&cluster, w.leaders[&p], p);
-        for (offset, value) in records {
-            assert!(
-                w.acked.contains_key(&value) || w.uncertain.contains(&value),
-                "partition {p} offset {offset}: {value} was never sent"
-            );
-            if let Some(first) = seen.insert(value.clone(), (p, offset)) {
-                panic!("{value} at {first:?} and at ({p}, {offset})");
-            }
-        }
-    }
-    let lost: Vec<_> = w
-        .acked
-        .iter()
-        .filter(|(v, at)| seen.get(*v) != Some(at))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged records lost or moved: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    eprintln!(
-        "{} acknowledged, {} uncertain, all acknowledged present",
-        w.acked.len(),
-        w.uncertain.len()
-    );
-
-    // With writes stopped, the replicas converge on identical log bytes.
-    for p in 0..PARTITIONS {
-        let logs = wait_for(Duration::from_secs(20), "identical replica logs", || {
-            let logs: Vec<Vec<u8>> = (1..=3).map(|n| log_bytes(&cluster, n, p)).collect();
-            (logs[0] == logs[1] && logs[1] == logs[2]).then_some(logs)
-        });
-        assert!(!logs[0].is_empty());
-    }
+    check_acknowledged(&cluster, &w);
+    wait_identical_logs(&cluster);
     eprintln!("whole test took {:?}", started.elapsed());
 }
 
-/// Sends `sig` to cluster node `node`'s process.
-fn signal(cluster: &mut Cluster, node: i32, sig: i32) {
-    let pid = cluster
-        .node(node as u32)
-        .child
-        .as_ref()
-        .expect("running")
-        .id();
+/// Sends `sig` to process `pid` (a cluster node).
+fn signal(pid: u32, sig: i32) {
     // SAFETY: a signal to our own child process.
     unsafe { libc::kill(pid as i32, sig) };
 }
@@ -452,91 +435,45 @@ fn a_paused_leader_is_replaced_and_gives_up_its_unreplicated_writes() {
             "auto.leader.rebalance.enable=false",
         ],
     );
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(TOPIC))
-            .with_num_partitions(PARTITIONS)
-            .with_replication_factor(3)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = client(&cluster, 1)?.try_request(7, &req)?;
-        let code = r.topics[0].error_code;
-        (code == 0 || code == 36).then_some(code)
-    });
-    assert_eq!(created, 0);
-    let leaders = wait_isr(&cluster, 1, &[1, 2, 3], Duration::from_secs(20));
-    let mut w = Writer {
-        leaders,
-        next: 0,
-        acked: BTreeMap::new(),
-        uncertain: BTreeSet::new(),
-        errors: BTreeMap::new(),
-    };
+    let leaders = create_topic(&cluster);
+    let mut w = Writer::new(leaders);
     w.write(&cluster, 200, Duration::from_secs(30));
 
-    // SIGSTOP the leader of partition 0 for twice the session timeout: it is fenced
-    // and replaced while it cannot tell. A write it receives meanwhile is read when it
-    // resumes, still believing it leads; it cannot acknowledge it (no follower fetches
-    // from it any more), and its copy of it is truncated when it follows again.
+    // SIGSTOP the leader of partition 0 until the others have fenced and replaced it
+    // while it could not tell (a session timeout, plus a Raft election when it was also
+    // the active controller). A write it receives meanwhile is read when it resumes,
+    // still believing it leads; it cannot acknowledge it (no follower fetches from it
+    // any more), and its copy of it is truncated when it follows again.
     let victim = w.leaders[&0];
-    signal(&mut cluster, victim, libc::SIGSTOP);
+    let pid = cluster
+        .node(victim as u32)
+        .child
+        .as_ref()
+        .expect("running")
+        .id();
+    signal(pid, libc::SIGSTOP);
     let paused = Instant::now();
-    let resume = {
-        let pid = cluster
-            .node(victim as u32)
-            .child
-            .as_ref()
-            .expect("running")
-            .id();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(6));
-            // SAFETY: a signal to our own child process.
-            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-        })
-    };
     w.write(&cluster, 200, Duration::from_secs(60));
     let survivors: Vec<i32> = (1..=3).filter(|&n| n != victim).collect();
-    let after = state(&cluster, survivors[0]).expect("metadata");
-    assert!(
-        after.values().all(|(l, _)| *l != victim),
-        "a paused broker keeps no leadership: {after:?}"
+    wait_for(
+        Duration::from_secs(30),
+        "a paused broker to lose every leadership",
+        || {
+            let after = state(&cluster, survivors[0])?;
+            after.values().all(|(l, _)| *l != victim).then_some(())
+        },
     );
+    signal(pid, libc::SIGCONT);
     eprintln!(
-        "leader {victim} paused; 200 more acknowledged after {:?}, errors {:?}",
+        "leader {victim} paused for {:?}; 200 more acknowledged meanwhile, errors {:?}",
         paused.elapsed(),
         w.errors
     );
-    resume.join().expect("resumed");
 
     // Back, it catches up and rejoins every ISR; writes go on.
     w.leaders = wait_isr(&cluster, survivors[0], &[1, 2, 3], Duration::from_secs(30));
     w.write(&cluster, 100, Duration::from_secs(30));
 
-    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        for (offset, value) in read_all(&cluster, w.leaders[&p], p) {
-            assert!(
-                w.acked.contains_key(&value) || w.uncertain.contains(&value),
-                "partition {p} offset {offset}: {value} was never sent"
-            );
-            if let Some(first) = seen.insert(value.clone(), (p, offset)) {
-                panic!("{value} at {first:?} and at ({p}, {offset})");
-            }
-        }
-    }
-    let lost: Vec<_> = w
-        .acked
-        .iter()
-        .filter(|(v, at)| seen.get(*v) != Some(at))
-        .collect();
-    assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
-    for p in 0..PARTITIONS {
-        wait_for(Duration::from_secs(20), "identical replica logs", || {
-            let logs: Vec<Vec<u8>> = (1..=3).map(|n| log_bytes(&cluster, n, p)).collect();
-            (logs[0] == logs[1] && logs[1] == logs[2]).then_some(())
-        });
-    }
+    check_acknowledged(&cluster, &w);
+    wait_identical_logs(&cluster);
 }

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::metadata::{ids, PartitionState};
 use crate::metadata::{ClusterImage, TopicImage};
 use crate::shard::Shard;
 
@@ -114,7 +115,6 @@ fn topic_response(
     first: usize,
     end: usize,
 ) -> DescribeTopicPartitionsResponseTopic {
-    let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = t
         .partitions
         .iter()
@@ -122,27 +122,17 @@ fn topic_response(
         .take(end)
         .skip(first)
         .map(|(i, p)| {
-            let (leader, error) = if image.is_live(p.leader) {
-                (p.leader, 0)
-            } else {
-                (-1, ResponseError::LeaderNotAvailable.code())
-            };
-            let offline: Vec<i32> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| !image.is_live(*r))
-                .collect();
+            let s = PartitionState::of(image, p);
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_error_code(error)
-                .with_leader_id(BrokerId(leader))
+                .with_error_code(s.error)
+                .with_leader_id(BrokerId(s.leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(ids(&offline))
+                .with_offline_replicas(ids(&s.offline))
         })
         .collect();
     DescribeTopicPartitionsResponseTopic::default()

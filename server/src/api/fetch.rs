@@ -122,6 +122,20 @@ struct ReadOutcome {
     watch: Option<watch::Receiver<i64>>,
 }
 
+impl super::route::Polled for ReadOutcome {
+    fn bytes(&self) -> usize {
+        self.records.len()
+    }
+
+    fn answers_now(&self) -> bool {
+        self.error != 0
+    }
+
+    fn take_watch(&mut self) -> Option<watch::Receiver<i64>> {
+        self.watch.take()
+    }
+}
+
 impl ReadOutcome {
     fn error(code: i16) -> ReadOutcome {
         ReadOutcome {
@@ -214,9 +228,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
     // Reads grouped by owning shard; each shard reads its partitions in request order
     // within the request's byte budget, so at most (shards x max_bytes) is read.
     let routed = routed(shard, &slots);
-    let mut outcomes: Vec<Option<ReadOutcome>>;
-    loop {
-        outcomes = (0..slots.len()).map(|_| None).collect();
+    let min_bytes = req.min_bytes.max(1) as usize;
+    let outcomes = super::route::long_poll(slots.len(), min_bytes, deadline, || async {
         let results = shard
             .scatter_by_shard(routed.clone(), move |s, reads| async move {
                 let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
@@ -224,33 +237,13 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
             })
             .await;
         // Back from positions in `routed` to request slots.
-        let results = results
+        results
             .into_iter()
             .zip(&routed)
-            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)));
-        let mut bytes = 0usize;
-        let mut any_error = false;
-        for (i, o) in results {
-            bytes += o.records.len();
-            any_error |= o.error != 0;
-            if let Some(slot) = outcomes.get_mut(i) {
-                *slot = Some(o);
-            }
-        }
-        if bytes >= req.min_bytes.max(1) as usize
-            || any_error
-            || routed.is_empty()
-            || tokio::time::Instant::now() >= deadline
-        {
-            break;
-        }
-        let watches: Vec<watch::Receiver<i64>> = outcomes
-            .iter_mut()
-            .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
-            .collect();
-        // Woken or timed out, read again: the loop ends at the deadline.
-        super::route::wait_for_data(watches, deadline).await;
-    }
+            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)))
+            .collect()
+    })
+    .await;
 
     let mut responses = topic_shells(&req);
     let mut budget = max_bytes;

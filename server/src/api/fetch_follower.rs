@@ -30,6 +30,20 @@ struct Outcome {
     watch: Option<watch::Receiver<i64>>,
 }
 
+impl super::route::Polled for Outcome {
+    fn bytes(&self) -> usize {
+        self.records.len()
+    }
+
+    fn answers_now(&self) -> bool {
+        self.error != 0 || self.diverging.is_some()
+    }
+
+    fn take_watch(&mut self) -> Option<watch::Receiver<i64>> {
+        self.watch.take()
+    }
+}
+
 impl Outcome {
     fn error(code: i16) -> Outcome {
         Outcome {
@@ -76,7 +90,8 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
     shard.replicas.maybe_alter_isr(&p);
     // A throttled replica gets no records while the leader's rate is exceeded (its
     // fetch offset still counts above), as Kafka's leader throttle does.
-    let records = if view.diverging.is_some() || !shard.replicas.may_send(&p, replica) {
+    let throttle = shard.replicas.leader_throttle(&p, replica);
+    let records = if view.diverging.is_some() || throttle.as_ref().is_some_and(|t| !t.allows()) {
         Bytes::new()
     } else {
         match p
@@ -84,7 +99,9 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
             .await
         {
             Ok(b) => {
-                shard.replicas.sent(&p, replica, b.len());
+                if let Some(t) = &throttle {
+                    t.charge(b.len());
+                }
                 b
             }
             Err(e) => {
@@ -133,37 +150,21 @@ pub async fn handle(
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let slots = super::fetch::targets(shard, &image, version, &req, max_bytes);
     let routed = super::fetch::routed(shard, &slots);
-    let mut outcomes: Vec<Option<Outcome>>;
-    loop {
-        outcomes = (0..slots.len()).map(|_| None).collect();
+    let min_bytes = req.min_bytes.max(1) as usize;
+    let outcomes = super::route::long_poll(slots.len(), min_bytes, deadline, || async {
         let results = shard
             .scatter_by_shard(routed.clone(), move |s, reads| async move {
                 let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
                 serve_many(s, replica, reads, max_bytes).await
             })
             .await;
-        let mut bytes = 0usize;
-        let mut any_error = false;
-        for (o, (_, (slot, _))) in results.into_iter().zip(&routed) {
-            if let Some(o) = o {
-                bytes += o.records.len();
-                any_error |= o.error != 0 || o.diverging.is_some();
-                outcomes[*slot] = Some(o);
-            }
-        }
-        if bytes >= req.min_bytes.max(1) as usize
-            || any_error
-            || routed.is_empty()
-            || tokio::time::Instant::now() >= deadline
-        {
-            break;
-        }
-        let watches: Vec<watch::Receiver<i64>> = outcomes
-            .iter_mut()
-            .filter_map(|o| o.as_mut().and_then(|o| o.watch.take()))
-            .collect();
-        super::route::wait_for_data(watches, deadline).await;
-    }
+        results
+            .into_iter()
+            .zip(&routed)
+            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)))
+            .collect()
+    })
+    .await;
 
     let mut responses = super::fetch::topic_shells(&req);
     let mut budget = max_bytes;

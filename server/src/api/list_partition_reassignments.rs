@@ -9,10 +9,11 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
-    BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::metadata::ids;
 use crate::metadata::{ClusterImage, TopicImage};
 use crate::shard::Shard;
 
@@ -45,7 +46,6 @@ fn ongoing(
             })
             .collect(),
     };
-    let ids = |v: &[i32]| v.iter().map(|&b| BrokerId(b)).collect::<Vec<_>>();
     wanted
         .into_iter()
         .filter_map(|(topic, indexes)| {

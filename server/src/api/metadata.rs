@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::create_topics::{auto_create, topic_error_code};
-use crate::metadata::{ClusterImage, TopicImage};
+use crate::metadata::{ClusterImage, PartitionImage, TopicImage};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, req: MetadataRequest) -> MetadataResponse {
@@ -78,32 +78,55 @@ fn error_topic(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
         .with_error_code(code)
 }
 
+/// A partition as clients are shown it (Metadata, DescribeTopicPartitions): a leader
+/// that is not live is -1 with LEADER_NOT_AVAILABLE; replicas not live are offline.
+pub(super) struct PartitionState {
+    pub leader: i32,
+    pub error: i16,
+    pub offline: Vec<i32>,
+}
+
+impl PartitionState {
+    pub fn of(image: &ClusterImage, p: &PartitionImage) -> PartitionState {
+        let (leader, error) = if image.is_live(p.leader) {
+            (p.leader, 0)
+        } else {
+            (-1, ResponseError::LeaderNotAvailable.code())
+        };
+        let offline = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !image.is_live(*r))
+            .collect();
+        PartitionState {
+            leader,
+            error,
+            offline,
+        }
+    }
+}
+
+/// Broker ids as the protocol carries them.
+pub(super) fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().copied().map(BrokerId).collect()
+}
+
 fn topic_response(image: &ClusterImage, t: &TopicImage) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (leader, error) = if image.is_live(p.leader) {
-                (p.leader, 0)
-            } else {
-                (-1, ResponseError::LeaderNotAvailable.code())
-            };
+            let s = PartitionState::of(image, p);
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_error_code(error)
-                .with_leader_id(BrokerId(leader))
+                .with_error_code(s.error)
+                .with_leader_id(BrokerId(s.leader))
                 .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
-                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_offline_replicas(
-                    p.replicas
-                        .iter()
-                        .copied()
-                        .filter(|r| !image.is_live(*r))
-                        .map(BrokerId)
-                        .collect(),
-                )
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&s.offline))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -1,7 +1,8 @@
 //! Shared by the per-partition APIs (ListOffsets, OffsetForLeaderEpoch, DeleteRecords,
 //! DescribeProducers): run a step on each partition's owner shard (synchronous, or
 //! awaiting disk reads for ListOffsets) and answer in request order; and the error
-//! codes of partitions an owner cannot serve; Fetch's long-polling wait.
+//! codes of partitions an owner cannot serve; Fetch's long poll (consumers and
+//! followers).
 //!
 //! Runs on the shard that received the request; `work` runs on the owner shards.
 
@@ -99,6 +100,54 @@ where
         }
     }
     answers
+}
+
+/// One partition's read in a long-polled Fetch (a consumer's or a follower's).
+pub trait Polled {
+    /// The bytes read.
+    fn bytes(&self) -> usize;
+    /// Whether the fetch answers at once (an error, a divergence).
+    fn answers_now(&self) -> bool;
+    /// The partition's watch of its readable end, to wait on.
+    fn take_watch(&mut self) -> Option<watch::Receiver<i64>>;
+}
+
+/// Kafka's Fetch long poll: runs `round` (each routed partition read once, as
+/// (request slot, outcome)) until `min_bytes` are read, an outcome answers at once, a
+/// round has nothing to read, or `deadline` passes; between rounds it waits for any
+/// partition's end to move. Returns the last round's outcomes by slot (`slots` many).
+pub async fn long_poll<O, F, Fut>(
+    slots: usize,
+    min_bytes: usize,
+    deadline: tokio::time::Instant,
+    mut round: F,
+) -> Vec<Option<O>>
+where
+    O: Polled,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<(usize, O)>>,
+{
+    loop {
+        let mut outcomes: Vec<Option<O>> = (0..slots).map(|_| None).collect();
+        let (mut bytes, mut now, mut read) = (0usize, false, false);
+        for (slot, o) in round().await {
+            read = true;
+            bytes += o.bytes();
+            now |= o.answers_now();
+            if let Some(s) = outcomes.get_mut(slot) {
+                *s = Some(o);
+            }
+        }
+        if bytes >= min_bytes.max(1) || now || !read || tokio::time::Instant::now() >= deadline {
+            return outcomes;
+        }
+        let watches: Vec<watch::Receiver<i64>> = outcomes
+            .iter_mut()
+            .filter_map(|o| o.as_mut().and_then(Polled::take_watch))
+            .collect();
+        // Woken or timed out, read again: the loop ends at the deadline.
+        wait_for_data(watches, deadline).await;
+    }
 }
 
 /// Long polling (Fetch): waits until any watched offset moves or the deadline passes.

@@ -88,11 +88,14 @@ struct V0Partition {
 
 impl From<V0Partition> for PartitionImage {
     fn from(p: V0Partition) -> PartitionImage {
-        PartitionImage {
+        V1Partition {
             partition_epoch: p.leader_epoch,
-            ..PartitionImage::new(p.replicas)
+            replicas: p.replicas,
+            isr: p.isr,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
         }
-        .with_state(p.isr, p.leader, p.leader_epoch)
+        .into()
     }
 }
 
@@ -109,19 +112,14 @@ struct V1Partition {
 impl From<V1Partition> for PartitionImage {
     fn from(p: V1Partition) -> PartitionImage {
         PartitionImage {
+            replicas: p.replicas,
+            isr: p.isr,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
-            ..PartitionImage::new(p.replicas)
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
-        .with_state(p.isr, p.leader, p.leader_epoch)
-    }
-}
-
-impl PartitionImage {
-    fn with_state(mut self, isr: Vec<i32>, leader: i32, leader_epoch: i32) -> PartitionImage {
-        self.isr = isr;
-        self.leader = leader;
-        self.leader_epoch = leader_epoch;
-        self
     }
 }
 

@@ -219,21 +219,21 @@ pub fn alter_isr(
     Ok(bumped(p, next))
 }
 
+/// A partition for tests of these rules: leader epoch 4, partition epoch 10.
+#[cfg(test)]
+pub(super) fn part(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionImage {
+    PartitionImage {
+        leader_epoch: 4,
+        partition_epoch: 10,
+        isr: isr.to_vec(),
+        leader,
+        ..PartitionImage::new(replicas.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn part(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionImage {
-        PartitionImage {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 4,
-            partition_epoch: 10,
-            adding: Vec::new(),
-            removing: Vec::new(),
-        }
-    }
 
     const ALL: &dyn Fn(i32) -> bool = &|_| true;
 

@@ -180,20 +180,9 @@ pub fn after_isr_change(next: PartitionImage, live: &dyn Fn(i32) -> bool) -> Par
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::partition_change::part;
 
     const ALL: &dyn Fn(i32) -> bool = &|_| true;
-
-    fn part(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionImage {
-        PartitionImage {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 4,
-            partition_epoch: 10,
-            adding: Vec::new(),
-            removing: Vec::new(),
-        }
-    }
 
     #[test]
     fn a_move_adds_targets_first_and_finishes_when_they_are_in_sync() {

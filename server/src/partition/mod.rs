@@ -243,6 +243,11 @@ impl Partition {
         self.repl.borrow().isr.clone()
     }
 
+    /// Whether `broker` is in the ISR as this replica knows it.
+    pub fn in_isr(&self, broker: i32) -> bool {
+        self.repl.borrow().isr.contains(&broker)
+    }
+
     /// Followers and the offset each last fetched from (-1: not yet in this epoch).
     pub fn follower_ends(&self) -> Vec<(i32, i64)> {
         self.repl.borrow().follower_ends()

@@ -45,6 +45,25 @@ pub struct ReplicaManager {
     follower_throttle: RefCell<Throttle>,
 }
 
+/// A replication throttle that applies to one replica, at this shard's share of
+/// the rate.
+pub struct Throttled<'a> {
+    throttle: &'a RefCell<Throttle>,
+    rate: i64,
+}
+
+impl Throttled<'_> {
+    /// Whether throttled bytes may go now.
+    pub fn allows(&self) -> bool {
+        self.throttle.borrow_mut().allows(self.rate, Instant::now())
+    }
+
+    /// Charges `bytes` that went.
+    pub fn charge(&self, bytes: usize) {
+        self.throttle.borrow_mut().charge(bytes);
+    }
+}
+
 /// Which side of replication a throttle limits.
 #[derive(Clone, Copy)]
 enum Side {
@@ -83,9 +102,6 @@ impl ReplicaManager {
     /// are throttled: the one fetching (`follower`) on the leader, this one on a
     /// follower.
     fn throttled(&self, p: &Partition, side: Side, follower: i32) -> bool {
-        if p.isr().contains(&follower) {
-            return false;
-        }
         let view = self.partitions.view();
         let image = view.image();
         let Some(topic) = image.topic_by_id(&p.topic_id) else {
@@ -96,12 +112,13 @@ impl ReplicaManager {
             Side::Leader => &settings.leader_throttled,
             Side::Follower => &settings.follower_throttled,
         };
-        list.covers(p.index, self.config.node_id)
+        list.covers(p.index, self.config.node_id) && !p.in_isr(follower)
     }
 
-    fn gate(&self, p: &Partition, side: Side, follower: i32) -> bool {
+    /// `side`'s throttle, if it applies to `p`'s replica of `follower`.
+    fn throttle(&self, p: &Partition, side: Side, follower: i32) -> Option<Throttled<'_>> {
         if !self.throttled(p, side, follower) {
-            return true;
+            return None;
         }
         let (name, throttle) = match side {
             Side::Leader => ("leader.replication.throttled.rate", &self.leader_throttle),
@@ -111,26 +128,12 @@ impl ReplicaManager {
             ),
         };
         let rate = self.partitions.view().broker_long(name, i64::MAX) / self.shards as i64;
-        throttle.borrow_mut().allows(rate, Instant::now())
+        Some(Throttled { throttle, rate })
     }
 
-    fn charge(&self, p: &Partition, side: Side, follower: i32, bytes: usize) {
-        if bytes > 0 && self.throttled(p, side, follower) {
-            match side {
-                Side::Leader => self.leader_throttle.borrow_mut().charge(bytes),
-                Side::Follower => self.follower_throttle.borrow_mut().charge(bytes),
-            }
-        }
-    }
-
-    /// On the leader: whether records of `p` may go to `follower` now.
-    pub fn may_send(&self, p: &Partition, follower: i32) -> bool {
-        self.gate(p, Side::Leader, follower)
-    }
-
-    /// On the leader: `bytes` of `p` went to `follower`.
-    pub fn sent(&self, p: &Partition, follower: i32, bytes: usize) {
-        self.charge(p, Side::Leader, follower, bytes);
+    /// On the leader: the throttle on what `p` sends `follower`, if any.
+    pub fn leader_throttle(&self, p: &Partition, follower: i32) -> Option<Throttled<'_>> {
+        self.throttle(p, Side::Leader, follower)
     }
 
     /// Whether partitions here follow `leader` (throttled or not).
@@ -221,7 +224,10 @@ impl ReplicaManager {
                 !p.is_leader() && p.leader() == leader && p.failed_for_full_disk().is_none()
             })
             // A throttled replica waits while the follower's rate is exceeded.
-            .filter(|p| self.gate(p, Side::Follower, self.config.node_id))
+            .filter(|p| {
+                self.throttle(p, Side::Follower, self.config.node_id)
+                    .is_none_or(|t| t.allows())
+            })
             .map(|p| {
                 let f = PartitionFetch {
                     topic_id: p.topic_id,
@@ -302,7 +308,9 @@ impl ReplicaManager {
             }
             if !answer.records.is_empty() {
                 applied.progressed += 1;
-                self.charge(p, Side::Follower, self.config.node_id, answer.records.len());
+                if let Some(t) = self.throttle(p, Side::Follower, self.config.node_id) {
+                    t.charge(answer.records.len());
+                }
             }
             let p = p.clone();
             let records = bytes::BytesMut::from(&answer.records[..]);

@@ -425,6 +425,45 @@ impl Cluster {
     pub fn node(&mut self, id: u32) -> &mut ClusterNode {
         &mut self.nodes[id as usize - 1]
     }
+
+    /// A client of node `id`, or None if it does not listen.
+    pub fn client_of(&self, id: i32) -> Option<Client> {
+        let n = self.nodes.get(usize::try_from(id).ok()?.checked_sub(1)?)?;
+        Client::try_connect_to(&n.host, n.port)
+    }
+
+    /// Node `id`'s log of `topic`-`partition`: its segment files in offset order, or
+    /// None if it keeps no such directory.
+    pub fn log_bytes(&self, id: i32, topic: &str, partition: i32) -> Option<Vec<u8>> {
+        let dir = self.nodes[id as usize - 1]
+            .dir
+            .join(format!("{topic}-{partition}"));
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        Some(
+            files
+                .iter()
+                .flat_map(|f| std::fs::read(f).unwrap_or_default())
+                .collect(),
+        )
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some; panics after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Drop for Cluster {

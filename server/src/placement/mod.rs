@@ -150,15 +150,20 @@ impl Ring {
             let key = partition_key(topic_id, p);
             let start = self.points.partition_point(|&(pos, _)| pos < key);
             let mut replicas = Vec::with_capacity(rf);
-            // cap · N >= total, so a full turn always finds room.
-            for i in 0..self.points.len() {
-                let (_, b) = self.points[(start + i) % self.points.len()];
-                let Some(s) = slot(b) else { continue };
-                if load[s] < cap && !replicas.contains(&b) {
-                    load[s] += 1;
-                    replicas.push(b);
+            // cap · N >= total leaves room for every replica, but not always on `rf`
+            // distinct brokers: when fewer than `rf` are under the cap, the second
+            // turn takes the next distinct brokers clockwise past it, so a partition
+            // never gets fewer replicas than asked for.
+            for capped in [true, false] {
+                for i in 0..self.points.len() {
                     if replicas.len() == rf {
                         break;
+                    }
+                    let (_, b) = self.points[(start + i) % self.points.len()];
+                    let Some(s) = slot(b) else { continue };
+                    if (!capped || load[s] < cap) && !replicas.contains(&b) {
+                        load[s] += 1;
+                        replicas.push(b);
                     }
                 }
             }

@@ -142,3 +142,24 @@ fn a_plan_lists_only_partitions_whose_replica_set_changes() {
     assert!(added as f64 <= 128.0 * 1.25 / 4.0, "{added} replicas move");
     assert!(moves.iter().any(|m| m.to == vec![4]), "broker 4 gains");
 }
+
+#[test]
+fn every_partition_gets_its_replication_factor_even_near_the_cap() {
+    // Small topics on few brokers fill brokers to the cap before the last partitions
+    // are placed; those must still get `rf` distinct brokers.
+    for (i, id) in topic_ids(500, 3).into_iter().enumerate() {
+        let n = 3 + (i % 4) as i32;
+        let ring = Ring::with_brokers(&(1..=n).collect::<Vec<_>>());
+        let partitions = 1 + (i % 40) as u32;
+        for rf in 1..=3usize {
+            for (p, r) in ring.assign(id, &[], partitions, rf).iter().enumerate() {
+                let distinct: BTreeSet<_> = r.iter().collect();
+                assert_eq!(
+                    (r.len(), distinct.len()),
+                    (rf, rf),
+                    "topic {i}, {n} brokers, partition {p} of {partitions}: {r:?}"
+                );
+            }
+        }
+    }
+}

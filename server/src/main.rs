@@ -42,8 +42,8 @@ struct Cli {
 enum Sub {
     /// Shows the replica moves that changing the broker set implies: the placement
     /// ring over the new brokers against every partition's current replicas, read
-    /// from this node's committed metadata in log.dirs. Nothing is moved (moves run
-    /// once replication exists).
+    /// from this node's committed metadata in log.dirs. Nothing is moved here; with
+    /// `fjord.auto.rebalance.enable` the controller executes the registered brokers' plan.
     Plan {
         /// The broker ids after the change, e.g. `1,2,3,4`.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -174,6 +174,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             (
                 Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64),
                 config.leader_imbalance_per_broker_percentage.clamp(0, 100) as u32,
+            )
+        }),
+        ring_rebalance: config.auto_rebalance_enable.then(|| {
+            (
+                Duration::from_millis(config.auto_rebalance_check_interval_ms.max(1) as u64),
+                config.auto_rebalance_max_partitions.max(1) as usize,
             )
         }),
     };

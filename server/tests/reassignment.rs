@@ -5,7 +5,9 @@
 //! being removed leave and delete their logs. A move to a broker that is down stays
 //! in progress (ListPartitionReassignments shows it) until it is cancelled; one held
 //! back by `follower.replication.throttled.rate` finishes once the throttle goes. Bad
-//! requests get Kafka's error codes. Every wait is bounded.
+//! requests get Kafka's error codes. With `fjord.auto.rebalance.enable`, a fourth
+//! broker that joins takes its ring share of the replicas under writes. Every wait is
+//! bounded.
 
 mod common;
 
@@ -148,6 +150,66 @@ fn send(cluster: &Cluster, partition: i32, value: &str) -> Option<i64> {
     (p.error_code == 0).then_some(p.base_offset)
 }
 
+/// Acknowledged records by partition: (offset, value).
+type Acked = BTreeMap<i32, Vec<(i64, String)>>;
+
+/// Writes until `count` more records (round-robin over `partitions`) are
+/// acknowledged, within 30 s; `n` numbers the values.
+fn write(cluster: &Cluster, acked: &mut Acked, n: &mut usize, partitions: i32, count: usize) {
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done < count {
+        assert!(Instant::now() < deadline, "writes stalled");
+        let p = (*n % partitions as usize) as i32;
+        let value = format!("v{n}");
+        *n += 1;
+        if let Some(offset) = send(cluster, p, &value) {
+            acked.entry(p).or_default().push((offset, value));
+            done += 1;
+        }
+    }
+}
+
+/// Waits until every partition's replicas are all in sync, then checks that every
+/// acknowledged record is at its offset on the leader and that every replica holds
+/// the leader's bytes. Returns the final state.
+fn check_replicas(cluster: &Cluster, acked: &Acked) -> Shown {
+    wait_for(Duration::from_secs(30), "every replica in sync", || {
+        let s = shown(cluster, 1)?;
+        s.values()
+            .all(|(l, r, i)| {
+                *l > 0 && {
+                    let (mut r, mut i) = (r.clone(), i.clone());
+                    r.sort_unstable();
+                    i.sort_unstable();
+                    r == i
+                }
+            })
+            .then_some(())
+    });
+    let s = shown(cluster, 1).expect("metadata");
+    for (p, records) in acked {
+        let (leader, replicas, _) = &s[p];
+        let read: BTreeMap<i64, String> = read_all(cluster, *leader, *p).into_iter().collect();
+        for (offset, value) in records {
+            assert_eq!(
+                read.get(offset),
+                Some(value),
+                "partition {p} offset {offset}"
+            );
+        }
+        let leader_bytes = wait_for(Duration::from_secs(10), "the leader's log", || {
+            cluster.log_bytes(*leader, TOPIC, *p)
+        });
+        for r in replicas {
+            wait_for(Duration::from_secs(10), "identical replica logs", || {
+                (cluster.log_bytes(*r, TOPIC, *p).as_ref() == Some(&leader_bytes)).then_some(())
+            });
+        }
+    }
+    s
+}
+
 /// Every record of `partition` read from `node`: (offset, value).
 fn read_all(cluster: &Cluster, node: i32, partition: i32) -> Vec<(i64, String)> {
     let mut out = Vec::new();
@@ -258,22 +320,9 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
         (s.len() == 3 && s.values().all(|(l, r, i)| *l > 0 && r == i)).then_some(())
     });
 
-    let mut acked: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let mut acked = Acked::new();
     let mut n = 0;
-    let mut write = |cluster: &Cluster, count: usize| {
-        let mut done = 0;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while done < count {
-            assert!(Instant::now() < deadline, "writes stalled");
-            let p = n % 3;
-            let value = format!("v{n}");
-            n += 1;
-            if let Some(offset) = send(cluster, p, &value) {
-                acked.entry(p).or_default().push((offset, value));
-                done += 1;
-            }
-        }
-    };
+    let mut write = |cluster: &Cluster, count: usize| write(cluster, &mut acked, &mut n, 3, count);
     write(&cluster, 300);
 
     // Bad requests: an unknown broker, cancelling what is not moving, an unknown
@@ -309,7 +358,12 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
         reassign(&cluster, 1, 0, true, &[(TOPIC, 2, Some(&[1, 3]))])[0].2,
         0
     );
-    assert_eq!(listed(&cluster, 2), [(2, vec![1, 3, 2], vec![3], vec![2])]);
+    // Asked through node 1; node 2 applies the committed command a moment later.
+    let moving = wait_for(Duration::from_secs(5), "node 2 to list the move", || {
+        let l = listed(&cluster, 2);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(moving, [(2, vec![1, 3, 2], vec![3], vec![2])]);
     let s = shown(&cluster, 2).expect("metadata");
     assert_eq!(
         s[&2].1,
@@ -363,39 +417,7 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
 
     // Every acknowledged record is on the new replicas, in order; the old replica's
     // log is gone; every replica of a partition holds the same bytes.
-    wait_for(Duration::from_secs(30), "every replica in sync", || {
-        let s = shown(&cluster, 1)?;
-        s.values()
-            .all(|(l, r, i)| {
-                *l > 0 && {
-                    let (mut r, mut i) = (r.clone(), i.clone());
-                    r.sort_unstable();
-                    i.sort_unstable();
-                    r == i
-                }
-            })
-            .then_some(())
-    });
-    let s = shown(&cluster, 1).expect("metadata");
-    for (p, records) in &acked {
-        let (leader, replicas, _) = &s[p];
-        let read: BTreeMap<i64, String> = read_all(&cluster, *leader, *p).into_iter().collect();
-        for (offset, value) in records {
-            assert_eq!(
-                read.get(offset),
-                Some(value),
-                "partition {p} offset {offset}"
-            );
-        }
-        let leader_bytes = wait_for(Duration::from_secs(10), "the leader's log", || {
-            cluster.log_bytes(*leader, TOPIC, *p)
-        });
-        for r in replicas {
-            wait_for(Duration::from_secs(10), "identical replica logs", || {
-                (cluster.log_bytes(*r, TOPIC, *p).as_ref() == Some(&leader_bytes)).then_some(())
-            });
-        }
-    }
+    check_replicas(&cluster, &acked);
     wait_for(
         Duration::from_secs(10),
         "broker 1's old replica removed",
@@ -434,4 +456,121 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
     wait_for(Duration::from_secs(10), "broker 3's copy", || {
         (cluster.log_bytes(3, TOPIC, 2).map(|b| b.len()) == Some(leader_log)).then_some(())
     });
+}
+
+#[test]
+fn a_broker_that_joins_takes_its_share_of_replicas_under_writes() {
+    const PARTITIONS: i32 = 12;
+    // Four voters, three started: the topic is placed on brokers 1–3; broker 4
+    // registers later and the ring rebalance moves about a quarter of the replicas
+    // to it while acks=all writes go on.
+    let mut cluster = Cluster::start_some(
+        "ring-rebalance",
+        4,
+        3,
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.fetch.backoff.ms=100",
+            "replica.fetch.wait.max.ms=200",
+            "auto.leader.rebalance.enable=false",
+            "fjord.auto.rebalance.enable=true",
+            "fjord.auto.rebalance.check.interval.ms=500",
+        ],
+    );
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = cluster.client_of(1)?.try_request(7, &req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0);
+    let before = wait_for(Duration::from_secs(20), "every replica in sync", || {
+        let s = shown(&cluster, 1)?;
+        (s.len() == PARTITIONS as usize && s.values().all(|(l, r, i)| *l > 0 && r == i))
+            .then_some(s)
+    });
+    let mut acked = Acked::new();
+    let mut n = 0;
+    write(&cluster, &mut acked, &mut n, PARTITIONS, 300);
+    // Several check intervals later, nothing moved: the ring over the registered
+    // brokers is where the topic was placed.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(listed(&cluster, 2).is_empty());
+    let replicas = |s: &Shown| -> BTreeMap<i32, Vec<i32>> {
+        s.iter().map(|(p, (_, r, _))| (*p, r.clone())).collect()
+    };
+    assert_eq!(
+        replicas(&shown(&cluster, 1).expect("metadata")),
+        replicas(&before)
+    );
+
+    let started = Instant::now();
+    cluster.node(4).spawn();
+    cluster.node(4).wait_listening();
+    let after = loop {
+        write(&cluster, &mut acked, &mut n, PARTITIONS, 20);
+        let s = shown(&cluster, 1).expect("metadata");
+        let on_4 = s.values().filter(|(_, r, _)| r.contains(&4)).count();
+        let settled = s.values().all(|(_, r, _)| r.len() == 3);
+        if on_4 > 0 && settled && listed(&cluster, 1).is_empty() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "ring rebalance not done: {s:?} {:?}",
+            listed(&cluster, 2)
+        );
+    };
+    eprintln!("broker 4 joined; moves done after {:?}", started.elapsed());
+    write(&cluster, &mut acked, &mut n, PARTITIONS, 100);
+
+    // The replicas are now the ring's placement over brokers 1–4 (whose movement the
+    // placement tests bound at 1.25× the ideal share), the replication factor is
+    // kept, every acknowledged record is on the new replicas and the replicas of a
+    // partition hold identical bytes.
+    let topic_id = {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let m = cluster.client_of(1).expect("node 1").request(12, &req);
+        m.topics[0].topic_id.as_u128()
+    };
+    let ring = fjord::placement::Ring::with_brokers(&[1, 2, 3, 4]);
+    let expected = ring.assign(topic_id, &[], PARTITIONS as u32, 3);
+    let mut added = 0;
+    for (p, (_, r, _)) in &after {
+        let mut got = r.clone();
+        got.sort_unstable();
+        let mut want = expected[*p as usize].clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "partition {p}");
+        added += r.iter().filter(|b| !before[p].1.contains(b)).count();
+    }
+    let ideal = (PARTITIONS * 3) as f64 / 4.0;
+    eprintln!(
+        "{added} of {} replicas moved ({:.2}× the ideal {ideal})",
+        PARTITIONS * 3,
+        added as f64 / ideal
+    );
+    let s = check_replicas(&cluster, &acked);
+    for (p, (_, r, _)) in &s {
+        for b in 1..=4 {
+            if !r.contains(&b) {
+                wait_for(Duration::from_secs(10), "a moved-away copy removed", || {
+                    cluster.log_bytes(b, TOPIC, *p).is_none().then_some(())
+                });
+            }
+        }
+    }
 }

@@ -296,6 +296,30 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "How often the controller checks for leaders away from their preferred replica.",
     ),
     key(
+        "fjord.auto.rebalance.enable",
+        Boolean,
+        Bool,
+        "false",
+        "Fjord: whether the controller moves replicas to where the placement ring over \
+         the registered brokers puts them, as reassignments (a broker registering for the \
+         first time takes about 1/N of the replicas; a fenced broker moves nothing).",
+    ),
+    key(
+        "fjord.auto.rebalance.check.interval.ms",
+        Long,
+        int(1, i64::MAX),
+        "10000",
+        "Fjord: how often the controller compares the replicas with the ring's placement.",
+    ),
+    key(
+        "fjord.auto.rebalance.max.partitions",
+        Int,
+        int(1, I32_MAX),
+        "1000",
+        "Fjord: the most partitions one ring rebalance round reassigns; the rest follow \
+         once those have moved.",
+    ),
+    key(
         "leader.imbalance.per.broker.percentage",
         Int,
         int(0, 100),

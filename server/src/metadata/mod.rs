@@ -13,6 +13,7 @@ pub mod partition_change;
 pub mod producer_ids;
 pub mod raft;
 pub mod reassignment;
+pub mod rebalance;
 pub mod topics;
 pub mod view;
 

@@ -1,9 +1,8 @@
 //! Membership-change plans: which replicas a ring change moves. Pure.
 //!
 //! A plan compares each partition's current replica set with the ring's answer for
-//! the new broker set. It is computed and shown (`fjord plan`); executing it needs
-//! replication (the new replica catches up, then the old one is dropped), so with
-//! replication factor 1 nothing is moved yet.
+//! the new broker set. `fjord plan` shows it; `metadata::rebalance` turns the plan for
+//! the registered brokers into reassignments (`fjord.auto.rebalance.enable`).
 
 use std::collections::BTreeSet;
 

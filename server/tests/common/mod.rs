@@ -378,6 +378,12 @@ impl Cluster {
     /// Starts every node (all voters), then waits until each listens. `extra` are
     /// `key=value` overrides given to every node.
     pub fn start(name: &str, n: u32, extra: &[&str]) -> Cluster {
+        Cluster::start_some(name, n, n, extra)
+    }
+
+    /// A cluster of `n` voters of which only nodes `1..=running` are started (the
+    /// others can be started later with `node(i).spawn()`).
+    pub fn start_some(name: &str, n: u32, running: u32, extra: &[&str]) -> Cluster {
         let root =
             std::env::temp_dir().join(format!("fjord-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -413,10 +419,10 @@ impl Cluster {
             })
             .collect();
         let mut c = Cluster { nodes, root };
-        for node in &mut c.nodes {
+        for node in c.nodes.iter_mut().take(running as usize) {
             node.spawn();
         }
-        for node in &c.nodes {
+        for node in c.nodes.iter().take(running as usize) {
             node.wait_listening();
         }
         c

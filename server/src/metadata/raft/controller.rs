@@ -110,6 +110,9 @@ impl Controller {
         if let Some((every, percent)) = quorum.leader_rebalance {
             tokio::spawn(controller.clone().rebalance_loop(every, percent));
         }
+        if let Some((every, max)) = quorum.ring_rebalance {
+            tokio::spawn(controller.clone().ring_rebalance_loop(every, max));
+        }
         tokio::spawn(controller.clone().fence_loop());
         tokio::spawn(controller.clone().heartbeat_loop(
             quorum.broker.clone(),
@@ -357,6 +360,51 @@ impl Controller {
                 if let Forwarded::Failed(e) = self.write_local(Command::FenceBroker { id }).await {
                     tracing::error!(broker = id, error = %e, "cannot fence broker");
                 }
+            }
+        }
+    }
+
+    /// On the leader: every `every`, reassigns up to `max` partitions whose replicas
+    /// differ from the ring's placement over the registered brokers
+    /// (`metadata::rebalance`). Followers of the moves catch up and the controller
+    /// completes each one through the ISR, as for AlterPartitionReassignments.
+    async fn ring_rebalance_loop(self: Arc<Self>, every: Duration, max: usize) {
+        loop {
+            tokio::time::sleep(every).await;
+            if !self.is_leader() {
+                continue;
+            }
+            let image = self.image.borrow().clone();
+            let moves = crate::metadata::rebalance::ring_moves(&image, max);
+            if moves.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                partitions = moves.len(),
+                brokers = ?image.brokers.keys().collect::<Vec<_>>(),
+                "moving replicas to the ring's placement"
+            );
+            let cmd = Command::AlterReassignments {
+                partitions: moves
+                    .into_iter()
+                    .map(|(id, p, to)| (id, p, Some(to)))
+                    .collect(),
+            };
+            match self.write_local(cmd).await {
+                Forwarded::Done {
+                    result: Ok(Applied::Reassignments(outcomes)),
+                    ..
+                } => {
+                    let refused = outcomes.iter().filter(|o| o.is_err()).count();
+                    if refused > 0 {
+                        tracing::warn!(refused, "ring moves refused");
+                    }
+                }
+                Forwarded::Done { result, .. } => {
+                    tracing::warn!(?result, "ring moves not applied");
+                }
+                Forwarded::NotLeader { .. } => {}
+                Forwarded::Failed(e) => tracing::error!(error = %e, "cannot propose ring moves"),
             }
         }
     }

@@ -66,6 +66,9 @@ pub struct Quorum {
     /// away from their preferred replica, and the per-broker share (percent) above
     /// which it moves them back. None: never.
     pub leader_rebalance: Option<(Duration, u32)>,
+    /// `fjord.auto.rebalance.enable`: how often the leader compares the replicas with
+    /// the ring's placement, and the most partitions it reassigns per round. None: never.
+    pub ring_rebalance: Option<(Duration, usize)>,
 }
 
 impl Quorum {

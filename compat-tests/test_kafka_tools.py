@@ -1,7 +1,8 @@
 """Apache Kafka 4.1's own CLI tools against the broker, run from the jars with `java -cp`:
 kafka-topics (org.apache.kafka.tools.TopicCommand), kafka-console-producer
-(org.apache.kafka.tools.ConsoleProducer) and kafka-console-consumer
-(org.apache.kafka.tools.consumer.ConsoleConsumer).
+(org.apache.kafka.tools.ConsoleProducer), kafka-console-consumer
+(org.apache.kafka.tools.consumer.ConsoleConsumer) and kafka-cluster
+(org.apache.kafka.tools.ClusterTool).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from harness.java import java_command
 TOPICS = "org.apache.kafka.tools.TopicCommand"
 PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
 CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+CLUSTER = "org.apache.kafka.tools.ClusterTool"
 JVM = ["-Xmx256m", "-XX:TieredStopAtLevel=1"]
 
 
@@ -63,6 +65,18 @@ def test_kafka_topics_create_list_describe_delete(broker):
     while topic in ok(tool(TOPICS, [*bs, "--list"])).split():
         assert time.monotonic() < deadline, "deleted topic still listed"
         time.sleep(1)
+
+
+@pytest.mark.client("kafka-cluster")
+@pytest.mark.timeout(120)
+def test_kafka_cluster_unregister_unknown_broker(broker):
+    # UnregisterBroker (key 64) of an id that never registered: the tool fails with
+    # BROKER_ID_NOT_REGISTERED's message; the cluster is untouched.
+    bs = ["--bootstrap-server", broker.bootstrap]
+    proc = tool(CLUSTER, ["unregister", *bs, "--id", "4242"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "4242 is not currently registered" in out, out[-3000:]
+    assert ok(tool(CLUSTER, ["cluster-id", *bs])).startswith("Cluster ID: ")
 
 
 @pytest.mark.client("kafka-console-producer")

@@ -6,8 +6,8 @@
 //! in progress (ListPartitionReassignments shows it) until it is cancelled; one held
 //! back by `follower.replication.throttled.rate` finishes once the throttle goes. Bad
 //! requests get Kafka's error codes. With `fjord.auto.rebalance.enable`, a fourth
-//! broker that joins takes its ring share of the replicas under writes. Every wait is
-//! bounded.
+//! broker that joins takes its ring share of the replicas under writes, and gives
+//! them back when it is stopped and unregistered. Every wait is bounded.
 
 mod common;
 
@@ -573,4 +573,48 @@ fn a_broker_that_joins_takes_its_share_of_replicas_under_writes() {
             }
         }
     }
+
+    // Decommission: broker 4 stops and is unregistered (UnregisterBroker); the ring
+    // over brokers 1–3 takes its replicas back while writes go on.
+    let unregister = |cluster: &Cluster, id: i32| {
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        cluster
+            .client_of(2)
+            .expect("node 2")
+            .request(0, &req)
+            .error_code
+    };
+    assert_eq!(unregister(&cluster, 9), 102, "BROKER_ID_NOT_REGISTERED");
+    cluster.node(4).kill9();
+    assert_eq!(unregister(&cluster, 4), 0);
+    let started = Instant::now();
+    let back = loop {
+        write(&cluster, &mut acked, &mut n, PARTITIONS, 20);
+        let s = shown(&cluster, 1).expect("metadata");
+        let settled = s.values().all(|(_, r, _)| r.len() == 3 && !r.contains(&4));
+        if settled && listed(&cluster, 1).is_empty() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "decommission not done: {s:?} {:?}",
+            listed(&cluster, 1)
+        );
+    };
+    eprintln!("broker 4 decommissioned after {:?}", started.elapsed());
+    let expected = fjord::placement::Ring::with_brokers(&[1, 2, 3]).assign(
+        topic_id,
+        &[],
+        PARTITIONS as u32,
+        3,
+    );
+    for (p, (_, r, _)) in &back {
+        let mut got = r.clone();
+        got.sort_unstable();
+        let mut want = expected[*p as usize].clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "partition {p} after decommission");
+    }
+    write(&cluster, &mut acked, &mut n, PARTITIONS, 100);
+    check_replicas(&cluster, &acked);
 }

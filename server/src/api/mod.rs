@@ -42,6 +42,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod route;
 pub mod sync_group;
+pub mod unregister_broker;
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -168,6 +169,7 @@ served_apis! {
     AlterPartitionReassignments: 0, 0, 1 => alter_partition_reassignments,
     ListPartitionReassignments: 0, 0, 0 => list_partition_reassignments,
     DescribeTopicPartitions:  0, 0, 0  => describe_topic_partitions,
+    UnregisterBroker:         0, 0, 0  => unregister_broker,
 }
 
 tokio::task_local! {

@@ -69,6 +69,13 @@ pub enum Command {
     AlterReassignments {
         partitions: Vec<(Uuid, i32, Option<Vec<i32>>)>,
     },
+    /// UnregisterBroker: the broker leaves the cluster for good (decommissioned). It
+    /// leaves every ISR as on fencing and is no longer registered, so placement and
+    /// the ring rebalance stop counting it; its replicas stay listed until moved.
+    /// Kept last: commands are stored by variant index.
+    UnregisterBroker {
+        id: i32,
+    },
 }
 
 /// What a dynamic config belongs to.

@@ -122,6 +122,19 @@ impl ClusterImage {
                 self.change_partitions(|p, live| partition_change::on_fenced(p, id, live));
                 Applied::Done
             }
+            Command::UnregisterBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::Invalid(format!(
+                        "Broker ID {id} is not currently registered"
+                    )));
+                }
+                let id = *id;
+                // Out of every ISR (and leadership) as on fencing, then gone.
+                self.change_partitions(|p, live| partition_change::on_fenced(p, id, live));
+                self.fenced.remove(&id);
+                self.brokers.remove(&id);
+                Applied::Done
+            }
             Command::CreateTopic {
                 name,
                 id,

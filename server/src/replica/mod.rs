@@ -150,9 +150,21 @@ impl ReplicaManager {
 
     /// On the leader: proposes the ISR change `p`'s followers call for, if any.
     pub fn maybe_alter_isr(self: &Rc<Self>, p: &Rc<Partition>) {
-        let Some((isr, leader_epoch, partition_epoch)) = p.take_isr_change(self.lag_max()) else {
+        let Some((mut isr, leader_epoch, partition_epoch)) = p.take_isr_change(self.lag_max())
+        else {
             return;
         };
+        // Only a live (registered, unfenced) broker may join, as Kafka checks before
+        // it proposes: the controller would refuse the others anyway.
+        let image = self.partitions.view().image();
+        isr.retain(|&b| p.in_isr(b) || image.is_live(b));
+        let (mut wanted, mut current) = (isr.clone(), p.isr());
+        wanted.sort_unstable();
+        current.sort_unstable();
+        if wanted == current {
+            p.isr_change_done();
+            return;
+        }
         let cmd = Command::AlterPartition {
             id: p.topic_id,
             partition: p.index,

@@ -339,6 +339,23 @@ def first_byte_difference(a: bytes, b: bytes) -> int:
 
 # --------------------------------------------------------------------------- the test
 
+def create_full_topic(cluster: Cluster, topic: str) -> None:
+    """The scenarios' topic, created and with every ISR full."""
+    create_topic(cluster.nodes[0].bootstrap, topic, PARTITIONS, TOPIC_CONFIG, replication_factor=REPLICATION_FACTOR)
+    wait_for("every ISR full after CreateTopics", lambda: full_isr(cluster, topic), 30,
+             detail=lambda: describe_views(cluster, topic))
+
+
+def start_producers(cluster: Cluster, topic: str, tmp_path: Path, producers: list) -> None:
+    """Starts the three producers (appended to `producers` as they start, so the caller
+    can kill them whatever happens) and waits for their first acknowledged writes."""
+    producers.append(ProducerProcess("ck", ck_producer_cmd(cluster.bootstrap, topic), tmp_path))
+    producers.append(ProducerProcess("java", java_producer_cmd(cluster.bootstrap, topic), tmp_path))
+    producers.append(franz_go_producer(cluster.bootstrap, topic, tmp_path))
+    wait_for(f"{ACKS_BEFORE_KILL} acknowledged writes per producer",
+             lambda: all(p.acked() >= ACKS_BEFORE_KILL for p in producers), 60, producers)
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.client("confluent-kafka + java + franz-go")
 def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_factory, tmp_path):
@@ -353,18 +370,12 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
     cluster.start()
     phase("cluster up")
     topic = unique_topic("replication")
-    create_topic(cluster.nodes[0].bootstrap, topic, PARTITIONS, TOPIC_CONFIG, replication_factor=REPLICATION_FACTOR)
-    wait_for("every ISR full after CreateTopics", lambda: full_isr(cluster, topic), 30,
-             detail=lambda: describe_views(cluster, topic))
+    create_full_topic(cluster, topic)
     phase("topic created, every ISR full")
 
     producers = []
     try:
-        producers.append(ProducerProcess("ck", ck_producer_cmd(cluster.bootstrap, topic), tmp_path))
-        producers.append(ProducerProcess("java", java_producer_cmd(cluster.bootstrap, topic), tmp_path))
-        producers.append(franz_go_producer(cluster.bootstrap, topic, tmp_path))
-        wait_for(f"{ACKS_BEFORE_KILL} acknowledged writes per producer",
-                 lambda: all(p.acked() >= ACKS_BEFORE_KILL for p in producers), 60, producers)
+        start_producers(cluster, topic, tmp_path, producers)
         phase("producers acknowledged")
 
         victim_id = leader_of(cluster, topic, 0)
@@ -427,16 +438,10 @@ def test_rolling_restart_under_load_loses_nothing_and_fails_no_send(cluster_fact
     cluster = cluster_factory(CLUSTER_CONFIG)
     cluster.start()
     topic = unique_topic("rolling")
-    create_topic(cluster.nodes[0].bootstrap, topic, PARTITIONS, TOPIC_CONFIG, replication_factor=REPLICATION_FACTOR)
-    wait_for("every ISR full after CreateTopics", lambda: full_isr(cluster, topic), 30,
-             detail=lambda: describe_views(cluster, topic))
+    create_full_topic(cluster, topic)
     producers = []
     try:
-        producers.append(ProducerProcess("ck", ck_producer_cmd(cluster.bootstrap, topic), tmp_path))
-        producers.append(ProducerProcess("java", java_producer_cmd(cluster.bootstrap, topic), tmp_path))
-        producers.append(franz_go_producer(cluster.bootstrap, topic, tmp_path))
-        wait_for(f"{ACKS_BEFORE_KILL} acknowledged writes per producer",
-                 lambda: all(p.acked() >= ACKS_BEFORE_KILL for p in producers), 60, producers)
+        start_producers(cluster, topic, tmp_path, producers)
         phase("producers acknowledged")
         for node in cluster.nodes:
             node.stop()

@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{batch, wait_for, Cluster};
+use common::{batch, create_topics, replicated_topic, wait_for, Cluster};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -309,12 +309,7 @@ fn reassignment_moves_and_grows_partitions_under_writes() {
             .with_configs(vec![CreatableTopicConfig::default()
                 .with_name(StrBytes::from_static_str("min.insync.replicas"))
                 .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = cluster.client_of(1)?.try_request(7, &req)?;
-        let code = r.topics[0].error_code;
-        (code == 0 || code == 36).then_some(code)
-    });
-    assert_eq!(created, 0);
+    create_topics(&cluster, &req);
     wait_for(Duration::from_secs(20), "every replica in sync", || {
         let s = shown(&cluster, 1)?;
         (s.len() == 3 && s.values().all(|(l, r, i)| *l > 0 && r == i)).then_some(())
@@ -478,21 +473,8 @@ fn a_broker_that_joins_takes_its_share_of_replicas_under_writes() {
             "fjord.auto.rebalance.check.interval.ms=500",
         ],
     );
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(TOPIC))
-            .with_num_partitions(PARTITIONS)
-            .with_replication_factor(3)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = cluster.client_of(1)?.try_request(7, &req)?;
-        let code = r.topics[0].error_code;
-        (code == 0 || code == 36).then_some(code)
-    });
-    assert_eq!(created, 0);
+    let req = replicated_topic(TOPIC, PARTITIONS);
+    create_topics(&cluster, &req);
     let before = wait_for(Duration::from_secs(20), "every replica in sync", || {
         let s = shown(&cluster, 1)?;
         (s.len() == PARTITIONS as usize && s.values().all(|(l, r, i)| *l > 0 && r == i))

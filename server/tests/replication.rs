@@ -12,8 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{batch, wait_for, Cluster};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use common::{batch, create_topics, replicated_topic, wait_for, Cluster};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -208,21 +207,8 @@ fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)
 /// Creates the topic (3 replicas, `min.insync.replicas=2`) and waits until every
 /// replica is in sync; the leaders by partition.
 fn create_topic(cluster: &Cluster) -> BTreeMap<i32, i32> {
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(TOPIC))
-            .with_num_partitions(PARTITIONS)
-            .with_replication_factor(3)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let created = wait_for(Duration::from_secs(30), "the topic", || {
-        let r = cluster.client_of(1)?.try_request(7, &req)?;
-        let code = r.topics[0].error_code;
-        (code == 0 || code == 36).then_some(code)
-    });
-    assert_eq!(created, 0);
+    let req = replicated_topic(TOPIC, PARTITIONS);
+    create_topics(cluster, &req);
     wait_isr(cluster, 1, &[1, 2, 3], Duration::from_secs(20))
 }
 

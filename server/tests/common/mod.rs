@@ -460,6 +460,37 @@ impl Cluster {
     }
 }
 
+/// CreateTopics of `topic` with `partitions` placed by the broker, replication
+/// factor 3 and `min.insync.replicas=2`.
+pub fn replicated_topic(
+    topic: &str,
+    partitions: i32,
+) -> kafka_protocol::messages::CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])])
+}
+
+/// Creates the topics of `req` through node 1, retrying (30 s) while the cluster
+/// forms; TOPIC_ALREADY_EXISTS on a retry counts as created (an earlier try landed).
+pub fn create_topics(cluster: &Cluster, req: &kafka_protocol::messages::CreateTopicsRequest) {
+    let created = wait_for(Duration::from_secs(30), "the topic", || {
+        let r = cluster.client_of(1)?.try_request(7, req)?;
+        let code = r.topics[0].error_code;
+        (code == 0 || code == 36).then_some(code)
+    });
+    assert_eq!(created, 0, "CreateTopics");
+}
+
 /// Polls `f` every 50 ms until it returns Some; panics after `limit`.
 pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

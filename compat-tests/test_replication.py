@@ -40,6 +40,7 @@ brokers' defaults (no fsync per write): kill -9 keeps the page cache.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -346,6 +347,18 @@ def create_full_topic(cluster: Cluster, topic: str) -> None:
              detail=lambda: describe_views(cluster, topic))
 
 
+@contextlib.contextmanager
+def producers_running():
+    """A list for the scenario's producers; any still running at the end are killed."""
+    producers: list[ProducerProcess] = []
+    try:
+        yield producers
+    finally:
+        for p in producers:
+            if p.proc.poll() is None:
+                p.kill()
+
+
 def start_producers(cluster: Cluster, topic: str, tmp_path: Path, producers: list) -> None:
     """Starts the three producers (appended to `producers` as they start, so the caller
     can kill them whatever happens) and waits for their first acknowledged writes."""
@@ -373,8 +386,7 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
     create_full_topic(cluster, topic)
     phase("topic created, every ISR full")
 
-    producers = []
-    try:
+    with producers_running() as producers:
         start_producers(cluster, topic, tmp_path, producers)
         phase("producers acknowledged")
 
@@ -410,10 +422,6 @@ def test_leader_kill9_loses_no_acknowledged_write_and_replicas_agree(cluster_fac
         for p in producers:
             p.stop()
         phase("producers stopped")
-    finally:
-        for p in producers:
-            if p.proc.poll() is None:
-                p.kill()
 
     check_outcome(cluster, topic, producers, tmp_path, phase, ACKS_BEFORE_KILL + ACKS_AFTER_ISR)
     logs = {part: replica_logs(cluster, topic, part) for part in range(PARTITIONS)}
@@ -439,8 +447,7 @@ def test_rolling_restart_under_load_loses_nothing_and_fails_no_send(cluster_fact
     cluster.start()
     topic = unique_topic("rolling")
     create_full_topic(cluster, topic)
-    producers = []
-    try:
+    with producers_running() as producers:
         start_producers(cluster, topic, tmp_path, producers)
         phase("producers acknowledged")
         for node in cluster.nodes:
@@ -459,10 +466,6 @@ def test_rolling_restart_under_load_loses_nothing_and_fails_no_send(cluster_fact
         for p in producers:
             p.stop()
         phase("producers stopped")
-    finally:
-        for p in producers:
-            if p.proc.poll() is None:
-                p.kill()
     for p in producers:
         failed = [e for e in p.events if e.get("type") in ("send_failed", "send_unknown")]
         assert not failed, f"producer {p.name}: {len(failed)} sends failed, first {failed[0]}\n{p.diagnostics()}"

@@ -58,25 +58,13 @@ fn plan(cli: &Cli, brokers: &[i32]) -> anyhow::Result<()> {
     let dir = config.log_dirs.join("__cluster_metadata");
     let image = metadata::raft::read_image(&dir)
         .with_context(|| format!("reading the metadata in {}", dir.display()))?;
-    let topics: Vec<(String, u128, Vec<Vec<i32>>)> = image
+    let total = image
         .topics
         .values()
-        .map(|t| {
-            let replicas = t.partitions.iter().map(|p| p.replicas.clone()).collect();
-            (t.name.clone(), t.id.as_u128(), replicas)
-        })
-        .collect();
-    let total = topics.iter().flat_map(|t| &t.2).map(Vec::len).sum();
-    let moves = plan::plan(
-        &Ring::with_brokers(brokers),
-        topics
-            .iter()
-            .map(|(name, id, replicas)| plan::TopicReplicas {
-                name,
-                id: *id,
-                replicas,
-            }),
-    );
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.replicas.len())
+        .sum();
+    let moves = metadata::rebalance::plan_for(&image, brokers);
     println!(
         "brokers now {:?} (live), after {:?}; metadata at index {}",
         image.placeable_brokers(),

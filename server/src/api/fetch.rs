@@ -92,13 +92,51 @@ pub(super) fn targets(
 }
 
 /// The reads of `slots` with their owner shard and slot position.
-pub(super) fn routed(shard: &Shard, slots: &[Slot]) -> Vec<(usize, (usize, Read))> {
+fn routed(shard: &Shard, slots: &[Slot]) -> Vec<(usize, (usize, Read))> {
     slots
         .iter()
         .enumerate()
         .filter_map(|(i, (_, _, s))| s.as_ref().ok().map(|r| (i, r)))
         .map(|(i, r)| (shard.owner(&r.topic_id, r.index), (i, r.clone())))
         .collect()
+}
+
+/// Fetch's long poll (consumers' and followers'): each round runs `read` on every
+/// owner shard for its routed partitions and maps the outcomes back to request slots;
+/// rounds repeat until `min_bytes` are read, an outcome answers at once, or `deadline`
+/// passes (`route::long_poll`).
+pub(super) async fn poll_reads<O, F, Fut>(
+    shard: &Rc<Shard>,
+    slots: &[Slot],
+    min_bytes: i32,
+    deadline: tokio::time::Instant,
+    read: F,
+) -> Vec<Option<O>>
+where
+    O: super::route::Polled + Send + 'static,
+    F: Fn(Rc<Shard>, Vec<(usize, Read)>) -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = Vec<(usize, O)>> + 'static,
+{
+    let routed = routed(shard, slots);
+    let min_bytes = min_bytes.max(1) as usize;
+    super::route::long_poll(slots.len(), min_bytes, deadline, || {
+        let read = read.clone();
+        let routed = &routed;
+        async move {
+            let results = shard
+                .scatter_by_shard(routed.clone(), move |s, reads| {
+                    read(s, reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect())
+                })
+                .await;
+            // Back from positions in `routed` to request slots.
+            results
+                .into_iter()
+                .zip(routed)
+                .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)))
+                .collect()
+        }
+    })
+    .await
 }
 
 /// One empty response topic per request topic, in order.
@@ -227,21 +265,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
 
     // Reads grouped by owning shard; each shard reads its partitions in request order
     // within the request's byte budget, so at most (shards x max_bytes) is read.
-    let routed = routed(shard, &slots);
-    let min_bytes = req.min_bytes.max(1) as usize;
-    let outcomes = super::route::long_poll(slots.len(), min_bytes, deadline, || async {
-        let results = shard
-            .scatter_by_shard(routed.clone(), move |s, reads| async move {
-                let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
-                read_many(s, reads, max_bytes).await
-            })
-            .await;
-        // Back from positions in `routed` to request slots.
-        results
-            .into_iter()
-            .zip(&routed)
-            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)))
-            .collect()
+    let outcomes = poll_reads(shard, &slots, req.min_bytes, deadline, move |s, reads| {
+        read_many(s, reads, max_bytes)
     })
     .await;
 

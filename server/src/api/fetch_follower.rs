@@ -149,22 +149,11 @@ pub async fn handle(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let slots = super::fetch::targets(shard, &image, version, &req, max_bytes);
-    let routed = super::fetch::routed(shard, &slots);
-    let min_bytes = req.min_bytes.max(1) as usize;
-    let outcomes = super::route::long_poll(slots.len(), min_bytes, deadline, || async {
-        let results = shard
-            .scatter_by_shard(routed.clone(), move |s, reads| async move {
-                let reads = reads.into_iter().map(|(pos, (_, r))| (pos, r)).collect();
-                serve_many(s, replica, reads, max_bytes).await
-            })
-            .await;
-        results
-            .into_iter()
-            .zip(&routed)
-            .filter_map(|(o, (_, (slot, _)))| o.map(|o| (*slot, o)))
-            .collect()
-    })
-    .await;
+    let outcomes =
+        super::fetch::poll_reads(shard, &slots, req.min_bytes, deadline, move |s, reads| {
+            serve_many(s, replica, reads, max_bytes)
+        })
+        .await;
 
     let mut responses = super::fetch::topic_shells(&req);
     let mut budget = max_bytes;

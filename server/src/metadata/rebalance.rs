@@ -20,6 +20,28 @@ use crate::placement::{plan, Ring};
 /// One planned reassignment: topic id, partition, target replicas (preferred first).
 pub type RingMove = (Uuid, i32, Vec<i32>);
 
+/// The moves that bring every partition of `image` to the ring over `brokers`
+/// (`fjord plan` shows them for any broker set), in topic-name and partition order.
+pub fn plan_for(image: &ClusterImage, brokers: &[i32]) -> Vec<plan::Move> {
+    let replicas: Vec<Vec<Vec<i32>>> = image
+        .topics
+        .values()
+        .map(|t| t.partitions.iter().map(|p| p.replicas.clone()).collect())
+        .collect();
+    plan::plan(
+        &Ring::with_brokers(brokers),
+        image
+            .topics
+            .values()
+            .zip(&replicas)
+            .map(|(t, r)| plan::TopicReplicas {
+                name: &t.name,
+                id: t.id.as_u128(),
+                replicas: r,
+            }),
+    )
+}
+
 /// The moves to propose now, at most `max`, in topic-name and partition order.
 pub fn ring_moves(image: &ClusterImage, max: usize) -> Vec<RingMove> {
     if !image.fenced.is_empty() || image.brokers.is_empty() {
@@ -34,29 +56,11 @@ pub fn ring_moves(image: &ClusterImage, max: usize) -> Vec<RingMove> {
         return Vec::new();
     }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    let ring = Ring::with_brokers(&brokers);
-    let mut out = Vec::new();
-    for t in image.topics.values() {
-        if out.len() >= max {
-            break;
-        }
-        let replicas: Vec<Vec<i32>> = t.partitions.iter().map(|p| p.replicas.clone()).collect();
-        let moves = plan::plan(
-            &ring,
-            [plan::TopicReplicas {
-                name: &t.name,
-                id: t.id.as_u128(),
-                replicas: &replicas,
-            }],
-        );
-        for m in moves {
-            if out.len() >= max {
-                break;
-            }
-            out.push((t.id, m.partition as i32, m.to));
-        }
-    }
-    out
+    plan_for(image, &brokers)
+        .into_iter()
+        .filter_map(|m| Some((image.topic(&m.topic)?.id, m.partition as i32, m.to)))
+        .take(max)
+        .collect()
 }
 
 #[cfg(test)]

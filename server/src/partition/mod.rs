@@ -568,7 +568,11 @@ impl Partition {
     /// On the leader: the ISR change its followers' progress calls for, as
     /// (isr, leader epoch, partition epoch), marking it in flight; None if none is due.
     /// The caller proposes it and then calls [`Partition::isr_change_done`].
-    pub fn take_isr_change(&self, lag_max: Duration) -> Option<(Vec<i32>, i32, i32)> {
+    pub fn take_isr_change(
+        &self,
+        lag_max: Duration,
+        may_join: &dyn Fn(i32) -> bool,
+    ) -> Option<(Vec<i32>, i32, i32)> {
         let hw = self.high_watermark();
         let mut r = self.repl.borrow_mut();
         let epoch_start = self
@@ -576,7 +580,7 @@ impl Partition {
             .borrow()
             .start_of_latest(r.leader_epoch)
             .unwrap_or(0);
-        let isr = r.wanted_isr(hw, epoch_start, lag_max, Instant::now())?;
+        let isr = r.wanted_isr(hw, epoch_start, lag_max, Instant::now(), may_join)?;
         r.alter_in_flight = true;
         Some((isr, r.leader_epoch, r.partition_epoch))
     }

@@ -200,14 +200,16 @@ impl Replication {
     }
 
     /// The ISR this leader wants now, if it differs from the current one: followers
-    /// that have not caught up for `lag_max` leave; a follower out of the ISR whose log
-    /// reaches the high watermark and the start of the current epoch joins.
+    /// that have not caught up for `lag_max` leave; a follower out of the ISR that
+    /// `may_join` allows (live, as the image says), still fetching, whose log reaches
+    /// the high watermark and the start of the current epoch joins.
     pub fn wanted_isr(
         &self,
         high_watermark: i64,
         epoch_start: i64,
         lag_max: Duration,
         now: Instant,
+        may_join: &dyn Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
         if !self.is_leader() || self.alter_in_flight {
             return None;
@@ -233,6 +235,7 @@ impl Replication {
                 .is_some_and(|f| now.saturating_duration_since(f) <= lag_max);
             if !self.isr.contains(&r)
                 && fetching
+                && may_join(r)
                 && p.log_end >= high_watermark
                 && p.log_end >= epoch_start
             {
@@ -267,6 +270,8 @@ impl Replication {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: &dyn Fn(i32) -> bool = &|_| true;
 
     use std::cell::Cell;
 
@@ -321,17 +326,19 @@ mod tests {
         r.record_fetch(3, 50, 100, t0);
         let t1 = t0 + Duration::from_secs(11);
         r.record_fetch(2, 120, 120, t1);
-        assert_eq!(r.wanted_isr(100, 0, lag, t1), Some(vec![1, 2]));
+        assert_eq!(r.wanted_isr(100, 0, lag, t1, ALL), Some(vec![1, 2]));
         r.update(&image(1, 0, &[1, 2]), t1);
         // 3 fetches up to the high watermark: it may join again.
         r.record_fetch(3, 120, 130, t1);
-        assert_eq!(r.wanted_isr(120, 0, lag, t1), Some(vec![1, 2, 3]));
+        assert_eq!(r.wanted_isr(120, 0, lag, t1, ALL), Some(vec![1, 2, 3]));
+        // ...unless it is not live (fenced or unregistered) as the image says.
+        assert_eq!(r.wanted_isr(120, 0, lag, t1, &|b| b != 3), None);
         // ...but not before the start of the leader's epoch.
-        assert_eq!(r.wanted_isr(120, 125, lag, t1), None);
+        assert_eq!(r.wanted_isr(120, 125, lag, t1, ALL), None);
         // ...and not once it stopped fetching, however far it had got.
         let t2 = t1 + Duration::from_secs(11);
         r.record_fetch(2, 120, 120, t2);
-        assert_eq!(r.wanted_isr(120, 0, lag, t2), None);
+        assert_eq!(r.wanted_isr(120, 0, lag, t2, ALL), None);
     }
 
     #[test]
@@ -343,10 +350,10 @@ mod tests {
         r.record_fetch(2, 20, 30, t1);
         // By t1 it had what the leader had at t0: caught up as of t0 (Kafka's rule).
         let t2 = t0 + Duration::from_secs(9);
-        assert_eq!(r.wanted_isr(0, 0, Duration::from_secs(10), t2), None);
+        assert_eq!(r.wanted_isr(0, 0, Duration::from_secs(10), t2, ALL), None);
         let t3 = t0 + Duration::from_secs(11);
         assert_eq!(
-            r.wanted_isr(0, 0, Duration::from_secs(10), t3),
+            r.wanted_isr(0, 0, Duration::from_secs(10), t3, ALL),
             Some(vec![1])
         );
     }

@@ -102,6 +102,9 @@ impl ReplicaManager {
     /// are throttled: the one fetching (`follower`) on the leader, this one on a
     /// follower.
     fn throttled(&self, p: &Partition, side: Side, follower: i32) -> bool {
+        if p.in_isr(follower) {
+            return false;
+        }
         let view = self.partitions.view();
         let image = view.image();
         let Some(topic) = image.topic_by_id(&p.topic_id) else {
@@ -112,7 +115,7 @@ impl ReplicaManager {
             Side::Leader => &settings.leader_throttled,
             Side::Follower => &settings.follower_throttled,
         };
-        list.covers(p.index, self.config.node_id) && !p.in_isr(follower)
+        list.covers(p.index, self.config.node_id)
     }
 
     /// `side`'s throttle, if it applies to `p`'s replica of `follower`.
@@ -150,21 +153,15 @@ impl ReplicaManager {
 
     /// On the leader: proposes the ISR change `p`'s followers call for, if any.
     pub fn maybe_alter_isr(self: &Rc<Self>, p: &Rc<Partition>) {
-        let Some((mut isr, leader_epoch, partition_epoch)) = p.take_isr_change(self.lag_max())
+        // Only a live (registered, unfenced) broker may join, as Kafka checks before
+        // it proposes: the controller would refuse the others anyway.
+        // (Asked of the image only for a follower about to join: this runs at every
+        // follower fetch.)
+        let live = |b: i32| self.partitions.view().image().is_live(b);
+        let Some((isr, leader_epoch, partition_epoch)) = p.take_isr_change(self.lag_max(), &live)
         else {
             return;
         };
-        // Only a live (registered, unfenced) broker may join, as Kafka checks before
-        // it proposes: the controller would refuse the others anyway.
-        let image = self.partitions.view().image();
-        isr.retain(|&b| p.in_isr(b) || image.is_live(b));
-        let (mut wanted, mut current) = (isr.clone(), p.isr());
-        wanted.sort_unstable();
-        current.sort_unstable();
-        if wanted == current {
-            p.isr_change_done();
-            return;
-        }
         let cmd = Command::AlterPartition {
             id: p.topic_id,
             partition: p.index,

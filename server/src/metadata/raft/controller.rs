@@ -369,70 +369,72 @@ impl Controller {
     /// (`metadata::rebalance`). Followers of the moves catch up and the controller
     /// completes each one through the ISR, as for AlterPartitionReassignments.
     async fn ring_rebalance_loop(self: Arc<Self>, every: Duration, max: usize) {
-        loop {
-            tokio::time::sleep(every).await;
-            if !self.is_leader() {
-                continue;
-            }
-            let image = self.image.borrow().clone();
-            let moves = crate::metadata::rebalance::ring_moves(&image, max);
-            if moves.is_empty() {
-                continue;
-            }
-            tracing::info!(
-                partitions = moves.len(),
-                brokers = ?image.brokers.keys().collect::<Vec<_>>(),
-                "moving replicas to the ring's placement"
-            );
-            let cmd = Command::AlterReassignments {
+        self.leader_rounds(every, "moving replicas to the ring's placement", |image| {
+            let moves = crate::metadata::rebalance::ring_moves(image, max);
+            (!moves.is_empty()).then(|| Command::AlterReassignments {
                 partitions: moves
                     .into_iter()
                     .map(|(id, p, to)| (id, p, Some(to)))
                     .collect(),
-            };
-            match self.write_local(cmd).await {
-                Forwarded::Done {
-                    result: Ok(Applied::Reassignments(outcomes)),
-                    ..
-                } => {
-                    let refused = outcomes.iter().filter(|o| o.is_err()).count();
-                    if refused > 0 {
-                        tracing::warn!(refused, "ring moves refused");
-                    }
-                }
-                Forwarded::Done { result, .. } => {
-                    tracing::warn!(?result, "ring moves not applied");
-                }
-                Forwarded::NotLeader { .. } => {}
-                Forwarded::Failed(e) => tracing::error!(error = %e, "cannot propose ring moves"),
-            }
-        }
+            })
+        })
+        .await
     }
 
     /// On the leader: every `every`, moves leadership back to preferred replicas
     /// (Kafka's auto leader rebalance) for each broker whose preferred partitions are
     /// led elsewhere more than `percent` percent of the time.
     async fn rebalance_loop(self: Arc<Self>, every: Duration, percent: u32) {
+        self.leader_rounds(
+            every,
+            "moving leaders back to preferred replicas",
+            |image| {
+                let partitions = imbalanced(image, percent);
+                (!partitions.is_empty()).then_some(Command::ElectLeaders {
+                    unclean: false,
+                    partitions,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Every `every`, while this node leads: writes the command `plan` makes of the
+    /// image, if any. An image that planned nothing is not planned again until it
+    /// changes.
+    async fn leader_rounds(
+        &self,
+        every: Duration,
+        what: &str,
+        plan: impl Fn(&ClusterImage) -> Option<Command>,
+    ) {
+        let mut settled_at = None;
         loop {
             tokio::time::sleep(every).await;
             if !self.is_leader() {
                 continue;
             }
             let image = self.image.borrow().clone();
-            let partitions = imbalanced(&image, percent);
-            if partitions.is_empty() {
+            if settled_at == Some(image.applied_index) {
                 continue;
             }
-            tracing::info!(
-                partitions = partitions.len(),
-                "moving leaders back to preferred replicas"
-            );
-            let cmd = Command::ElectLeaders {
-                unclean: false,
-                partitions,
+            let Some(cmd) = plan(&image) else {
+                settled_at = Some(image.applied_index);
+                continue;
             };
-            if let Forwarded::Failed(e) = self.write_local(cmd).await {
-                tracing::warn!(error = %e, "cannot rebalance leaders");
+            tracing::info!("{what}");
+            match self.write_local(cmd).await {
+                Forwarded::Done {
+                    result: Ok(Applied::Reassignments(o)),
+                    ..
+                } if o.iter().any(Result::is_err) => {
+                    tracing::warn!(outcomes = ?o, "{what}: some refused");
+                }
+                Forwarded::Done { result: Err(e), .. } => {
+                    tracing::warn!(error = %e, "{what}: refused")
+                }
+                Forwarded::Failed(e) => tracing::warn!(error = %e, "{what}: not written"),
+                Forwarded::Done { .. } | Forwarded::NotLeader { .. } => {}
             }
         }
     }

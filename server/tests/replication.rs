@@ -209,6 +209,11 @@ fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)
 fn create_topic(cluster: &Cluster) -> BTreeMap<i32, i32> {
     let req = replicated_topic(TOPIC, PARTITIONS);
     create_topics(cluster, &req);
+    // Every node must have applied the topic: a broker that has not answers
+    // UNKNOWN_TOPIC_OR_PARTITION rather than naming the leader.
+    for via in [2, 3] {
+        wait_isr(cluster, via, &[1, 2, 3], Duration::from_secs(20));
+    }
     wait_isr(cluster, 1, &[1, 2, 3], Duration::from_secs(20))
 }
 

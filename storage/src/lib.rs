@@ -33,4 +33,6 @@ pub use batch::{BatchError, BatchHeader};
 pub use io::Faults;
 pub use io::IoEngine;
 pub use log::compact::{CleanOutcome, CleanPlan, CompactionConfig, RecordCodec, RecordInfo};
-pub use log::{AppendInfo, Log, LogConfig, ReadFuture, ReadResult, Recovered, StorageError};
+pub use log::{
+    replace_file, AppendInfo, Log, LogConfig, ReadFuture, ReadResult, Recovered, StorageError,
+};

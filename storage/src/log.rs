@@ -396,13 +396,21 @@ async fn write_checkpoint_on(
     io.sync(dir_file, true).await
 }
 
-/// Atomically replaces a checkpoint (temp file, fdatasync, rename, directory fsync).
-/// Blocking, but small and rare (open, roll, retention, DeleteRecords).
+/// Atomically replaces a checkpoint. Blocking, but small and rare (open, roll,
+/// retention, DeleteRecords).
 fn write_checkpoint(dir: &Path, name: &str, value: i64) -> io::Result<()> {
+    replace_file(dir, name, format!("{value}\n").as_bytes())
+}
+
+/// Atomically and durably replaces `dir/name` with `bytes`: temp file, fdatasync,
+/// rename, directory fsync. After it returns, a power cut leaves either nothing
+/// changed (if it failed) or the new bytes — never an empty or torn file. Blocking;
+/// for small, rare files (checkpoints, `partition.metadata`).
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
         let f = File::create(&tmp)?;
-        f.write_all_at(format!("{value}\n").as_bytes(), 0)?;
+        f.write_all_at(bytes, 0)?;
         f.sync_data()?;
     }
     std::fs::rename(&tmp, dir.join(name))?;

@@ -6,7 +6,6 @@
 //!
 //! Invariant: epochs and start offsets both strictly increase along the entries.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const FILE_NAME: &str = "leader-epoch-checkpoint";
@@ -14,7 +13,8 @@ const VERSION: u32 = 0;
 
 #[derive(Debug)]
 pub struct LeaderEpochCache {
-    path: PathBuf,
+    /// The partition directory holding the checkpoint.
+    dir: PathBuf,
     entries: Vec<(i32, i64)>,
 }
 
@@ -30,7 +30,10 @@ impl LeaderEpochCache {
             }),
             Err(_) => Vec::new(),
         };
-        LeaderEpochCache { path, entries }
+        LeaderEpochCache {
+            dir: dir.to_path_buf(),
+            entries,
+        }
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -96,13 +99,7 @@ impl LeaderEpochCache {
         for (epoch, start) in &self.entries {
             text.push_str(&format!("{epoch} {start}\n"));
         }
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, &self.path)
+        fjord_storage::replace_file(&self.dir, FILE_NAME, text.as_bytes())
     }
 }
 

@@ -979,9 +979,9 @@ fn claim_directory(dir: &std::path::Path, id: &Uuid) -> Result<(), OpenError> {
         Err(e) => return Err(e.into()),
     }
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
-    std::fs::write(&tmp, expected)?;
-    std::fs::rename(&tmp, &meta_path)?;
+    // Durable before the partition takes writes: without it a power cut can leave an
+    // empty file, and the partition's data unservable until an operator steps in.
+    fjord_storage::replace_file(dir, PARTITION_METADATA, expected.as_bytes())?;
     Ok(())
 }
 

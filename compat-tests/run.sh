@@ -8,7 +8,8 @@
 #   kafka-4.1.0/libs/     Apache Kafka 4.1.0 jars from Maven Central (kafka/pom.xml)
 #   java-classes/, go/, franz-go/   the Java and Go clients' builds (setup-clients.sh)
 # and installs kcat from Debian when it is missing.
-# It does not build Fjord: build it first (cargo build --release) or set FJORD_BIN.
+# It does not build Fjord: build it first (cargo build --release --workspace, which also builds
+# lossyfs) or set FJORD_BIN (and FJORD_LOSSYFS).
 # Tests marked needs_groups run against fjord too (it has a group coordinator); set
 # FJORD_GROUPS=0 to deselect them for fjord.
 set -euo pipefail
@@ -83,6 +84,9 @@ if [[ "$BROKER" != kafka ]]; then
     log "tests marked needs_groups are deselected for fjord (FJORD_GROUPS=$FJORD_GROUPS)"
   fi
 fi
+# lossyfs (the power-cut filesystem of test_power_cut.py) is a workspace binary next to fjord.
+FJORD_LOSSYFS="${FJORD_LOSSYFS:-$(dirname "${FJORD_BIN:-$(cd "$HERE/.." && pwd)/target/release/fjord}")/lossyfs}"
+export FJORD_LOSSYFS
 
 # pytest runs from compat-tests/ (its rootdir); make path arguments given relative to the
 # caller's directory absolute first (e.g. compat-tests/test_crash.py::test_x).

@@ -1,6 +1,7 @@
 # Sourced by run.sh (after the venv and the Kafka jars are in place, under the setup lock).
 # Installs the clients that are not Python packages, each rebuilt when its sources change:
 #   kcat                  Debian's package (apt-get; run.sh runs as root in CI)
+#   fusermount3           Debian's fuse3 (the same way), for lossyfs
 #   java-classes/<hash>/          compat-tests/java/*.java compiled against the Kafka 4.1.0 jars
 #   go/<hash>/fjord-compat-go     compat-tests/go (franz-go v1.22.3 + kadm), `go build`
 #   franz-go/<hash>/kgo.test      franz-go v1.22.3's own pkg/kgo tests (`go test -c`), for
@@ -30,6 +31,23 @@ if ! command -v kcat >/dev/null 2>&1; then
 fi
 KCAT="$(command -v kcat)"
 export KCAT
+
+# --- fusermount3 (Debian's fuse3), for the lossyfs mounts of test_power_cut.py
+if ! command -v fusermount3 >/dev/null 2>&1; then
+  log "installing fuse3 (apt-get install -y fuse3)"
+  if [[ "$(id -u)" != 0 ]]; then
+    echo "run.sh: fusermount3 is missing and this is not root; install it (apt-get install fuse3)" >&2
+    exit 5
+  fi
+  if ! apt-cache show fuse3 >/dev/null 2>&1; then
+    timeout 600 apt-get update -q >"$CACHE/apt.log" 2>&1 || { cat "$CACHE/apt.log" >&2; echo "run.sh: apt-get update failed" >&2; exit 5; }
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q fuse3 >>"$CACHE/apt.log" 2>&1; then
+    cat "$CACHE/apt.log" >&2
+    echo "run.sh: apt-get install fuse3 failed (log above, also in $CACHE/apt.log)" >&2
+    exit 5
+  fi
+fi
 
 # --- Java programs against kafka-clients 4.1.0 (one folder per source hash: runs of different
 # checkouts sharing the cache never clobber each other's build)

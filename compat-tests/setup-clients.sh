@@ -13,41 +13,29 @@
 export GOFLAGS=-mod=mod
 srchash() { { cat "$@"; go version; } | sha256sum | cut -d' ' -f1; }  # files + the Go toolchain
 
-# --- kcat (Debian package)
-if ! command -v kcat >/dev/null 2>&1; then
-  log "installing kcat (apt-get install -y kcat)"
+# apt_install COMMAND PACKAGE: install Debian's PACKAGE unless COMMAND is on the PATH.
+apt_install() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  log "installing $2 (apt-get install -y $2)"
   if [[ "$(id -u)" != 0 ]]; then
-    echo "run.sh: kcat is missing and this is not root; install it (apt-get install kcat)" >&2
+    echo "run.sh: $1 is missing and this is not root; install it (apt-get install $2)" >&2
     exit 5
   fi
-  if ! apt-cache show kcat >/dev/null 2>&1; then
+  if ! apt-cache show "$2" >/dev/null 2>&1; then
     timeout 600 apt-get update -q >"$CACHE/apt.log" 2>&1 || { cat "$CACHE/apt.log" >&2; echo "run.sh: apt-get update failed" >&2; exit 5; }
   fi
-  if ! DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q kcat >>"$CACHE/apt.log" 2>&1; then
+  if ! DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q "$2" >>"$CACHE/apt.log" 2>&1; then
     cat "$CACHE/apt.log" >&2
-    echo "run.sh: apt-get install kcat failed (log above, also in $CACHE/apt.log)" >&2
+    echo "run.sh: apt-get install $2 failed (log above, also in $CACHE/apt.log)" >&2
     exit 5
   fi
-fi
+}
+
+# --- kcat, and fusermount3 (fuse3) for the lossyfs mounts of test_power_cut.py
+apt_install kcat kcat
 KCAT="$(command -v kcat)"
 export KCAT
-
-# --- fusermount3 (Debian's fuse3), for the lossyfs mounts of test_power_cut.py
-if ! command -v fusermount3 >/dev/null 2>&1; then
-  log "installing fuse3 (apt-get install -y fuse3)"
-  if [[ "$(id -u)" != 0 ]]; then
-    echo "run.sh: fusermount3 is missing and this is not root; install it (apt-get install fuse3)" >&2
-    exit 5
-  fi
-  if ! apt-cache show fuse3 >/dev/null 2>&1; then
-    timeout 600 apt-get update -q >"$CACHE/apt.log" 2>&1 || { cat "$CACHE/apt.log" >&2; echo "run.sh: apt-get update failed" >&2; exit 5; }
-  fi
-  if ! DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q fuse3 >>"$CACHE/apt.log" 2>&1; then
-    cat "$CACHE/apt.log" >&2
-    echo "run.sh: apt-get install fuse3 failed (log above, also in $CACHE/apt.log)" >&2
-    exit 5
-  fi
-fi
+apt_install fusermount3 fuse3
 
 # --- Java programs against kafka-clients 4.1.0 (one folder per source hash: runs of different
 # checkouts sharing the cache never clobber each other's build)

@@ -35,9 +35,9 @@ from harness.clients import unique_topic
 from harness.history import History, check
 from harness.lossyfs import PowerCut, lossyfs_binary
 from test_replication import (CLUSTER_CONFIG, PARTITIONS, ProducerProcess, ck_end_offsets, ck_producer_cmd,
-                              ck_read_all, create_full_topic, describe_divergence, describe_views,
-                              franz_go_producer, full_isr, java_producer_cmd, kp_read_all, offsets_values,
-                              producers_running, replica_logs, wait_for)
+                              ck_read_all, create_full_topic, describe_views, franz_go_producer, full_isr,
+                              java_producer_cmd, kp_read_all, producers_running, wait_for,
+                              wait_replicas_agree)
 
 ACKS_BEFORE_CUT = 1500      # per producer, over all partitions (about 5 s at 300 records/s)
 
@@ -100,18 +100,7 @@ def run_scenario(cluster, disk: PowerCut, tmp_path: Path, phase) -> None:
              90, interval_s=0.25, detail=lambda: describe_views(cluster, topic))
     phase(f"every ISR full. {describe_views(cluster, topic)}")
 
-    logs = {}
-
-    def replicas_agree() -> bool:
-        agree = True
-        for part in range(PARTITIONS):
-            logs[part] = replica_logs(cluster, topic, part)
-            seqs = [offsets_values(log) for log in logs[part].values()]
-            agree = agree and all(s == seqs[0] for s in seqs)
-        return agree
-
-    wait_for("the replicas agree on disk", replicas_agree, 60, interval_s=0.5,
-             detail=lambda: "\n".join(f"partition {part}:\n{describe_divergence(logs[part])}" for part in logs))
+    logs = wait_replicas_agree(cluster, topic, 60)
     ends = {part: next(iter(logs[part].values())).end_offset for part in range(PARTITIONS)}
     for part in range(PARTITIONS):
         for node, log in logs[part].items():

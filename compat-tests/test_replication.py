@@ -334,6 +334,27 @@ def describe_divergence(logs: dict[int, PartitionLog]) -> str:
     return "\n".join(lines)
 
 
+def wait_replicas_agree(cluster: Cluster, topic: str, timeout_s: float) -> dict[int, dict[int, PartitionLog]]:
+    """Waits until every node's segments of every partition hold the same (offset, value)
+    sequence; returns partition -> node -> log (fails with where they differ)."""
+    logs: dict[int, dict[int, PartitionLog]] = {}
+
+    def replicas_agree() -> bool:
+        agree = True
+        for part in range(PARTITIONS):
+            logs[part] = replica_logs(cluster, topic, part)
+            seqs = [offsets_values(log) for log in logs[part].values()]
+            agree = agree and all(s == seqs[0] for s in seqs)
+        return agree
+
+    deadline = time.monotonic() + timeout_s
+    while not replicas_agree() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert replicas_agree(), f"replicas still differ after {timeout_s} s:\n" + "\n".join(
+        f"partition {part}:\n{describe_divergence(logs[part])}" for part in range(PARTITIONS))
+    return logs
+
+
 def first_byte_difference(a: bytes, b: bytes) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -492,21 +513,7 @@ def check_outcome(cluster: Cluster, topic: str, producers: list, tmp_path: Path,
             folder = n.data_dir / f"{topic}-{part}"
             assert folder.is_dir(), (f"node {n.node_id} has no {folder.name} in its log.dirs {n.data_dir} "
                                      f"(it holds {sorted(x.name for x in n.data_dir.iterdir())})")
-    logs: dict[int, dict[int, PartitionLog]] = {}
-
-    def replicas_agree() -> bool:
-        agree = True
-        for part in range(PARTITIONS):
-            logs[part] = replica_logs(cluster, topic, part)
-            seqs = [offsets_values(log) for log in logs[part].values()]
-            agree = agree and all(s == seqs[0] for s in seqs)
-        return agree
-
-    deadline = time.monotonic() + 30
-    while not replicas_agree() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert replicas_agree(), "replicas still differ after 30 s:\n" + "\n".join(
-        f"partition {part}:\n{describe_divergence(logs[part])}" for part in range(PARTITIONS))
+    logs = wait_replicas_agree(cluster, topic, 30)
     phase("replicas agree on disk")
 
     ends = {part: next(iter(logs[part].values())).end_offset for part in range(PARTITIONS)}

@@ -1,6 +1,6 @@
 //! Admin APIs against the real `fjord` binary over TCP: configs that take effect at
 //! once, CreatePartitions, DeleteRecords, DescribeLogDirs, DescribeProducers,
-//! DescribeCluster and ElectLeaders.
+//! DescribeCluster, ElectLeaders and DescribeQuorum.
 
 mod common;
 
@@ -421,4 +421,40 @@ fn describe_producers_reports_the_idempotent_producer() {
     );
     assert_eq!(p.last_timestamp, 1_700_000_000_002);
     assert_eq!(parts[1].error_code, 3);
+}
+
+#[test]
+fn describe_quorum_of_a_lone_node_and_of_another_partition() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let broker = Broker::start("admin-quorum", &[]);
+    let mut c = broker.client();
+    create(&mut c, "quorum-writes", 1, &[]);
+    let ask = |topic: &str, partition: i32| {
+        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![
+                PartitionData::default().with_partition_index(partition)
+            ])])
+    };
+    for v in 0..=2 {
+        let r: DescribeQuorumResponse = c.request(v, &ask("__cluster_metadata", 0));
+        assert_eq!(r.error_code, 0);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (0, 1), "v{v}");
+        assert!(p.leader_epoch >= 1 && p.high_watermark > 0, "v{v}: {p:?}");
+        assert_eq!(p.current_voters.len(), 1);
+        let me = &p.current_voters[0];
+        assert_eq!((me.replica_id.0, me.log_end_offset), (1, p.high_watermark));
+        if v >= 1 {
+            assert!(me.last_fetch_timestamp > 0 && me.last_caught_up_timestamp > 0);
+        }
+        assert_eq!(r.nodes.len(), if v >= 2 { 1 } else { 0 });
+    }
+    // Any other partition: UNKNOWN_TOPIC_OR_PARTITION per partition, as Kafka's Raft client.
+    for (topic, partition) in [("__cluster_metadata", 1), ("quorum-writes", 0)] {
+        let r: DescribeQuorumResponse = c.request(2, &ask(topic, partition));
+        assert_eq!(r.error_code, 0);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.partition_index, p.error_code), (partition, 3));
+    }
 }

@@ -21,6 +21,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
@@ -170,6 +171,7 @@ served_apis! {
     ListPartitionReassignments: 0, 0, 0 => list_partition_reassignments,
     DescribeTopicPartitions:  0, 0, 0  => describe_topic_partitions,
     UnregisterBroker:         0, 0, 0  => unregister_broker,
+    DescribeQuorum:           0, 0, 2  => describe_quorum,
 }
 
 tokio::task_local! {

@@ -2,8 +2,9 @@
 //! control-plane thread that orders, persists and publishes them.
 //!
 //! Threads: the control plane runs on its own thread with a small tokio runtime: an
-//! openraft node (see `raft`) whose state machine applies commands to the image. Shards propose commands through a
-//! [`MetadataHandle`] (mpsc + oneshot reply) and receive every new image through a
+//! openraft node (see `raft`) whose state machine applies commands to the image.
+//! Shards propose commands through a [`MetadataHandle`] (mpsc + oneshot reply;
+//! DescribeQuorum queries the same way) and receive every new image through a
 //! `watch` channel.
 
 pub mod command;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use command::{Command, CommandError, ConfigResource};
 pub use image::{Applied, BrokerInfo, ClusterImage, PartitionImage, TopicImage};
-pub use raft::Quorum;
+pub use raft::{Quorum, QuorumStatus, ReplicaStatus};
 
 /// Proposals queued for the control plane at most; a proposer waits for room
 /// (back-pressure), so a burst of metadata writes cannot grow memory without bound.
@@ -37,6 +38,7 @@ type Reply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>
 #[derive(Clone)]
 pub struct MetadataHandle {
     tx: mpsc::Sender<(Command, Reply)>,
+    queries: mpsc::Sender<raft::controller::QuorumReply>,
     image: watch::Receiver<Arc<ClusterImage>>,
     leader: Arc<AtomicI32>,
     /// Shared with the controller's heartbeat loop (see [`MetadataHandle::shut_down`]).
@@ -60,6 +62,14 @@ impl MetadataHandle {
             .map_err(|_| CommandError::Storage("control plane stopped".into()))?;
         rx.await
             .map_err(|_| CommandError::Storage("control plane stopped".into()))?
+    }
+
+    /// The Raft quorum as its leader reports it (DescribeQuorum), asked of the leader
+    /// from any node; None when no leader answers.
+    pub async fn describe_quorum(&self) -> Option<QuorumStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.queries.send(tx).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// A receiver of every published image.
@@ -114,6 +124,7 @@ pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
     };
     let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
     let (tx, rx) = mpsc::channel::<(Command, Reply)>(PROPOSALS_QUEUED_MAX);
+    let (queries, queries_rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let leader = Arc::new(AtomicI32::new(-1));
     let dir = dir.to_path_buf();
@@ -143,7 +154,7 @@ pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
                 match started {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
-                        c.run(rx).await;
+                        c.run(rx, queries_rx).await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -162,6 +173,7 @@ pub fn start(dir: &Path, quorum: Quorum) -> std::io::Result<MetadataHandle> {
     );
     Ok(MetadataHandle {
         tx,
+        queries,
         image: image_rx,
         stopping,
         broker,

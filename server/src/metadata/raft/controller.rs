@@ -22,9 +22,9 @@ use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::log_store::LogStore;
-use super::network::{Forwarded, Network, Peer, Reply, Request};
+use super::network::{FetchStamps, Forwarded, Network, Peer, Reply, Request};
 use super::state_machine::StateMachine;
-use super::{raft_config, Node, NodeId, Quorum, Raft};
+use super::{now_ms, raft_config, Node, NodeId, Quorum, QuorumStatus, Raft, ReplicaStatus};
 use crate::metadata::{Applied, BrokerInfo, ClusterImage, Command, CommandError};
 
 /// A proposal gives up when no leader has accepted it for this long.
@@ -37,6 +37,8 @@ const FENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 const FORWARD_TTL: Duration = Duration::from_secs(5);
 
 pub type ProposeReply = oneshot::Sender<Result<(Applied, Arc<ClusterImage>), CommandError>>;
+/// The answer to DescribeQuorum: None when no leader answered.
+pub type QuorumReply = oneshot::Sender<Option<QuorumStatus>>;
 
 /// The leader's view of broker sessions.
 #[derive(Default)]
@@ -56,6 +58,10 @@ pub struct Controller {
     /// Heartbeats' own connection to the leader, so that a forwarded write waiting on
     /// a slow or vanished leader never holds a heartbeat back past the session.
     heartbeat_peer: tokio::sync::Mutex<Option<Peer>>,
+    /// DescribeQuorum's own connection to the leader.
+    query_peer: tokio::sync::Mutex<Option<Peer>>,
+    /// On the leader: when each follower last answered and last caught up.
+    stamps: FetchStamps,
     sessions: Mutex<Sessions>,
     session_timeout: Duration,
     /// The Raft leader's node id, or -1; read by shards (DescribeCluster, Metadata).
@@ -76,7 +82,11 @@ impl Controller {
         let log = LogStore::open(dir)?;
         let sm = StateMachine::open(dir, publish)?;
         let config = raft_config().validate().map_err(io::Error::other)?;
-        let raft = Raft::new(quorum.node_id, Arc::new(config), Network, log, sm)
+        let stamps = FetchStamps::default();
+        let network = Network {
+            stamps: stamps.clone(),
+        };
+        let raft = Raft::new(quorum.node_id, Arc::new(config), network, log, sm)
             .await
             .map_err(io::Error::other)?;
         let controller = Arc::new(Controller {
@@ -85,6 +95,8 @@ impl Controller {
             image,
             leader_peer: tokio::sync::Mutex::new(None),
             heartbeat_peer: tokio::sync::Mutex::new(None),
+            query_peer: tokio::sync::Mutex::new(None),
+            stamps,
             sessions: Mutex::new(Sessions::default()),
             session_timeout: quorum.session_timeout,
             leader,
@@ -123,14 +135,100 @@ impl Controller {
         Ok(controller)
     }
 
-    /// Serves proposals from the shards until the handle is dropped.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<(Command, ProposeReply)>) {
-        while let Some((cmd, reply)) = rx.recv().await {
-            let c = self.clone();
-            tokio::spawn(async move {
-                let _ = reply.send(c.propose(cmd).await);
-            });
+    /// Serves proposals and DescribeQuorum queries from the shards until the handle
+    /// is dropped.
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<(Command, ProposeReply)>,
+        mut queries: mpsc::Receiver<QuorumReply>,
+    ) {
+        loop {
+            tokio::select! {
+                p = rx.recv() => {
+                    let Some((cmd, reply)) = p else { return };
+                    let c = self.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(c.propose(cmd).await);
+                    });
+                }
+                Some(reply) = queries.recv() => {
+                    let c = self.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(c.describe_quorum().await);
+                    });
+                }
+            }
         }
+    }
+
+    /// DescribeQuorum from any node: the leader's [`QuorumStatus`], asked of the
+    /// leader when this node does not lead. None when no leader answers.
+    pub async fn describe_quorum(&self) -> Option<QuorumStatus> {
+        match self.known_leader() {
+            Some((id, _)) if id == self.node_id => self.quorum_status().await,
+            Some((_, node)) => match self
+                .call_leader(
+                    &self.query_peer,
+                    &node,
+                    &Request::DescribeQuorum,
+                    FORWARD_TTL,
+                )
+                .await
+            {
+                Ok(Reply::DescribeQuorum(s)) => s,
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
+    /// On the leader: the quorum as it replicates to it; None on any other node.
+    pub async fn quorum_status(&self) -> Option<QuorumStatus> {
+        if !self.is_leader() {
+            return None;
+        }
+        let committed = self.raft.with_raft_state(|st| st.committed).await.ok()?;
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let end = m.last_log_index.map_or(0, |i| i + 1);
+        let matched = m.replication.clone().unwrap_or_default();
+        let membership = m.membership_config.membership();
+        let now = now_ms();
+        let row = |id: NodeId| {
+            let addr = membership
+                .get_node(&id)
+                .map_or_else(String::new, |n| n.addr.clone());
+            if id == self.node_id {
+                return ReplicaStatus {
+                    id,
+                    addr,
+                    log_end: Some(end),
+                    last_fetch_ms: Some(now),
+                    last_caught_up_ms: Some(now),
+                };
+            }
+            let log_end = matched.get(&id).copied().flatten().map(|l| l.index + 1);
+            if log_end == Some(end) {
+                self.stamps.caught_up(id);
+            }
+            let stamp = self.stamps.get(id);
+            ReplicaStatus {
+                id,
+                addr,
+                log_end,
+                last_fetch_ms: stamp.last_fetch_ms,
+                last_caught_up_ms: stamp.last_caught_up_ms,
+            }
+        };
+        Some(QuorumStatus {
+            leader: self.node_id,
+            term: m.current_term,
+            high_watermark: committed.map_or(0, |c| c.index + 1),
+            voters: membership.voter_ids().map(row).collect(),
+            observers: membership.learner_ids().map(row).collect(),
+        })
     }
 
     /// Writes `cmd` through the leader (this node or another) and waits until this
@@ -188,8 +286,7 @@ impl Controller {
         }
     }
 
-    /// Sends a request to the leader at `node` over `peer`'s connection (opened again
-    /// when the leader moved), waiting at most `ttl` for the reply.
+    /// Sends a write to the leader at `node` (see [`Controller::call_leader`]).
     async fn forward(
         &self,
         peer: &tokio::sync::Mutex<Option<Peer>>,
@@ -197,6 +294,24 @@ impl Controller {
         req: &Request,
         ttl: Duration,
     ) -> io::Result<Forwarded> {
+        match self.call_leader(peer, node, req, ttl).await? {
+            Reply::Propose(f) | Reply::Heartbeat(f) => Ok(f),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "reply of the wrong kind",
+            )),
+        }
+    }
+
+    /// Sends a request to the leader at `node` over `peer`'s connection (opened again
+    /// when the leader moved), waiting at most `ttl` for the reply.
+    async fn call_leader(
+        &self,
+        peer: &tokio::sync::Mutex<Option<Peer>>,
+        node: &Node,
+        req: &Request,
+        ttl: Duration,
+    ) -> io::Result<Reply> {
         let mut peer = peer.lock().await;
         if peer.as_ref().map(Peer::addr) != Some(node.addr.as_str()) {
             *peer = Some(Peer::new(0, &node.addr));
@@ -204,14 +319,7 @@ impl Controller {
         let Some(p) = peer.as_mut() else {
             return Err(io::Error::other("no leader connection"));
         };
-        match p.call(req, ttl).await {
-            Ok(Reply::Propose(f)) | Ok(Reply::Heartbeat(f)) => Ok(f),
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "reply of the wrong kind",
-            )),
-            Err(e) => Err(e.into_io()),
-        }
+        p.call(req, ttl).await.map_err(|e| e.into_io())
     }
 
     /// Waits until this node's image includes log index `index`.
@@ -439,15 +547,35 @@ impl Controller {
         }
     }
 
-    /// Mirrors the Raft leader's id into the shared atomic shards read.
+    /// Mirrors the Raft leader's id into the shared atomic shards read; on the
+    /// leader, stamps each follower whose replication reached the leader's log end
+    /// (a new term starts the stamps afresh).
     async fn follow_leader(self: Arc<Self>) {
         let mut m = self.raft.metrics();
+        let mut term = None;
         loop {
-            let leader = m.borrow_and_update().current_leader;
+            let (leader, current_term, end, replication) = {
+                let now = m.borrow_and_update();
+                (
+                    now.current_leader,
+                    now.current_term,
+                    now.last_log_index,
+                    now.replication.clone(),
+                )
+            };
             self.leader.store(
                 leader.map_or(-1, |l| l.min(i32::MAX as u64) as i32),
                 Ordering::Relaxed,
             );
+            if term != Some(current_term) {
+                term = Some(current_term);
+                self.stamps.clear();
+            }
+            for (id, matched) in replication.iter().flatten() {
+                if *id != self.node_id && matched.map(|l| l.index) == end {
+                    self.stamps.caught_up(*id);
+                }
+            }
             if m.changed().await.is_err() {
                 return;
             }

@@ -106,6 +106,44 @@ pub fn raft_config() -> openraft::Config {
     }
 }
 
+/// The Raft quorum as its leader sees it, for DescribeQuorum: made by the leader
+/// only (`Controller::quorum_status`), forwarded to other nodes as is.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuorumStatus {
+    pub leader: NodeId,
+    /// The Raft term: Kafka's leader epoch of `__cluster_metadata`.
+    pub term: u64,
+    /// One past the last committed log index (Kafka's exclusive high watermark); 0
+    /// when nothing is committed yet.
+    pub high_watermark: u64,
+    /// Every voter, the leader among them, in id order.
+    pub voters: Vec<ReplicaStatus>,
+    /// Non-voting members (learners), in id order.
+    pub observers: Vec<ReplicaStatus>,
+}
+
+/// One member's replication state, in Kafka's DescribeQuorum terms.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaStatus {
+    pub id: NodeId,
+    /// The member's controller listener, `host:port` ("" for a lone node).
+    pub addr: String,
+    /// One past its last log index known to match the leader's; None: unknown.
+    pub log_end: Option<u64>,
+    /// Wall-clock ms of its last successful AppendEntries exchange with the leader
+    /// (now, for the leader itself); None: none in this term.
+    pub last_fetch_ms: Option<i64>,
+    /// Wall-clock ms when it was last known to hold the leader's whole log.
+    pub last_caught_up_ms: Option<i64>,
+}
+
+/// Milliseconds since the Unix epoch, as Kafka's wall-clock timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The committed image as stored in `dir`, read without taking part in Raft: the
 /// snapshot plus the committed entries after it. For offline tools (`fjord plan`).
 pub fn read_image(dir: &std::path::Path) -> std::io::Result<crate::metadata::ClusterImage> {

@@ -9,7 +9,9 @@
 //!
 //! Threads: everything here runs on the control-plane thread's runtime.
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -25,7 +27,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Node, NodeId, Response, TypeConfig};
+use super::{now_ms, Node, NodeId, QuorumStatus, Response, TypeConfig};
 use crate::metadata::{BrokerInfo, Command};
 
 /// Upper bound on one frame (a snapshot chunk is far smaller).
@@ -43,6 +45,8 @@ pub enum Request {
     Propose(Command),
     /// A broker's heartbeat to the active controller: it is alive, at this address.
     Heartbeat(BrokerInfo),
+    /// DescribeQuorum forwarded to the leader.
+    DescribeQuorum,
 }
 
 /// The answer to a [`Request`], same variant.
@@ -55,6 +59,8 @@ pub enum Reply {
     ),
     Propose(Forwarded),
     Heartbeat(Forwarded),
+    /// None: the receiver is not the leader.
+    DescribeQuorum(Option<QuorumStatus>),
 }
 
 /// The outcome of a write handed to the leader.
@@ -105,11 +111,58 @@ pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Resu
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// When each follower last answered the leader's AppendEntries (heartbeats
+/// included), and when it last held the leader's whole log: DescribeQuorum's
+/// `LastFetchTimestamp` / `LastCaughtUpTimestamp`, wall-clock ms. Written by the
+/// leader's replication clients ([`Peer`]) and its metrics watcher; a new term
+/// starts it empty.
+#[derive(Clone, Default)]
+pub struct FetchStamps(Arc<Mutex<HashMap<NodeId, Stamp>>>);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stamp {
+    pub last_fetch_ms: Option<i64>,
+    pub last_caught_up_ms: Option<i64>,
+}
+
+impl FetchStamps {
+    fn fetched(&self, id: NodeId) {
+        if let Ok(mut m) = self.0.lock() {
+            let s = m.entry(id).or_default();
+            s.last_fetch_ms = Some(s.last_fetch_ms.map_or(now_ms(), |t| t.max(now_ms())));
+        }
+    }
+
+    /// `id` holds the leader's whole log as of its last exchange.
+    pub fn caught_up(&self, id: NodeId) {
+        if let Ok(mut m) = self.0.lock() {
+            let s = m.entry(id).or_default();
+            s.last_caught_up_ms = s.last_fetch_ms.or(Some(now_ms()));
+        }
+    }
+
+    pub fn get(&self, id: NodeId) -> Stamp {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).copied())
+            .unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
 /// One peer's connection, opened on first use and dropped after any error.
 pub struct Peer {
     target: NodeId,
     addr: String,
     conn: Option<TcpStream>,
+    /// Set on openraft's replication clients: stamps each successful AppendEntries.
+    stamps: Option<FetchStamps>,
 }
 
 /// Why a call failed: the peer could not be reached at all, or the exchange broke.
@@ -132,6 +185,7 @@ impl Peer {
             target,
             addr: addr.to_string(),
             conn: None,
+            stamps: None,
         }
     }
 
@@ -208,6 +262,9 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         match self.raft_call(Request::AppendEntries(rpc), &option).await? {
             Reply::AppendEntries(r) => {
+                if let (Ok(AppendEntriesResponse::Success), Some(s)) = (&r, &self.stamps) {
+                    s.fetched(self.target);
+                }
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             _ => Err(mismatch()),
@@ -248,12 +305,16 @@ impl RaftNetwork<TypeConfig> for Peer {
 }
 
 /// Makes a [`Peer`] per replication target; openraft owns it on the control plane.
-pub struct Network;
+pub struct Network {
+    pub stamps: FetchStamps,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
-        Peer::new(target, &node.addr)
+        let mut peer = Peer::new(target, &node.addr);
+        peer.stamps = Some(self.stamps.clone());
+        peer
     }
 }

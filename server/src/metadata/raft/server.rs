@@ -1,5 +1,6 @@
 //! The controller listener: accepts connections from other controller nodes and
-//! answers their requests (Raft RPCs, forwarded proposals, broker heartbeats).
+//! answers their requests (Raft RPCs, forwarded proposals, broker heartbeats,
+//! DescribeQuorum).
 //!
 //! Never the client port: Kafka clients cannot reach it by accident. Each connection
 //! is served by its own task on the control-plane thread, one request at a time.
@@ -40,6 +41,7 @@ async fn connection(mut stream: TcpStream, c: Arc<Controller>) -> std::io::Resul
             Request::InstallSnapshot(r) => Reply::InstallSnapshot(c.raft.install_snapshot(r).await),
             Request::Propose(cmd) => Reply::Propose(c.write_local(cmd).await),
             Request::Heartbeat(b) => Reply::Heartbeat(c.on_heartbeat(b).await),
+            Request::DescribeQuorum => Reply::DescribeQuorum(c.quorum_status().await),
         };
         write_frame(&mut stream, &reply).await?;
     }

@@ -133,11 +133,13 @@ def make_broker(kind: str, root: Path, extra: dict[str, str] | None = None) -> B
     raise ValueError(kind)
 
 
-def make_cluster(kind: str, roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
+def make_cluster(kind: str, roots: list[Path], extra: dict[str, str] | None = None, netns=None) -> Cluster:
+    """An unstarted cluster of either kind; with a `harness.netns.Netns` that is up, every node
+    in a network namespace of its own."""
     if kind == "fjord":
-        return fjord_cluster(fjord_bin(), roots, extra)
+        return fjord_cluster(fjord_bin(), roots, extra, netns=netns)
     if kind == "kafka":
-        return kafka_cluster(roots, extra)
+        return kafka_cluster(roots, extra, netns=netns)
     raise ValueError(kind)
 
 

@@ -2,6 +2,7 @@
 # Installs the clients that are not Python packages, each rebuilt when its sources change:
 #   kcat                  Debian's package (apt-get; run.sh runs as root in CI)
 #   fusermount3           Debian's fuse3 (the same way), for lossyfs
+#   nft                   Debian's nftables (the same way), for harness/netns.py
 #   java-classes/<hash>/          compat-tests/java/*.java compiled against the Kafka 4.1.0 jars
 #   go/<hash>/fjord-compat-go     compat-tests/go (franz-go v1.22.3 + kadm), `go build`
 #   franz-go/<hash>/kgo.test      franz-go v1.22.3's own pkg/kgo tests (`go test -c`), for
@@ -36,6 +37,8 @@ apt_install kcat kcat
 KCAT="$(command -v kcat)"
 export KCAT
 apt_install fusermount3 fuse3
+# --- nft (nftables) for the network partitions of test_network_partition.py (harness/netns.py)
+apt_install nft nftables
 
 # --- Java programs against kafka-clients 4.1.0 (one folder per source hash: runs of different
 # checkouts sharing the cache never clobber each other's build)

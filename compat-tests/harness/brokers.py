@@ -91,6 +91,7 @@ class Broker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.extra = dict(extra or {})
         self.proc: subprocess.Popen | None = None
+        self.preexec = _die_with_parent  # Popen preexec_fn (netns.Netns.preexec wraps it)
         self._log_files = []
 
     # -- subclass hooks
@@ -122,7 +123,7 @@ class Broker:
         stderr = open(self.root / f"{self.kind}.stderr.log", "ab")
         self._log_files = [stdout, stderr]
         self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=stdout,
-                                     stderr=stderr, cwd=self.root, preexec_fn=_die_with_parent)
+                                     stderr=stderr, cwd=self.root, preexec_fn=self.preexec)
         _LIVE.add(self)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -314,19 +315,19 @@ def cluster_hosts(size: int = CLUSTER_SIZE) -> list[str]:
     return [f"127.0.0.{i}" for i in range(1, size + 1)]
 
 
-def static_voters(port: int, size: int = CLUSTER_SIZE) -> str:
-    """controller.quorum.voters for node i on 127.0.0.i:port, i = 1..size."""
-    return ",".join(f"{i}@{host}:{port}" for i, host in enumerate(cluster_hosts(size), 1))
+def static_voters(port: int, size: int = CLUSTER_SIZE, hosts: list[str] | None = None) -> str:
+    """controller.quorum.voters for node i on hosts[i-1] (default 127.0.0.i):port, i = 1..size."""
+    return ",".join(f"{i}@{host}:{port}" for i, host in enumerate(hosts or cluster_hosts(size), 1))
 
 
 class FjordClusterNode(FjordBroker):
     """Fjord node `node_id` of a local cluster, on 127.0.0.`node_id`: broker and Raft voter."""
 
     def __init__(self, binary: Path, root: Path, node_id: int, port: int, controller_port: int,
-                 voters: str, extra: dict[str, str] | None = None):
+                 voters: str, extra: dict[str, str] | None = None, host: str | None = None):
         super().__init__(binary, root, port=port, extra=extra)
         self.node_id = node_id
-        self.host = f"127.0.0.{node_id}"
+        self.host = host or f"127.0.0.{node_id}"
         self.bootstrap = f"{self.host}:{port}"
         self.controller_port = controller_port
         self.voters = voters
@@ -359,10 +360,10 @@ class KafkaClusterNode(KafkaBroker):
                 "-Djava.awt.headless=true"]
 
     def __init__(self, root: Path, node_id: int, port: int, controller_port: int, voters: str,
-                 cluster_id: str, extra: dict[str, str] | None = None):
+                 cluster_id: str, extra: dict[str, str] | None = None, host: str | None = None):
         super().__init__(root, port=port, extra=extra)
         self.node_id = node_id
-        self.host = f"127.0.0.{node_id}"
+        self.host = host or f"127.0.0.{node_id}"
         self.bootstrap = f"{self.host}:{port}"
         self.controller_port = controller_port
         self.voters = voters
@@ -462,21 +463,34 @@ def _two_ports(hosts: list[str]) -> tuple[int, int]:
     return port, controller_port
 
 
-def fjord_cluster(binary: Path, roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
-    """An unstarted Fjord cluster of len(roots) nodes (node i's files in roots[i-1])."""
-    port, controller_port = _two_ports(cluster_hosts(len(roots)))
-    voters = static_voters(controller_port, len(roots))
-    return Cluster([FjordClusterNode(binary, root, i, port, controller_port, voters, extra)
-                    for i, root in enumerate(roots, 1)])
+def fjord_cluster(binary: Path, roots: list[Path], extra: dict[str, str] | None = None,
+                  netns=None) -> Cluster:
+    """An unstarted Fjord cluster of len(roots) nodes (node i's files in roots[i-1]); with a
+    netns.Netns that is up, node i binds netns.address(i) and runs in its namespace."""
+    hosts = netns.hosts()[:len(roots)] if netns else cluster_hosts(len(roots))
+    port, controller_port = _two_ports(["127.0.0.1"] if netns else hosts)
+    voters = static_voters(controller_port, len(roots), hosts)
+    return _in_netns(Cluster([FjordClusterNode(binary, root, i, port, controller_port, voters, extra,
+                                               host=hosts[i - 1])
+                              for i, root in enumerate(roots, 1)]), netns)
 
 
-def kafka_cluster(roots: list[Path], extra: dict[str, str] | None = None) -> Cluster:
-    """An unstarted Apache Kafka cluster of len(roots) combined-mode nodes."""
-    port, controller_port = _two_ports(cluster_hosts(len(roots)))
-    voters = static_voters(controller_port, len(roots))
+def _in_netns(cluster: Cluster, netns) -> Cluster:
+    if netns is not None:
+        for n in cluster.nodes:
+            n.preexec = netns.preexec(n.node_id, then=_die_with_parent)
+    return cluster
+
+
+def kafka_cluster(roots: list[Path], extra: dict[str, str] | None = None, netns=None) -> Cluster:
+    """An unstarted Apache Kafka cluster of len(roots) combined-mode nodes (netns: see fjord_cluster)."""
+    hosts = netns.hosts()[:len(roots)] if netns else cluster_hosts(len(roots))
+    port, controller_port = _two_ports(["127.0.0.1"] if netns else hosts)
+    voters = static_voters(controller_port, len(roots), hosts)
     cluster_id = _kafka_cluster_id()
-    return Cluster([KafkaClusterNode(root, i, port, controller_port, voters, cluster_id, extra)
-                    for i, root in enumerate(roots, 1)])
+    return _in_netns(Cluster([KafkaClusterNode(root, i, port, controller_port, voters, cluster_id, extra,
+                                               host=hosts[i - 1])
+                              for i, root in enumerate(roots, 1)]), netns)
 
 
 def _kafka_cluster_id() -> str:

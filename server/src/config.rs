@@ -72,6 +72,8 @@ pub struct Config {
     pub log_retention_check_interval_ms: i64,
     /// How often each shard looks for compacted partitions due for cleaning.
     pub log_cleaner_backoff_ms: i64,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub replica_high_watermark_checkpoint_interval_ms: i64,
     pub log_index_interval_bytes: i64,
     pub log_index_size_max_bytes: i64,
     pub log_segment_delete_delay_ms: i64,
@@ -340,6 +342,9 @@ impl Config {
             log_retention_bytes: int("log.retention.bytes"),
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_cleaner_backoff_ms: int("log.cleaner.backoff.ms"),
+            replica_high_watermark_checkpoint_interval_ms: int(
+                "replica.high.watermark.checkpoint.interval.ms",
+            ),
             log_index_interval_bytes: int("log.index.interval.bytes"),
             log_index_size_max_bytes: int("log.index.size.max.bytes"),
             log_segment_delete_delay_ms: int("log.segment.delete.delay.ms"),

@@ -158,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms as u64),
         stopping: Default::default(),
+        restarts_unclean: !config.replication_durable_high_watermark,
         leader_rebalance: config.auto_leader_rebalance_enable.then(|| {
             (
                 Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64),
@@ -195,14 +196,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Like a freshly formatted Kafka 4.1 cluster (eligible leader replicas on),
         // the cluster-wide default of min.insync.replicas is recorded at bootstrap, so
         // DescribeConfigs reports the same source (DYNAMIC_DEFAULT_BROKER_CONFIG).
+        // The controller reads the cluster-wide defaults of the partition rules from
+        // the image (eligible leaders, unclean elections): this node's static values.
         let value = config
             .properties
             .get("min.insync.replicas")
             .cloned()
             .unwrap_or_else(|| "1".to_string());
+        let mut set: std::collections::BTreeMap<String, String> =
+            [("min.insync.replicas".to_string(), value)].into();
+        if let Some(v) = config.properties.get("unclean.leader.election.enable") {
+            set.insert("unclean.leader.election.enable".to_string(), v.clone());
+        }
         let cmd = Command::AlterConfigs {
             resource: fjord::metadata::ConfigResource::Broker(String::new()),
-            set: [("min.insync.replicas".to_string(), value)].into(),
+            set,
             delete: Vec::new(),
             replace_all: false,
         };

@@ -468,3 +468,106 @@ fn a_paused_leader_is_replaced_and_gives_up_its_unreplicated_writes() {
     check_acknowledged(&cluster, &w);
     wait_identical_logs(&cluster);
 }
+
+/// (leader, ISR, ELR, last known ELR), the lists sorted.
+type Eligibility = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// Partition 0 as DescribeTopicPartitions shows it through `via`.
+fn eligibility(cluster: &Cluster, via: i32) -> Option<Eligibility> {
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![TopicRequest::default().with_name(name(TOPIC))])
+        .with_response_partition_limit(10);
+    let r: DescribeTopicPartitionsResponse = cluster.client_of(via)?.try_request(0, &req)?;
+    let p = r.topics.first()?.partitions.first()?;
+    let sorted = |v: &[BrokerId]| {
+        let mut v: Vec<i32> = v.iter().map(|b| b.0).collect();
+        v.sort_unstable();
+        v
+    };
+    Some((
+        p.leader_id.0,
+        sorted(&p.isr_nodes),
+        sorted(p.eligible_leader_replicas.as_deref().unwrap_or_default()),
+        sorted(p.last_known_elr.as_deref().unwrap_or_default()),
+    ))
+}
+
+/// KIP-966 with SIGKILL, on 5 nodes (the metadata quorum outlives two): a partition on
+/// brokers 1 and 2 with `min.insync.replicas=2`. Broker 2 is killed: eligible. Broker 1
+/// is killed: no leader, both eligible. Broker 2 restarts: with durable high
+/// watermarks (the default) it counted only what it had fsynced, so, unlike Kafka after
+/// an unclean shutdown, it stays eligible and leads with every acknowledged record (up
+/// to its high-watermark checkpoint, `replica.high.watermark.checkpoint.interval.ms`).
+#[test]
+fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record() {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    let mut cluster = Cluster::start(
+        "elr-kill",
+        5,
+        &[
+            "broker.session.timeout.ms=2000",
+            "replica.high.watermark.checkpoint.interval.ms=100",
+        ],
+    );
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    create_topics(&cluster, &req);
+    let limit = Duration::from_secs(30);
+    wait_for(limit, "both replicas in sync", || {
+        (eligibility(&cluster, 5)? == (1, vec![1, 2], vec![], vec![])).then_some(())
+    });
+    let values: Vec<String> = (0..20).map(|i| format!("elr-{i}")).collect();
+    for v in &values {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(TOPIC))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(
+                        &[v.as_bytes()],
+                        None,
+                        Compression::None,
+                    )))])]);
+        let r = cluster.client_of(1).expect("leader").request(9, &req);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{v}");
+    }
+    // A replica restarted after SIGKILL serves up to its last high-watermark
+    // checkpoint: let one be written.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.node(2).kill9();
+    wait_for(limit, "broker 2 eligible", || {
+        (eligibility(&cluster, 5)? == (1, vec![1], vec![2], vec![])).then_some(())
+    });
+    cluster.node(1).kill9();
+    wait_for(limit, "both eligible, no leader", || {
+        (eligibility(&cluster, 5)? == (-1, vec![], vec![1, 2], vec![1])).then_some(())
+    });
+    cluster.node(2).spawn();
+    cluster.node(2).wait_listening();
+    wait_for(limit, "broker 2 leading as an eligible replica", || {
+        (eligibility(&cluster, 5)? == (2, vec![2], vec![1], vec![])).then_some(())
+    });
+    let read: Vec<String> = read_all(&cluster, 2, 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        read, values,
+        "every acknowledged record, from the eligible replica"
+    );
+}

@@ -81,13 +81,33 @@ impl Target {
         }
     }
 
-    /// Validates the resource's configs after a change; returns the values as stored.
+    /// Validates the resource's configs after a change from `before`; returns the
+    /// values as stored. As Kafka 4.1 with eligible leader replicas on: the controller
+    /// judges the ELR by the topic's or the cluster-wide `min.insync.replicas`, so a
+    /// per-broker value cannot be set and the cluster-wide one cannot be removed.
     pub fn validate(
         &self,
+        before: &BTreeMap<String, String>,
         after: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, Failure> {
         let config_error =
             |e: crate::configs::ConfigError| (ResponseError::InvalidConfig.code(), Some(e.0));
+        const MIN_ISR: &str = "min.insync.replicas";
+        if let Target::Broker(name) = self {
+            let refused = if name.is_empty() {
+                (before.contains_key(MIN_ISR) && !after.contains_key(MIN_ISR)).then_some(
+                    "Cluster-level min.insync.replicas cannot be removed while ELR is enabled.",
+                )
+            } else {
+                (after.get(MIN_ISR) != before.get(MIN_ISR) && after.contains_key(MIN_ISR))
+                    .then_some(
+                        "Broker-level min.insync.replicas cannot be altered while ELR is enabled.",
+                    )
+            };
+            if let Some(m) = refused {
+                return Err((ResponseError::InvalidConfig.code(), Some(m.to_string())));
+            }
+        }
         match self {
             Target::Topic(_) => {
                 let trimmed: BTreeMap<String, String> = after
@@ -196,7 +216,7 @@ pub async fn handle(
                     after.insert(c.name.to_string(), v.to_string());
                 }
             }
-            let after = target.validate(&after)?;
+            let after = target.validate(&before, &after)?;
             target
                 .commit(shard, &before, after, req.validate_only)
                 .await

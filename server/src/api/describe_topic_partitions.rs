@@ -3,9 +3,10 @@
 //! An empty topic list means every topic. At most `response_partition_limit`
 //! partitions are answered (capped by `max.request.partition.size.limit`); where the
 //! answer stops early, `next_cursor` names the first partition left out, and a request
-//! with that cursor goes on from there. Fjord keeps no eligible leader replicas (it
-//! elects only from the ISR), so both ELR lists are empty, as Kafka's are when none
-//! exist.
+//! with that cursor goes on from there. Each partition lists its eligible leader
+//! replicas and last known leader as the controller keeps them (empty when none), and,
+//! as Kafka's KRaft metadata cache answers, its error code stays 0 even while it has
+//! no leader (`leader_id` -1, the replicas that are down in `offline_replicas`).
 
 use std::rc::Rc;
 
@@ -125,13 +126,12 @@ fn topic_response(
             let s = PartitionState::of(image, p);
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_error_code(s.error)
                 .with_leader_id(BrokerId(s.leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
-                .with_eligible_leader_replicas(Some(Vec::new()))
-                .with_last_known_elr(Some(Vec::new()))
+                .with_eligible_leader_replicas(Some(ids(&p.elr)))
+                .with_last_known_elr(Some(ids(&p.last_known_elr)))
                 .with_offline_replicas(ids(&s.offline))
         })
         .collect();

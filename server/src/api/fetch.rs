@@ -33,6 +33,9 @@ pub(super) struct Read {
     pub current_leader_epoch: i32,
     /// The epoch of the follower's last batch (-1: unknown, or a consumer).
     pub last_fetched_epoch: i32,
+    /// The high watermark the follower knows (v18; -1 unknown, `i64::MAX` when not
+    /// sent): a leader whose high watermark is past it answers the follower at once.
+    pub known_high_watermark: i64,
     pub max_bytes: usize,
 }
 
@@ -81,6 +84,11 @@ pub(super) fn targets(
                         p.last_fetched_epoch
                     } else {
                         -1
+                    },
+                    known_high_watermark: if version >= 18 {
+                        p.high_watermark
+                    } else {
+                        i64::MAX
                     },
                     max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
                 }),

@@ -27,6 +27,10 @@ struct Outcome {
     high_watermark: i64,
     log_start_offset: i64,
     diverging: Option<(i32, i64)>,
+    /// The high watermark is past the one the follower knows, which holds all of it:
+    /// tell it now (KIP-1166's rule), so it never lags the committed offsets by a
+    /// long poll.
+    news: bool,
     watch: Option<watch::Receiver<i64>>,
 }
 
@@ -36,7 +40,7 @@ impl super::route::Polled for Outcome {
     }
 
     fn answers_now(&self) -> bool {
-        self.error != 0 || self.diverging.is_some()
+        self.error != 0 || self.diverging.is_some() || self.news
     }
 
     fn take_watch(&mut self) -> Option<watch::Receiver<i64>> {
@@ -52,6 +56,7 @@ impl Outcome {
             high_watermark: -1,
             log_start_offset: -1,
             diverging: None,
+            news: false,
             watch: None,
         }
     }
@@ -110,12 +115,16 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
             }
         }
     };
+    let high_watermark = p.high_watermark();
     Outcome {
         error: 0,
         records,
-        high_watermark: p.high_watermark(),
+        high_watermark,
         log_start_offset: view.log_start_offset,
         diverging: view.diverging,
+        // (Only for a follower holding everything up to it: a lagging one gets records,
+        // or waits out its throttle.)
+        news: high_watermark > r.known_high_watermark && r.offset >= high_watermark,
         watch: Some(p.watch_written_end()),
     }
 }

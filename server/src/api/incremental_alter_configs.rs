@@ -111,7 +111,7 @@ async fn alter(
             other => return Err(invalid(format!("Unknown alter configs operation {other}"))),
         }
     }
-    let after = target.validate(&after)?;
+    let after = target.validate(&before, &after)?;
     target.commit(shard, &before, after, validate_only).await
 }
 

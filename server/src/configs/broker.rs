@@ -121,6 +121,14 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "300000",
         "How often retention is checked.",
     ),
+    key(
+        "replica.high.watermark.checkpoint.interval.ms",
+        Long,
+        int(1, i64::MAX),
+        "5000",
+        "How often each shard writes the high watermark of its replicated partitions \
+         that moved to their high-watermark-checkpoint (also at clean shutdown).",
+    ),
     undescribed(key(
         "log.cleaner.backoff.ms",
         Long,

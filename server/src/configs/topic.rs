@@ -298,11 +298,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Boolean,
         "false",
         Valid::Any,
-        false,
+        true,
         b("unclean.leader.election.enable", "false"),
-        "Whether an out-of-sync replica may become leader. Fjord's controller never elects \
-       an out-of-sync leader by itself (ElectLeaders with UNCLEAN does, on request); only \
-       false may be set.",
+        "Whether the controller may elect a replica that is neither in sync nor an \
+       eligible leader replica when a partition has no other leader to take, losing the \
+       records only the lost replicas had (read by the controller from the topic's value, \
+       else the cluster-wide default).",
     ),
     t(
         "min.insync.replicas",

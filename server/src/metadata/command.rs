@@ -72,8 +72,15 @@ pub enum Command {
     /// UnregisterBroker: the broker leaves the cluster for good (decommissioned). It
     /// leaves every ISR as on fencing and is no longer registered, so placement and
     /// the ring rebalance stop counting it; its replicas stay listed until moved.
-    /// Kept last: commands are stored by variant index.
     UnregisterBroker {
+        id: i32,
+    },
+    /// A broker starts after a shutdown that may have lost bytes it counted towards
+    /// high watermarks (only with `fjord.replication.durable.high.watermark=false`:
+    /// with the default it counts only fsynced bytes, so a crash loses none): fenced
+    /// as by `FenceBroker`, and no longer an eligible leader replica (Kafka's unclean
+    /// shutdown). Kept last: commands are stored by variant index.
+    UncleanShutdown {
         id: i32,
     },
 }

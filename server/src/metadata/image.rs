@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::command::{Command, CommandError, ConfigResource};
 use super::partition_change;
-pub use super::partition_change::PartitionImage;
+pub use super::partition_change::{PartitionImage, Rules};
 use super::reassignment;
 
 /// A broker as clients see it in Metadata responses.
@@ -107,7 +107,7 @@ impl ClusterImage {
             Command::RegisterBroker(b) => {
                 self.brokers.insert(b.id, b.clone());
                 if self.fenced.remove(&b.id) {
-                    self.change_partitions(|p, _| partition_change::on_unfenced(p, b.id));
+                    self.change_partitions(partition_change::on_unfenced);
                 }
                 Applied::Done
             }
@@ -119,7 +119,22 @@ impl ClusterImage {
                 }
                 self.fenced.insert(*id);
                 let id = *id;
-                self.change_partitions(|p, live| partition_change::on_fenced(p, id, live));
+                self.change_partitions(|p, live, rules| {
+                    partition_change::on_fenced(p, id, live, rules)
+                });
+                Applied::Done
+            }
+            Command::UncleanShutdown { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::Invalid(format!(
+                        "broker {id} is not registered"
+                    )));
+                }
+                self.fenced.insert(*id);
+                let id = *id;
+                self.change_partitions(|p, live, rules| {
+                    partition_change::on_unclean_shutdown(p, id, live, rules)
+                });
                 Applied::Done
             }
             Command::UnregisterBroker { id } => {
@@ -129,8 +144,10 @@ impl ClusterImage {
                     )));
                 }
                 let id = *id;
-                // Out of every ISR (and leadership) as on fencing, then gone.
-                self.change_partitions(|p, live| partition_change::on_fenced(p, id, live));
+                // Out of every ISR, ELR and leadership as on an unclean shutdown, then gone.
+                self.change_partitions(|p, live, rules| {
+                    partition_change::on_unclean_shutdown(p, id, live, rules)
+                });
                 self.fenced.remove(&id);
                 self.brokers.remove(&id);
                 Applied::Done
@@ -197,6 +214,10 @@ impl ClusterImage {
                     }
                     configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
                 };
+                const MIN_ISR: &str = "min.insync.replicas";
+                let min_isr_changed = *replace_all
+                    || set.contains_key(MIN_ISR)
+                    || delete.iter().any(|k| k == MIN_ISR);
                 match resource {
                     ConfigResource::Topic(id) => {
                         let name = self
@@ -204,7 +225,15 @@ impl ClusterImage {
                             .get(id)
                             .ok_or(CommandError::UnknownTopicId(*id))?;
                         if let Some(topic) = self.topics.get_mut(name) {
-                            edit(&mut Arc::make_mut(topic).configs);
+                            let t = Arc::make_mut(topic);
+                            edit(&mut t.configs);
+                            if min_isr_changed {
+                                for p in t.partitions.iter_mut() {
+                                    if let Some(n) = partition_change::on_min_isr_changed(p) {
+                                        *p = n;
+                                    }
+                                }
+                            }
                         }
                     }
                     ConfigResource::Broker(name) => {
@@ -212,6 +241,11 @@ impl ClusterImage {
                         edit(configs);
                         if configs.is_empty() {
                             self.broker_configs.remove(name);
+                        }
+                        if min_isr_changed && name.is_empty() {
+                            self.change_partitions(|p, _, _| {
+                                partition_change::on_min_isr_changed(p)
+                            });
                         }
                     }
                 }
@@ -255,6 +289,7 @@ impl ClusterImage {
                     .topics
                     .get_mut(name)
                     .ok_or(CommandError::UnknownTopicId(*id))?;
+                let rules = rules(&self.broker_configs, topic);
                 let current = usize::try_from(*partition)
                     .ok()
                     .and_then(|i| topic.partitions.get(i))
@@ -265,16 +300,17 @@ impl ClusterImage {
                     partition_epoch: *partition_epoch,
                     isr,
                 };
-                let next = partition_change::alter_isr(current, &change, &live).map_err(|e| {
-                    use partition_change::IsrChangeError as E;
-                    match e {
-                        E::NotLeader => CommandError::NotLeader,
-                        E::FencedLeaderEpoch => CommandError::FencedLeaderEpoch,
-                        E::InvalidUpdateVersion => CommandError::InvalidUpdateVersion,
-                        E::IneligibleReplica(b) => CommandError::IneligibleReplica(b),
-                        E::InvalidRequest(m) => CommandError::InvalidRequest(m),
-                    }
-                })?;
+                let next =
+                    partition_change::alter_isr(current, &change, &live, &rules).map_err(|e| {
+                        use partition_change::IsrChangeError as E;
+                        match e {
+                            E::NotLeader => CommandError::NotLeader,
+                            E::FencedLeaderEpoch => CommandError::FencedLeaderEpoch,
+                            E::InvalidUpdateVersion => CommandError::InvalidUpdateVersion,
+                            E::IneligibleReplica(b) => CommandError::IneligibleReplica(b),
+                            E::InvalidRequest(m) => CommandError::InvalidRequest(m),
+                        }
+                    })?;
                 // The ISR may now hold every target of a reassignment: finish it.
                 let next = reassignment::after_isr_change(next, &live);
                 Arc::make_mut(topic).partitions[*partition as usize] = next;
@@ -367,16 +403,17 @@ impl ClusterImage {
     /// state; `live` says whether a broker is registered and not fenced.
     fn change_partitions(
         &mut self,
-        change: impl Fn(&PartitionImage, &dyn Fn(i32) -> bool) -> Option<PartitionImage>,
+        change: impl Fn(&PartitionImage, &dyn Fn(i32) -> bool, &Rules) -> Option<PartitionImage>,
     ) {
         let (brokers, fenced) = (&self.brokers, &self.fenced);
         let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
         for topic in self.topics.values_mut() {
+            let rules = rules(&self.broker_configs, topic);
             let changed: Vec<(usize, PartitionImage)> = topic
                 .partitions
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| change(p, &live).map(|n| (i, n)))
+                .filter_map(|(i, p)| change(p, &live, &rules).map(|n| (i, n)))
                 .collect();
             if changed.is_empty() {
                 continue;
@@ -386,6 +423,27 @@ impl ClusterImage {
                 t.partitions[i] = n;
             }
         }
+    }
+}
+
+/// The settings the partition rules take from `topic`'s configs, else from the
+/// cluster-wide defaults (`broker_configs[""]`), else Kafka's defaults. Pure.
+pub fn rules(
+    broker_configs: &BTreeMap<String, BTreeMap<String, String>>,
+    topic: &TopicImage,
+) -> Rules {
+    let get = |key: &str| {
+        topic
+            .configs
+            .get(key)
+            .or_else(|| broker_configs.get("").and_then(|c| c.get(key)))
+    };
+    Rules {
+        min_isr: get("min.insync.replicas")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1),
+        unclean: get("unclean.leader.election.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
     }
 }
 

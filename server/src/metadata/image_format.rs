@@ -17,8 +17,9 @@ use super::image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 /// Eight 0xFF bytes: an applied index no image can have.
 const MARKER: [u8; 8] = [0xFF; 8];
 /// Version 1 added each partition's `partition_epoch`; version 2 its reassignment
-/// (`adding`, `removing`).
-const VERSION: u32 = 2;
+/// (`adding`, `removing`); version 3 its eligible leader replicas (`elr`,
+/// `last_known_elr`).
+const VERSION: u32 = 3;
 
 /// The image as a snapshot stores it.
 pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
@@ -40,6 +41,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
     match u32::from_le_bytes(*version) {
         VERSION => bincode::deserialize(body).map_err(|e| e.to_string()),
         1 => old::<V1Partition>(body),
+        2 => old::<V2Partition>(body),
         v => Err(format!(
             "image snapshot version {v} is newer than this build reads ({VERSION}); \
              run a newer Fjord on this data directory"
@@ -111,7 +113,7 @@ struct V1Partition {
 
 impl From<V1Partition> for PartitionImage {
     fn from(p: V1Partition) -> PartitionImage {
-        PartitionImage {
+        V2Partition {
             replicas: p.replicas,
             isr: p.isr,
             leader: p.leader,
@@ -119,6 +121,35 @@ impl From<V1Partition> for PartitionImage {
             partition_epoch: p.partition_epoch,
             adding: Vec::new(),
             removing: Vec::new(),
+        }
+        .into()
+    }
+}
+
+/// Version 2: no eligible leader replicas.
+#[derive(serde::Deserialize)]
+struct V2Partition {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    adding: Vec<i32>,
+    removing: Vec<i32>,
+}
+
+impl From<V2Partition> for PartitionImage {
+    fn from(p: V2Partition) -> PartitionImage {
+        PartitionImage {
+            replicas: p.replicas,
+            isr: p.isr,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            adding: p.adding,
+            removing: p.removing,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         }
     }
 }
@@ -182,6 +213,8 @@ mod tests {
                     partition_epoch: 9,
                     adding: vec![2],
                     removing: Vec::new(),
+                    elr: Vec::new(),
+                    last_known_elr: vec![1],
                 }],
                 configs: BTreeMap::new(),
             }),

@@ -159,6 +159,9 @@ pub fn complete(p: &PartitionImage, live: &dyn Fn(i32) -> bool) -> Option<Partit
         .copied()
         .filter(|r| p.isr.contains(r))
         .collect();
+    let replicas = next.replicas.clone();
+    next.elr.retain(|r| replicas.contains(r));
+    next.last_known_elr.retain(|r| replicas.contains(r));
     if !next.replicas.contains(&next.leader) || next.leader == NO_LEADER {
         next.leader = elect(&next, live);
     }

@@ -15,6 +15,7 @@
 //!   a retried batch arriving while the first is being written is seen as a duplicate.
 
 pub mod compaction;
+pub mod hw_checkpoint;
 pub mod leader_epoch;
 pub mod producer_state;
 pub mod registry;
@@ -100,6 +101,8 @@ pub struct Partition {
     log: RefCell<Log>,
     producers: RefCell<ProducerStateTable>,
     high_watermark: watch::Sender<i64>,
+    /// The high watermark in the partition's checkpoint file (-1: none written).
+    checkpointed_hw: Cell<i64>,
     /// The end of the written log: followers long-poll on it.
     written_end: watch::Sender<i64>,
     /// Role, epochs, ISR and (as leader) the followers' progress.
@@ -188,6 +191,7 @@ impl Partition {
             log,
             producers,
             epochs,
+            hw_checkpoint,
         } = recovered;
         let log = Log::from_recovered(log, io);
         let hw = log.written_end_offset();
@@ -198,11 +202,14 @@ impl Partition {
         );
         log_end_gauge.set(hw as f64);
         let repl = Replication::new(replica.me, &image, replica.min_insync, Instant::now());
-        // A replicated partition's high watermark is not known on opening: it starts
-        // at the recovery point's safe side (nothing), and moves up as the ISR is
-        // heard from (as leader) or as the leader says (as follower).
+        // A replicated partition starts from its high-watermark checkpoint (a lower
+        // bound of what was committed; nothing without one), at most its log end, and
+        // moves up as the ISR is heard from (as leader) or as the leader says (as
+        // follower).
         let hw = if repl.is_replicated() {
-            hw.min(log.log_start_offset())
+            hw_checkpoint
+                .unwrap_or(0)
+                .clamp(log.log_start_offset(), hw.max(log.log_start_offset()))
         } else {
             hw
         };
@@ -214,6 +221,7 @@ impl Partition {
             log: RefCell::new(log),
             producers: RefCell::new(producers),
             high_watermark: watch::channel(hw).0,
+            checkpointed_hw: Cell::new(hw_checkpoint.unwrap_or(-1)),
             written_end: watch::channel(written).0,
             repl: RefCell::new(repl),
             role_changes: watch::channel(0).0,
@@ -458,6 +466,12 @@ impl Partition {
         });
         if advanced {
             self.log_end_gauge.set(to as f64);
+            if self.is_leader() {
+                // Followers long-poll on the written end: wake them, so the answer to a
+                // fetch parked before the high watermark moved tells them at once (an
+                // eligible leader replica must know every committed offset).
+                self.written_end.send_modify(|_| {});
+            }
         }
     }
 
@@ -499,7 +513,8 @@ impl Partition {
         self.repl.borrow().is_replicated()
     }
 
-    /// A receiver that changes whenever the written end moves (followers long-poll).
+    /// A receiver that changes whenever the written end moves, and on the leader
+    /// whenever the high watermark does (followers long-poll on it).
     pub fn watch_written_end(&self) -> watch::Receiver<i64> {
         self.written_end.subscribe()
     }
@@ -820,7 +835,29 @@ impl Partition {
         done.await
     }
 
-    /// Removes the partition's data (its topic was deleted).
+    /// Writes the high-watermark checkpoint of a replicated partition whose high
+    /// watermark moved since the last one. A failure is logged; the next round
+    /// tries again.
+    pub async fn checkpoint_high_watermark(&self) {
+        if !self.repl.borrow().is_replicated() {
+            return;
+        }
+        let hw = self.high_watermark();
+        if self.checkpointed_hw.get() == hw {
+            return;
+        }
+        let dir = self.log.borrow().dir().to_path_buf();
+        match tokio::task::spawn_blocking(move || hw_checkpoint::write(&dir, hw)).await {
+            Ok(Ok(())) => self.checkpointed_hw.set(hw),
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot write the high-watermark checkpoint")
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "high-watermark checkpoint task failed")
+            }
+        }
+    }
+
     /// Removes the partition's data (its topic was deleted): the directory is renamed
     /// aside at once, and its files are removed on the blocking pool.
     pub fn delete(&self) {
@@ -857,6 +894,7 @@ struct Recovery {
     log: Recovered,
     producers: ProducerStateTable,
     epochs: leader_epoch::LeaderEpochCache,
+    hw_checkpoint: Option<i64>,
 }
 
 /// The blocking part of [`Partition::open`]: runs on the blocking pool. Records
@@ -891,6 +929,7 @@ fn recover(
         log,
         producers,
         epochs,
+        hw_checkpoint: hw_checkpoint::read(&dir),
     })
 }
 

@@ -500,8 +500,21 @@ impl PartitionRegistry {
 
     /// Starts the shard's log maintenance: retention every
     /// `log.retention.check.interval.ms`, the log cleaner every `log.cleaner.backoff.ms`
-    /// (one round at a time per shard).
+    /// (one round at a time per shard), high-watermark checkpoints every
+    /// `replica.high.watermark.checkpoint.interval.ms`.
     pub fn spawn_maintenance(self: &Rc<Self>) {
+        let me = self.clone();
+        tokio::task::spawn_local(async move {
+            let period = Duration::from_millis(
+                me.config.replica_high_watermark_checkpoint_interval_ms as u64,
+            );
+            loop {
+                tokio::time::sleep(period).await;
+                for p in me.open_partitions() {
+                    p.checkpoint_high_watermark().await;
+                }
+            }
+        });
         let me = self.clone();
         tokio::task::spawn_local(async move {
             let period = Duration::from_millis(me.config.log_retention_check_interval_ms as u64);
@@ -522,12 +535,14 @@ impl PartitionRegistry {
         });
     }
 
-    /// Makes every open partition durable (clean shutdown).
+    /// Makes every open partition durable, its high watermark checkpointed (clean
+    /// shutdown).
     pub async fn flush_all(&self) {
         for p in self.open_partitions() {
             if let Err(e) = p.flush().await {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush at shutdown failed");
             }
+            p.checkpoint_high_watermark().await;
         }
     }
 }

@@ -293,6 +293,8 @@ mod tests {
             partition_epoch: pe,
             adding: Vec::new(),
             removing: Vec::new(),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         }
     }
 

@@ -24,6 +24,8 @@ fn topic() -> TopicImage {
             partition_epoch: 0,
             adding: Vec::new(),
             removing: Vec::new(),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         }],
         configs: BTreeMap::new(),
     }

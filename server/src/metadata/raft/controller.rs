@@ -126,10 +126,19 @@ impl Controller {
             tokio::spawn(controller.clone().ring_rebalance_loop(every, max));
         }
         tokio::spawn(controller.clone().fence_loop());
+        let restart = (quorum.voters.len() > 1).then_some(if quorum.restarts_unclean {
+            Command::UncleanShutdown {
+                id: quorum.broker.id,
+            }
+        } else {
+            Command::FenceBroker {
+                id: quorum.broker.id,
+            }
+        });
         tokio::spawn(controller.clone().heartbeat_loop(
             quorum.broker.clone(),
             quorum.heartbeat_interval,
-            quorum.voters.len() > 1,
+            restart,
             quorum.stopping.clone(),
         ));
         Ok(controller)
@@ -376,25 +385,26 @@ impl Controller {
         }
     }
 
-    /// Heartbeats this broker to the leader, forever. In a cluster it first fences
-    /// the previous run of this broker, so partitions it led move to another in-sync
-    /// replica (or, where it is the only one, are led again in a new leader epoch):
-    /// followers that copied more of the old run's log than it kept are told to
-    /// truncate by the new epoch. A lone node has no followers and skips it.
+    /// Heartbeats this broker to the leader, forever. In a cluster it first writes
+    /// `restart` (fencing the previous run of this broker, or announcing its unclean
+    /// shutdown), so partitions it led move to another in-sync replica (or, where it
+    /// is the only one, are led again in a new leader epoch): followers that copied
+    /// more of the old run's log than it kept are told to truncate by the new epoch.
+    /// A lone node has no followers and writes nothing.
     async fn heartbeat_loop(
         self: Arc<Self>,
         me: BrokerInfo,
         interval: Duration,
-        cluster: bool,
+        restart: Option<Command>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
     ) {
         // A heartbeat sent to a leader that has since stopped (paused, partitioned,
         // replaced) must give up quickly: waiting longer than an interval could let
         // the new leader's session for this broker run out while it waits.
         let heartbeat_ttl = interval.max(Duration::from_millis(100));
-        if cluster {
+        if let Some(restart) = restart {
             loop {
-                match self.propose(Command::FenceBroker { id: me.id }).await {
+                match self.propose(restart.clone()).await {
                     Ok(_) | Err(CommandError::Invalid(_)) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot fence this broker's previous run yet");

@@ -62,6 +62,11 @@ pub struct Quorum {
     /// Set when this broker shuts down: it stops heartbeating (so it is not registered
     /// again after it fenced itself).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// This broker may lose bytes it counted towards high watermarks in a crash
+    /// (`fjord.replication.durable.high.watermark=false`): each start is announced as
+    /// an unclean shutdown (`Command::UncleanShutdown`), so it is no eligible leader
+    /// replica until it is in sync again. False: each start fences the previous run.
+    pub restarts_unclean: bool,
     /// `auto.leader.rebalance.enable`: how often the leader looks for partitions led
     /// away from their preferred replica, and the per-broker share (percent) above
     /// which it moves them back. None: never.

@@ -254,13 +254,22 @@ fn configs_describe_alter_and_take_effect_at_once() {
     );
     assert_eq!(describe(&mut c, 4, "7").error_code, 42);
 
-    // min.insync.replicas above the ISR: acks=all gets NOT_ENOUGH_REPLICAS.
+    // min.insync.replicas counts at most the replication factor (Kafka's effective
+    // minimum): 2 on a single replica still takes acks=all.
     assert_eq!(
         alter(&mut c, 2, "cfg2", &[("min.insync.replicas", 0, Some("2"))]).0,
         0
     );
-    eventually(|| produce(&mut c, "cfg2", 0, &[b"x"], -1).0 == 19);
+    assert_eq!(produce(&mut c, "cfg2", 0, &[b"x"], -1).0, 0);
     assert_eq!(produce(&mut c, "cfg2", 0, &[b"x"], 1).0, 0);
+    // Per broker it cannot be set while eligible leader replicas are on; the cluster
+    // default cannot be removed.
+    let (code, msg) = alter(&mut c, 4, "1", &[("min.insync.replicas", 0, Some("2"))]);
+    assert_eq!(code, 40, "{msg:?}");
+    assert_eq!(
+        alter(&mut c, 4, "", &[("min.insync.replicas", 1, None)]).0,
+        40
+    );
 }
 
 #[test]

@@ -99,6 +99,7 @@ fn prepare(
         settings: &settings,
         acks: r.acks,
         isr: tp.partitions[part.index as usize].isr.len() as i64,
+        replicas: tp.partitions[part.index as usize].replicas.len() as i64,
         now_ms: r.now_ms,
     };
     let v =

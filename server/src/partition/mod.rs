@@ -272,7 +272,8 @@ impl Partition {
     pub fn update_role(&self, image: &PartitionImage, min_insync: usize) -> RoleChange {
         let change = {
             let mut r = self.repl.borrow_mut();
-            r.min_insync = min_insync;
+            // Kafka's effective minimum: at most the replication factor.
+            r.min_insync = min_insync.min(image.replicas.len().max(1));
             r.update(image, Instant::now())
         };
         if change == RoleChange::BecameLeader {

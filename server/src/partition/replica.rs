@@ -78,7 +78,7 @@ impl Replication {
             partition_epoch: image.partition_epoch,
             replicas: image.replicas.clone(),
             isr: image.isr.clone(),
-            min_insync,
+            min_insync: min_insync.min(image.replicas.len().max(1)),
             followers: HashMap::new(),
             alter_in_flight: false,
         };

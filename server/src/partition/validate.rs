@@ -56,6 +56,8 @@ pub struct Produce<'a> {
     pub acks: i16,
     /// In-sync replicas of the partition now.
     pub isr: i64,
+    /// Its replication factor: `min.insync.replicas` counts at most this many.
+    pub replicas: i64,
     pub now_ms: i64,
 }
 
@@ -71,11 +73,12 @@ pub fn validate(
     let header = check_batch(records, s.max_message_bytes, s.segment_bytes)?;
     s.check_timestamps(header.base_timestamp, header.max_timestamp, produce.now_ms)
         .map_err(RecordError::Timestamp)?;
-    if produce.acks == -1 && produce.isr < s.min_insync_replicas {
+    let min_isr = s.min_insync_replicas.min(produce.replicas.max(1));
+    if produce.acks == -1 && produce.isr < min_isr {
         return Err(RecordError::NotEnoughReplicas(format!(
             "The size of the current ISR {} is insufficient to satisfy the min.isr \
-             requirement of {}",
-            produce.isr, s.min_insync_replicas
+             requirement of {min_isr}",
+            produce.isr
         )));
     }
     if s.cleanup_compact {

@@ -2,7 +2,7 @@
 """Fjord vs Apache Kafka 4.1 on this machine, in one command (issue 6).
 
 Usage: benches/run.sh [--quick] [--brokers fjord,kafka,kafka-flush1]
-                      [--workloads W1,W2,W3,W4,W5,W6] [--keep-work]
+                      [--workloads W1,W2,W3,W4,W5,W6,R1] [--keep-work]
 
 Builds Fjord and fjord-bench (release), resolves Kafka 4.1 jars from Maven Central
 (cached in ${FJORD_CACHE:-~/.cache/fjord}/kafka-4.1.0/libs), creates a matplotlib
@@ -20,6 +20,11 @@ Workloads:
   W4 end-to-end latency at a fixed rate
   W5 cold start to first acknowledged produce, idle/peak RSS, CPU s per GB moved
   W6 10,000 partitions (2,000 quick): creation time, Metadata latency, RSS
+  R1 (not in the default set) W2's load on a 3-node cluster (127.0.0.1-3, each node a
+     broker and a controller), replication factor 3, min.insync.replicas=2; fjord and
+     kafka only. The clusters are compat-tests/harness/brokers.py's.
+The binaries: $CARGO_TARGET_DIR (default target/)/release/{fjord,fjord-bench}; FJORD_BIN
+overrides the fjord binary (and then only fjord-bench is built).
 Writes benches/results/<date>-<commit>.md (+ .json and PNG plots). Every step runs
 under a timeout; every process started is stopped at the end (also on Ctrl-C).
 """
@@ -44,11 +49,18 @@ CACHE = Path(os.environ.get("FJORD_CACHE", Path.home() / ".cache" / "fjord"))
 KAFKA_LIBS = Path(os.environ.get("FJORD_KAFKA_LIBS", CACHE / "kafka-4.1.0" / "libs"))
 KAFKA_POM = ROOT / "compat-tests" / "kafka" / "pom.xml"
 KAFKA_LOG4J = ROOT / "compat-tests" / "kafka" / "log4j2.properties"
-BENCH = ROOT / "target" / "release" / "fjord-bench"
-FJORD = ROOT / "target" / "release" / "fjord"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+BENCH = TARGET / "release" / "fjord-bench"
+FJORD = Path(os.environ.get("FJORD_BIN") or TARGET / "release" / "fjord")
 VENV = CACHE / "bench-venv"
 MATPLOTLIB = "matplotlib==3.9.2"
 RESULTS = ROOT / "benches" / "results"
+
+# R1's 3-node clusters come from the compatibility suite's harness, which finds the Kafka
+# jars through FJORD_KAFKA_LIBS.
+os.environ["FJORD_KAFKA_LIBS"] = str(KAFKA_LIBS)
+sys.path.insert(0, str(ROOT / "compat-tests"))
+from harness.brokers import fjord_cluster, kafka_cluster  # noqa: E402
 
 MIB = 1024 * 1024
 LOOPBACK_CEILING_MB_S = 3200  # one TCP stream on this machine (shared/REFERENCE.md)
@@ -59,12 +71,17 @@ LINGER_MS = 5  # the Java producer's default in Kafka 4.x; fjord-bench sends ful
 W2_RATE_MB_S = 50  # MB/s (10^6 bytes) of record values
 W4_RATE_MIB_S = 8
 W3_TAIL_RECORDS = 4096  # per partition: the last 4 MiB of each of the 8 partitions
+SHAPE = ["--record-bytes", str(RECORD_BYTES), "--batch-records", str(BATCH_RECORDS)]
+R1_TOPIC = ["--replication-factor", "3", "--topic-config", "min.insync.replicas=2"]
 
 BROKERS = {
     "fjord": "Fjord (default durability: fdatasync before acking acks=all)",
     "kafka": "Apache Kafka 4.1 as shipped (no fsync per write)",
     "kafka-flush1": "Apache Kafka 4.1, log.flush.interval.messages=1 (fsync per append)",
 }
+R1_BROKERS = ("fjord", "kafka")  # flush=1 could not take 50 MB/s
+DEFAULT_BROKERS = "fjord,kafka,kafka-flush1"
+DEFAULT_WORKLOADS = "W1,W2,W3,W4,W5,W6"  # R1 would add ~6 minutes to a ~9-minute run
 
 T0 = time.monotonic()
 CHILDREN = []  # Popen objects of long-running processes (brokers)
@@ -158,9 +175,10 @@ def loadavg():
 # ---------------------------------------------------------------- setup
 
 def build():
-    log("building fjord and fjord-bench (cargo build --release)")
-    rc, _ = run(["cargo", "build", "--release", "-q", "-p", "fjord", "-p", "fjord-benches"],
-                1800, out="-")
+    packages = ["-p", "fjord-benches"] + ([] if os.environ.get("FJORD_BIN") else ["-p", "fjord"])
+    log(f"building {' '.join(packages[1::2])} (cargo build --release) into {TARGET}")
+    rc, _ = run(["cargo", "build", "--release", "-q", "--manifest-path", ROOT / "Cargo.toml"]
+                + packages, 1800, out="-")
     if rc != 0:
         sys.exit("cargo build failed")
 
@@ -230,6 +248,7 @@ class Broker:
         self.dir.mkdir(parents=True)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        self.bootstrap = self.addr
         self.proc = None
 
     def start(self):
@@ -281,12 +300,41 @@ class Broker:
     def pid(self):
         return self.proc.pid
 
+    def cpu(self):
+        return cpu_secs(self.pid)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
         if self.proc:
             stop(self.proc)
+
+
+class ClusterBroker:
+    """R1's 3-node cluster (harness.brokers.Cluster: node i on 127.0.0.i, a broker and a
+    controller, static voters), as Runner sees a broker: fjord-bench bootstraps from node 1,
+    the Java tools from every node; CPU is the sum over the nodes."""
+
+    def __init__(self, kind, work):
+        self.kind = kind
+        self.dir = work / f"{kind}-R1"
+        roots = [self.dir / f"node{i}" for i in (1, 2, 3)]
+        self.cluster = fjord_cluster(FJORD, roots) if kind == "fjord" else kafka_cluster(roots)
+        self.addr = self.cluster.nodes[0].bootstrap
+        self.bootstrap = self.cluster.bootstrap
+
+    def start(self):
+        self.cluster.start()
+
+    def cpu(self):
+        return sum(cpu_secs(n.proc.pid) for n in self.cluster.live())
+
+    def alive(self):
+        return len(self.cluster.live()) == len(self.cluster.nodes)
+
+    def stop(self):
+        self.cluster.stop()
 
 
 # ---------------------------------------------------------------- load generators
@@ -308,6 +356,13 @@ def parse_results(text):
     return out
 
 
+def with_mb(r):
+    """Adds MB/s (10^6 bytes) to a result with MiB/s."""
+    if r.get("mib_per_sec") is not None:
+        r["mb_per_sec"] = r["mib_per_sec"] * MIB / 1e6
+    return r
+
+
 class Runner:
     """Runs the workloads against one broker and collects results in `res`."""
 
@@ -323,10 +378,10 @@ class Runner:
         """Runs one load-generator command; returns its stdout or None on failure."""
         self.n += 1
         errf = self.b.dir / f"{self.n:02d}-{name}.err"
-        cpu0 = cpu_secs(self.b.pid)
+        cpu0 = self.b.cpu()
         t = time.monotonic()
         rc, out = run(cmd, timeout, out=errf)
-        cpu = cpu_secs(self.b.pid) - cpu0 if self.b.alive() else None
+        cpu = self.b.cpu() - cpu0 if self.b.alive() else None
         (self.b.dir / f"{self.n:02d}-{name}.out").write_text(out or "")
         took = time.monotonic() - t
         if rc != 0:
@@ -365,7 +420,8 @@ class Runner:
         out = self.java(name, "ProducerPerformance", [
             "--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_BYTES),
             "--throughput", str(throughput), "--producer-props",
-            f"bootstrap.servers={self.b.addr}", f"acks={acks}", f"batch.size={JAVA_BATCH_SIZE}",
+            f"bootstrap.servers={self.b.bootstrap}", f"acks={acks}",
+            f"batch.size={JAVA_BATCH_SIZE}",
             f"linger.ms={LINGER_MS}", "compression.type=none", "enable.idempotence=false",
             "max.in.flight.requests.per.connection=5", "buffer.memory=67108864",
         ], self.args.phase * 3 + 120)
@@ -390,16 +446,62 @@ class Runner:
         os.sync()
         log(f"  sync before the next workload: {time.monotonic() - t:.1f}s")
 
-    def create(self, topic, partitions):
+    def create(self, topic, partitions, extra=()):
         self.bench(f"create-{topic}", "partitions", ["--topic", topic, "--partitions",
-                                                     str(partitions), "--metadata-requests", "1"], 120)
+                                                     str(partitions), "--metadata-requests", "1",
+                                                     *extra], 120)
 
     # ---- workloads
+
+    def at_rate(self, step, topic, opts, secs, extra):
+        """fjord-bench, acks=all at W2_RATE_MB_S to 8 partitions of `topic` (created with the
+        fjord-bench options `opts`) for `secs`: its produce result, with MB/s."""
+        r = self.bench(step, "produce", [
+            "--topic", topic, "--partitions", "8", *opts, "--acks", "-1", "--rate-mib",
+            f"{W2_RATE_MB_S * 1e6 / MIB:.3f}", "--duration-secs", str(secs), *extra] + SHAPE,
+            secs + 120)
+        return with_mb(r.get("produce", {}))
+
+    def acks_all_at_rate(self, name, tools, topic=()):
+        """W2 and R1: acks=all at W2_RATE_MB_S to 8 partitions (created with the fjord-bench
+        options `topic`), fjord-bench, then ProducerPerformance if `tools`."""
+        d, prefix = self.args.phase, name.lower()
+        self.res[f"{name}.fb"] = self.at_rate(f"{name}-fb", f"{prefix}-fb", topic, d,
+                                              ["--inflight", "64", "--warmup-secs", "1"])
+        if tools:
+            self.create(f"{prefix}-java", 8, topic)
+            self.res[f"{name}.java"] = with_mb(self.producer_perf(
+                f"{name}-java", f"{prefix}-java", int(W2_RATE_MB_S * 1e6 / RECORD_BYTES * d),
+                int(W2_RATE_MB_S * 1e6 / RECORD_BYTES), "all"))
+
+    def run_r1(self):
+        """R1: a warm-up, then W2's load on the 3-node cluster, topic RF=3, min ISR 2, once on
+        one connection per leader (as W2 and the Java client), once on 4. Three Kafka JVMs on
+        2 cores take minutes to reach 50 MB/s of acks=all (JIT), so the warm-up repeats 10 s
+        rounds at that rate until a round achieves it (or r1_warmup seconds have passed)."""
+        t0 = time.monotonic()
+        log(f"  {self.b.kind} R1 warm-up: 10 s rounds of acks=all at {W2_RATE_MB_S} MB/s, 4 "
+            f"connections per leader, until one achieves it (at most {self.args.r1_warmup} s)")
+        i = 0
+        while True:
+            i += 1
+            r = self.at_rate(f"R1-warmup{i}", "r1-warmup", R1_TOPIC, 10, ["--connections", "4"])
+            if (r.get("mb_per_sec", 0) >= 0.97 * W2_RATE_MB_S
+                    or time.monotonic() - t0 >= self.args.r1_warmup):
+                break
+        self.res["R1.warmup_s"] = time.monotonic() - t0
+        self.settle()
+        self.acks_all_at_rate("R1", True, R1_TOPIC)
+        if "R1-fb" in self.cpu:
+            cpu, moved = self.cpu["R1-fb"]
+            self.res["R1.cpu_s_per_gb"] = cpu / (moved / 1e9)
+        self.res["R1.fb4"] = self.at_rate("R1-fb4", "r1-fb4", R1_TOPIC, self.args.phase, [
+            "--connections", "4", "--inflight", "16", "--warmup-secs", "1"])
 
     def run_all(self, workloads, spawned_ms):
         a, b, res = self.args, self.b, self.res
         d = a.phase
-        common = ["--record-bytes", str(RECORD_BYTES), "--batch-records", str(BATCH_RECORDS)]
+        common = SHAPE
         # The probe is also the readiness wait, so it runs whatever the workloads.
         r = self.bench("W5-probe", "probe", ["--timeout-secs", "120"], 130)
         if "probe" not in r:
@@ -431,17 +533,7 @@ class Runner:
 
         if "W2" in workloads:
             self.settle()
-            rate_mib = W2_RATE_MB_S * 1e6 / MIB
-            r = self.bench("W2-fb", "produce", [
-                "--topic", "w2-fb", "--partitions", "8", "--acks", "-1", "--inflight", "64",
-                "--rate-mib", f"{rate_mib:.3f}", "--duration-secs", str(d),
-                "--warmup-secs", "1"] + common, d + 120)
-            res["W2.fb"] = r.get("produce", {})
-            if tools:
-                self.create("w2-java", 8)
-                res["W2.java"] = self.producer_perf(
-                    "W2-java", "w2-java", int(W2_RATE_MB_S * 1e6 / RECORD_BYTES * d),
-                    int(W2_RATE_MB_S * 1e6 / RECORD_BYTES), "all")
+            self.acks_all_at_rate("W2", tools)
 
         if "W3" in workloads and tools:
             self.settle()
@@ -536,6 +628,8 @@ def ratio(f, k):
 
 def table(res, kinds, rows, title, note):
     """rows: (label, key, field, better) where better is 'higher' or 'lower'."""
+    if all(g(res, k, key, field) is None for k in kinds for _, key, field, _ in rows):
+        return None  # not run: report() leaves it out
     lines = [f"### {title}", "", note, ""] if note else [f"### {title}", ""]
     head = ["metric"] + [k for k in kinds]
     if "fjord" in kinds:
@@ -554,17 +648,24 @@ def table(res, kinds, rows, title, note):
     return "\n".join(lines) + "\n"
 
 
+TARGETS_HEAD = "| target | Fjord/Kafka | goal | |\n|---|---|---|---|\n"
+
+
+def target(name, f, k, cmp, goal):
+    """One row of a targets table: Fjord's value `f` against Kafka's `k`."""
+    if f is None or k is None or k == 0:
+        return f"| {name} | – | – | not measured |"
+    r = f / k
+    ok = r >= goal if cmp == ">=" else r <= goal
+    return f"| {name} | {ratio(f, k)} | {cmp} {goal}× | {'met' if ok else '**missed**'} |"
+
+
 def targets(res):
     """The issue's targets, checked against Kafka as shipped."""
     out = []
 
-    def check(name, f, k, cmp, goal, unit=""):
-        if f is None or k is None or k == 0:
-            out.append(f"| {name} | – | – | not measured |")
-            return
-        r = f / k
-        ok = r >= goal if cmp == ">=" else r <= goal
-        out.append(f"| {name} | {ratio(f, k)} | {cmp} {goal}× | {'met' if ok else '**missed**'} |")
+    def check(name, f, k, cmp, goal):
+        out.append(target(name, f, k, cmp, goal))
 
     for p in (1, 8):
         check(f"W1 fjord-bench produce, {p} partition(s)", g(res, "fjord", f"W1.fb.p{p}", "mib_per_sec"),
@@ -585,7 +686,7 @@ def targets(res):
     check("W5 peak RSS", g(res, "fjord", "W5.peak_rss_mib"), g(res, "kafka", "W5.peak_rss_mib"), "<=", 0.1)
     check("W5 idle RSS", g(res, "fjord", "W5.idle_rss_mib"), g(res, "kafka", "W5.idle_rss_mib"), "<=", 0.1)
     check("W5 start-up", g(res, "fjord", "W5.start_ms"), g(res, "kafka", "W5.start_ms"), "<=", 0.05)
-    return "| target | Fjord/Kafka | goal | |\n|---|---|---|---|\n" + "\n".join(out) + "\n"
+    return TARGETS_HEAD + "\n".join(out) + "\n"
 
 
 def report(data, plots):
@@ -593,7 +694,10 @@ def report(data, plots):
     kinds = [k for k in BROKERS if k in res]
     s = []
     s.append(f"# Fjord vs Apache Kafka 4.1 — {m['date']}, commit {m['commit']}\n")
-    s.append(f"Command: `benches/run.sh{' --quick' if a['quick'] else ''}` "
+    opts = "".join(f" --{k} {a[k]}" for k, v in (("brokers", DEFAULT_BROKERS),
+                                                  ("workloads", DEFAULT_WORKLOADS))
+                   if a.get(k, v) != v)
+    s.append(f"Command: `benches/run.sh{' --quick' if a['quick'] else ''}{opts}` "
              f"({'quick' if a['quick'] else 'full'} run, {a['phase']} s phases, "
              f"took {data['took_s'] / 60:.1f} min).\n")
     loads = [float(v.split()[0]) for la in data["loadavg"].values() for v in la.values()]
@@ -609,15 +713,14 @@ def report(data, plots):
     s.append("- Load average (1/5/15 min) sampled before and after each broker — the machine "
              "was shared, so judge the noise by these:\n")
     s.append("| broker | before | after |\n|---|---|---|")
-    for k in kinds:
-        la = data["loadavg"].get(k, {})
+    for k, la in data["loadavg"].items():
         s.append(f"| {k} | {la.get('before', '–')} | {la.get('after', '–')} |")
     s.append("")
     s.append("## Settings\n")
     for k in kinds:
         s.append(f"- **{k}**: {BROKERS[k]}")
-    s.append(f"""- Same for every broker: replication factor 1, one broker on 127.0.0.1, fresh data
-  directory on the same disk, brokers run one at a time (never competing for the 2 cores),
+    s.append(f"""- W1-W6, same for every broker: replication factor 1, one broker on 127.0.0.1, fresh
+  data directory on the same disk, brokers run one at a time (never competing for the 2 cores),
   each first takes a {a['phase']} s unmeasured produce warm-up (the JVM needs it), and
   dirty pages are written back (`sync`) before each workload, so one workload's
   writeback does not land in the next one's latencies.
@@ -657,6 +760,24 @@ def report(data, plots):
 - Kafka with flush=1 moves only a few MiB/s here, so it runs fjord-bench's W1, W2 and W4
   (and W5) only: the Java tools' fixed record counts would take minutes, and W3 (reads) and
   W6 (metadata) do not depend on the flush setting.
+""")
+    r1 = [k for k in kinds if any(key.startswith("R1.") for key in res[k])]
+    if r1:
+        s.append(f"""- R1: W2's load (fjord-bench, then ProducerPerformance with bootstrap.servers naming
+  all three nodes) on a 3-node cluster of each broker, started after the single-node runs,
+  one cluster at a time: node i on 127.0.0.i, each a broker and a controller (combined mode,
+  static voters; compat-tests/harness/brokers.py). Topics of 8 partitions, replication factor
+  3, min.insync.replicas=2; acks=all. fjord-bench opens one connection per partition leader
+  (64 requests in flight each), each request carrying a batch for every partition that node
+  leads. Fjord nodes run with fjord.cores=1 and fdatasync before acking (its default); Kafka
+  nodes as shipped (no fsync per write), -Xmx768m. Warm-up: unmeasured 10 s rounds of
+  acks=all at {W2_RATE_MB_S} MB/s on 4 connections per leader until one achieves that rate
+  (at most {a.get('r1_warmup', '?')} s): three Kafka JVMs on 2 cores need minutes of load
+  (JIT) before they take 50 MB/s. Then {a['phase']} s phases: fjord-bench as in W2 (one
+  connection per leader, 64 in flight), ProducerPerformance, and fjord-bench on 4
+  connections per leader (16 in flight each): Kafka serves one request per connection at a
+  time, so on one connection its acks=all throughput is one request per replication round
+  trip. CPU: the three nodes' utime+stime during the one-connection fjord-bench run.
 """)
     s.append("## Results\n")
     s.append("Ratios are Fjord/Kafka. Dashes: not measured or failed (see the run's log).\n")
@@ -709,14 +830,47 @@ def report(data, plots):
         ("Metadata for the topic p99 (µs)", "W6", "metadata_p99_us", "lower"),
         ("RSS after (MiB)", "W6", "rss_mib", "lower"),
     ], f"W6 — {a['w6_partitions']:,} partitions", ""))
-    s.append("## Issue 6 targets (fjord-bench numbers, Fjord vs Kafka as shipped)\n")
-    s.append(targets(res))
+    s.append(table(res, r1, [
+        ("fjord-bench achieved (MB/s)", "R1.fb", "mb_per_sec", "higher"),
+        ("fjord-bench request p50 (µs)", "R1.fb", "p50_us", "lower"),
+        ("fjord-bench request p99 (µs)", "R1.fb", "p99_us", "lower"),
+        ("fjord-bench request p99.9 (µs)", "R1.fb", "p999_us", "lower"),
+        ("fjord-bench produce errors", "R1.fb", "errors", "lower"),
+        ("ProducerPerformance achieved (MB/s)", "R1.java", "mb_per_sec", "higher"),
+        ("ProducerPerformance record p50 (ms)", "R1.java", "p50_ms", "lower"),
+        ("ProducerPerformance record p99 (ms)", "R1.java", "p99_ms", "lower"),
+        ("ProducerPerformance record p99.9 (ms)", "R1.java", "p999_ms", "lower"),
+        ("fjord-bench, 4 connections per leader, achieved (MB/s)", "R1.fb4", "mb_per_sec",
+         "higher"),
+        ("fjord-bench, 4 connections per leader, p50 (µs)", "R1.fb4", "p50_us", "lower"),
+        ("fjord-bench, 4 connections per leader, p99 (µs)", "R1.fb4", "p99_us", "lower"),
+        ("fjord-bench, 4 connections per leader, p99.9 (µs)", "R1.fb4", "p999_us", "lower"),
+        ("cluster CPU s per GB produced (fjord-bench)", "R1.cpu_s_per_gb", None, "lower"),
+        (f"warm-up (s): until a round takes {W2_RATE_MB_S} MB/s, at most "
+         f"{a.get('r1_warmup', '?')} s", "R1.warmup_s", None, "lower"),
+    ], f"R1 — 3 nodes, replication factor 3, acks=all at a fixed {W2_RATE_MB_S} MB/s, "
+        "8 partitions",
+        "MB = 10^6 bytes of record values. Fjord with fsync (its default), Kafka without."))
+    if r1:
+        s.append("Replication target (fjord-bench numbers, Fjord vs Kafka as shipped):\n")
+        s.append(TARGETS_HEAD + "\n".join([
+            target("R1 p99 <= Kafka RF=3", g(res, "fjord", "R1.fb", "p99_us"),
+                   g(res, "kafka", "R1.fb", "p99_us"), "<=", 1),
+            target("R1 p99 <= Kafka RF=3 (fjord-bench, 4 connections per leader)",
+                   g(res, "fjord", "R1.fb4", "p99_us"), g(res, "kafka", "R1.fb4", "p99_us"),
+                   "<=", 1),
+            target("R1 p99 <= Kafka RF=3 (ProducerPerformance, for reference)",
+                   g(res, "fjord", "R1.java", "p99_ms"), g(res, "kafka", "R1.java", "p99_ms"),
+                   "<=", 1)]) + "\n")
+    if any(key.startswith("W") for r in res.values() for key in r):
+        s.append("## Issue 6 targets (fjord-bench numbers, Fjord vs Kafka as shipped)\n")
+        s.append(targets(res))
     if plots:
         s.append("## Plots\n")
         for p in plots:
             s.append(f"![{p.stem}]({p.name})\n")
     s.append("Raw numbers: the `.json` file next to this report.\n")
-    return "\n".join(s)
+    return "\n".join(x for x in s if x is not None)
 
 
 def plot(data_path, prefix):
@@ -747,24 +901,33 @@ def plot(data_path, prefix):
     thr = [("W1 fb p1", "W1.fb.p1"), ("W1 fb p8", "W1.fb.p8"), ("W1 ProdPerf p1", "W1.java.p1"),
            ("W1 ProdPerf p8", "W1.java.p8"), ("W3 fb start", "W3.fb.start"),
            ("W3 fb tail", "W3.fb.tail"), ("W3 ConsPerf", "W3.java.start")]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    bars(ax, thr, lambda k, grp: res[k].get(grp[1], {}).get("mib_per_sec"), "MiB/s")
-    ax.set_title("Throughput (higher is better)")
-    fig.tight_layout()
-    p = Path(f"{prefix}-throughput.png")
-    fig.savefig(p, dpi=110)
-    made.append(p.name)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, (title, key) in zip(axes, [("W2 acks=all @ 50 MB/s, request latency", "W2.fb"),
-                                       ("W4 end-to-end latency", "W4.fb")]):
-        pct = [("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")]
-        bars(ax, pct, lambda k, grp: (res[k].get(key, {}).get(grp[1]) or 0) / 1000, "ms", log=True)
-        ax.set_title(f"{title} (fjord-bench; lower is better)", fontsize=9)
-    fig.tight_layout()
-    p = Path(f"{prefix}-latency.png")
-    fig.savefig(p, dpi=110)
-    made.append(p.name)
+    def measured(keys):
+        return any(res[k].get(key) for k in kinds for key in keys)
+
+    if measured([grp[1] for grp in thr]):
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        bars(ax, thr, lambda k, grp: res[k].get(grp[1], {}).get("mib_per_sec"), "MiB/s")
+        ax.set_title("Throughput (higher is better)")
+        fig.tight_layout()
+        p = Path(f"{prefix}-throughput.png")
+        fig.savefig(p, dpi=110)
+        made.append(p.name)
+
+    panels = [(title, key) for title, key in [
+        ("W2 acks=all @ 50 MB/s, request latency", "W2.fb"), ("W4 end-to-end latency", "W4.fb"),
+        ("R1 3 nodes, RF=3, acks=all @ 50 MB/s", "R1.fb")] if measured([key])]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+        for ax, (title, key) in zip(axes[0], panels):
+            pct = [("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")]
+            bars(ax, pct, lambda k, grp: (res[k].get(key, {}).get(grp[1]) or 0) / 1000, "ms",
+                 log=True)
+            ax.set_title(f"{title} (fjord-bench; lower is better)", fontsize=9)
+        fig.tight_layout()
+        p = Path(f"{prefix}-latency.png")
+        fig.savefig(p, dpi=110)
+        made.append(p.name)
     print("\n".join(made))
 
 
@@ -773,8 +936,9 @@ def plot(data_path, prefix):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about 2 minutes instead of 10")
-    ap.add_argument("--brokers", default="fjord,kafka,kafka-flush1")
-    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6")
+    ap.add_argument("--brokers", default=DEFAULT_BROKERS)
+    ap.add_argument("--workloads", default=DEFAULT_WORKLOADS,
+                    help="W1-W6 one broker at a time; R1 (not in the default set) 3-node clusters")
     ap.add_argument("--keep-work", action="store_true", help="keep logs and data dirs")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--render", metavar="JSON", help="rewrite the report (and plots) of a run")
@@ -792,6 +956,7 @@ def main():
     a.w3_mib = 256 if a.quick else 2048
     a.e2e_messages = 500 if a.quick else 3000
     a.w6_partitions = 2000 if a.quick else 10000
+    a.r1_warmup = 30 if a.quick else 180
     kinds = [k.strip() for k in a.brokers.split(",") if k.strip()]
     for k in kinds:
         if k not in BROKERS:
@@ -814,27 +979,19 @@ def main():
 
     data = {"machine": info, "settings": {k: getattr(a, k) for k in
                                           ("quick", "phase", "java_records", "w3_mib",
-                                           "e2e_messages", "w6_partitions")},
+                                           "e2e_messages", "w6_partitions", "r1_warmup",
+                                           "brokers", "workloads")},
             "results": {}, "loadavg": {}}
-    for kind in kinds:
-        b = Broker(kind, work)
-        la = {"before": loadavg()}
-        log(f"== {kind}: starting ({BROKERS[kind]}); load average {la['before']}")
-        try:
-            spawned = b.start()
-            r = Runner(b, a, work)
-            r.run_all(workloads, spawned)
-            data["results"][kind] = r.res
-        except Exception as e:  # a broken broker must not stop the others
-            log(f"  {kind}: aborted: {e!r}")
-            data["results"].setdefault(kind, {})
-        finally:
-            b.stop()
-            la["after"] = loadavg()
-            data["loadavg"][kind] = la
-            log(f"== {kind}: stopped; load average {la['after']}")
-            if a.keep_work:
-                log(f"   logs in {b.dir}")
+    if workloads - {"R1"}:
+        for kind in kinds:
+            b = Broker(kind, work)
+            session(data, a, work, kind, b, lambda r, b=b: r.run_all(workloads, b.start()))
+    if "R1" in workloads:
+        if "kafka-flush1" in kinds:
+            log("R1 runs fjord and kafka only (kafka with flush=1 cannot take 50 MB/s)")
+        for kind in [k for k in kinds if k in R1_BROKERS]:
+            b = ClusterBroker(kind, work)
+            session(data, a, work, f"{kind} R1", b, lambda r, b=b: (b.start(), r.run_r1()))
     data["took_s"] = time.monotonic() - T0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -842,6 +999,27 @@ def main():
     jpath = RESULTS / f"{stem}.json"
     jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     write_report(data, jpath, venv_py)
+
+
+def session(data, a, work, key, b, go):
+    """Runs go(Runner(b)), which starts the broker or cluster `b`, then stops `b`; its results
+    go to data["results"][b.kind] and the load averages to data["loadavg"][key]."""
+    la = {"before": loadavg()}
+    log(f"== {key}: starting ({BROKERS[b.kind]}); load average {la['before']}")
+    try:
+        r = Runner(b, a, work)
+        go(r)
+        data["results"].setdefault(b.kind, {}).update(r.res)
+    except Exception as e:  # a broken broker must not stop the others
+        log(f"  {key}: aborted: {e!r}")
+        data["results"].setdefault(b.kind, {})
+    finally:
+        b.stop()
+        la["after"] = loadavg()
+        data["loadavg"][key] = la
+        log(f"== {key}: stopped; load average {la['after']}")
+        if a.keep_work:
+            log(f"   logs in {b.dir}")
 
 
 def write_report(data, jpath, venv_py):

@@ -1,12 +1,12 @@
 //! Talking to the cluster before the load starts: ApiVersions negotiation, topic
 //! creation, and finding the leader of every partition through Metadata.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kafka_protocol::error::ParseResponseErrorCode;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, MetadataRequest,
@@ -98,14 +98,32 @@ async fn api_versions(bootstrap: &str, version: i16) -> Result<ApiVersionsRespon
     call(&mut tx, &mut rx, &req, version).await
 }
 
-/// Creates `topic` with `partitions` partitions and replication factor 1, waiting up
-/// to `timeout` for the answer. An existing topic is fine. Without CreateTopics,
+/// How `create_topic` creates a topic: its replication factor and topic configs.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub replication_factor: i16,
+    /// `key=value` topic configs, e.g. `min.insync.replicas=2`.
+    pub configs: Vec<(String, String)>,
+}
+
+impl Default for NewTopic {
+    fn default() -> Self {
+        Self {
+            replication_factor: 1,
+            configs: Vec::new(),
+        }
+    }
+}
+
+/// Creates `topic` with `partitions` partitions as `spec` says, waiting up to
+/// `timeout` for the answer. An existing topic is fine. Without CreateTopics,
 /// relies on Metadata auto-creation.
 pub async fn create_topic(
     bootstrap: &str,
     versions: &Versions,
     topic: &str,
     partitions: i32,
+    spec: &NewTopic,
     timeout: Duration,
 ) -> Result<()> {
     let Some(version) = versions.create_topics else {
@@ -113,12 +131,22 @@ pub async fn create_topic(
         return Ok(());
     };
     let (mut tx, mut rx) = connect(bootstrap).await?;
+    let configs = spec
+        .configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(StrBytes::from_string(v.clone())))
+        })
+        .collect();
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
-            .with_replication_factor(1)]);
+            .with_replication_factor(spec.replication_factor)
+            .with_configs(configs)]);
     let correlation_id = tx.send(&req, version).await?;
     let response = rx
         .recv_within::<CreateTopicsRequest>(correlation_id, version, timeout)
@@ -141,16 +169,36 @@ pub async fn create_topic(
 /// Where the partitions of a topic live.
 #[derive(Debug, Clone)]
 pub struct TopicLayout {
-    /// `host:port` of the broker leading every partition.
-    pub leader_addr: String,
-    /// Partition indexes, sorted.
-    pub partitions: Vec<i32>,
+    /// `host:port` of each leader broker -> the partitions it leads, sorted.
+    pub leaders: BTreeMap<String, Vec<i32>>,
+}
+
+impl TopicLayout {
+    /// Keeps the partitions for which `keep` holds (and the leaders left with some).
+    pub fn retain(&mut self, keep: impl Fn(i32) -> bool) {
+        for partitions in self.leaders.values_mut() {
+            partitions.retain(|p| keep(*p));
+        }
+        self.leaders.retain(|_, partitions| !partitions.is_empty());
+    }
+
+    /// The one broker leading every partition, and those partitions; an error when
+    /// several brokers lead them (fetch, e2e and probe talk to one broker only).
+    pub fn single_leader(&self) -> Result<(&str, &[i32])> {
+        match self.leaders.iter().next() {
+            Some((addr, partitions)) if self.leaders.len() == 1 => Ok((addr, partitions)),
+            _ => bail!(
+                "partitions are led by {} brokers ({:?}); this command supports one",
+                self.leaders.len(),
+                self.leaders.keys().collect::<Vec<_>>()
+            ),
+        }
+    }
 }
 
 /// Polls Metadata (up to `timeout`) until `topic` has at least `partitions_min` partitions,
-/// each with a leader. Only single-leader layouts are supported: all partitions must
-/// be led by the same broker. Metadata may auto-create the topic only when
-/// `auto_create` is set.
+/// each with a leader that Metadata lists among its brokers. Metadata may auto-create
+/// the topic only when `auto_create` is set.
 pub async fn wait_for_topic(
     bootstrap: &str,
     versions: &Versions,
@@ -176,28 +224,21 @@ pub async fn wait_for_topic(
             if t.error_code.is_err() || t.partitions.len() < usize::try_from(partitions_min).ok()? {
                 return None;
             }
-            let mut leaders = BTreeSet::new();
-            let mut partitions = Vec::new();
+            let mut leaders: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for p in &t.partitions {
                 if p.error_code.is_err() || p.leader_id.0 < 0 {
                     return None;
                 }
-                leaders.insert(p.leader_id.0);
-                partitions.push(p.partition_index);
+                let broker = response.brokers.iter().find(|b| b.node_id == p.leader_id)?;
+                leaders
+                    .entry(format!("{}:{}", broker.host.as_str(), broker.port))
+                    .or_default()
+                    .push(p.partition_index);
             }
-            partitions.sort_unstable();
-            let leader = *leaders.first()?;
-            if leaders.len() > 1 {
-                eprintln!(
-                    "partitions have several leaders {leaders:?}; only one broker is supported"
-                );
-                return None;
+            for partitions in leaders.values_mut() {
+                partitions.sort_unstable();
             }
-            let broker = response.brokers.iter().find(|b| b.node_id.0 == leader)?;
-            Some(TopicLayout {
-                leader_addr: format!("{}:{}", broker.host.as_str(), broker.port),
-                partitions,
-            })
+            Some(TopicLayout { leaders })
         })();
         if let Some(layout) = layout {
             return Ok(layout);

@@ -51,10 +51,8 @@ pub async fn run(
         opts.rate_bytes_per_sec > 0.0 && opts.batch_records > 0,
         "rate and batch size must be > 0"
     );
-    let partition = *layout
-        .partitions
-        .first()
-        .context("topic has no partition")?;
+    let (leader, partitions) = layout.single_leader()?;
+    let partition = *partitions.first().context("topic has no partition")?;
     let batch = encode_batch(opts.record_bytes, opts.batch_records)?;
     let request = ProduceRequest::default()
         .with_acks(opts.acks)
@@ -65,7 +63,7 @@ pub async fn run(
                 .with_index(partition)
                 .with_records(Some(batch))])]);
     let body = EncodedBody::new(&request, versions.produce)?;
-    wait_until_writable(&layout.leader_addr, &body, versions.produce).await?;
+    wait_until_writable(leader, &body, versions.produce).await?;
     let interval = Duration::from_secs_f64(
         (opts.batch_records * opts.record_bytes) as f64 / opts.rate_bytes_per_sec,
     );
@@ -76,8 +74,8 @@ pub async fn run(
 
     // Scheduled send time of every batch, by send index. Filled before each send.
     let scheduled: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let (mut ptx, mut prx) = connect(&layout.leader_addr).await?;
-    let (mut ftx, mut frx) = connect(&layout.leader_addr).await?;
+    let (mut ptx, mut prx) = connect(leader).await?;
+    let (mut ftx, mut frx) = connect(leader).await?;
     let base = {
         let correlation_id = send_at(&mut ftx, topic, versions.fetch, partition, 0, 1).await?;
         let response = frx

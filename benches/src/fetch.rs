@@ -55,16 +55,16 @@ pub async fn run(
     opts: &FetchOptions,
 ) -> Result<FetchReport> {
     ensure!(opts.max_bytes > 0, "--max-bytes must be > 0");
+    let (leader, partitions) = layout.single_leader()?;
     eprintln!(
         "fetch: Fetch v{}, {} partitions, max {} B per fetch, {:?}",
         versions.fetch,
-        layout.partitions.len(),
+        partitions.len(),
         opts.max_bytes,
         opts.duration
     );
-    let (mut tx, mut rx) = connect(&layout.leader_addr).await?;
-    let mut cursors: Vec<Cursor> = layout
-        .partitions
+    let (mut tx, mut rx) = connect(leader).await?;
+    let mut cursors: Vec<Cursor> = partitions
         .iter()
         .map(|p| Cursor {
             partition: *p,

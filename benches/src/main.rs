@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::cluster::{TopicLayout, Versions};
+use crate::cluster::{NewTopic, TopicLayout, Versions};
 use crate::e2e::E2eOptions;
 use crate::fetch::FetchOptions;
 use crate::produce::ProduceOptions;
@@ -91,7 +91,8 @@ enum Command {
     Partitions {
         #[command(flatten)]
         common: Common,
-        /// Spread the partitions over this many topics (`<topic>-0`, `<topic>-1`, ...).
+        /// Spread the partitions over this many topics (`<topic>-0`, `<topic>-1`, ...;
+        /// one topic is `<topic>` itself).
         #[arg(long, default_value_t = 1)]
         topics: i32,
         /// Metadata requests to time, one after another.
@@ -123,6 +124,29 @@ struct Common {
     /// Tokio worker threads (1 = current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Replication factor of the topics this command creates.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i16,
+    /// A config of the topics this command creates, `key=value` (repeatable),
+    /// e.g. `--topic-config min.insync.replicas=2`.
+    #[arg(long, value_parser = parse_config)]
+    topic_config: Vec<(String, String)>,
+}
+
+impl Common {
+    fn new_topic(&self) -> NewTopic {
+        NewTopic {
+            replication_factor: self.replication_factor,
+            configs: self.topic_config.clone(),
+        }
+    }
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
 }
 
 #[derive(Args)]
@@ -275,6 +299,7 @@ async fn run(command: Command) -> Result<()> {
                 &versions,
                 &common.topic,
                 common.partitions,
+                &common.new_topic(),
                 topics,
                 metadata_requests,
                 Duration::from_secs(timeout_secs),
@@ -346,6 +371,7 @@ async fn prepare(common: &Common, create: bool) -> Result<(Versions, TopicLayout
             &versions,
             &common.topic,
             common.partitions,
+            &common.new_topic(),
             Duration::from_secs(30),
         )
         .await?;
@@ -359,6 +385,6 @@ async fn prepare(common: &Common, create: bool) -> Result<(Versions, TopicLayout
         Duration::from_secs(30),
     )
     .await?;
-    layout.partitions.retain(|p| *p < common.partitions);
+    layout.retain(|p| p < common.partitions);
     Ok((versions, layout))
 }

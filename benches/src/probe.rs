@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::ProduceRequest;
 
 use crate::client::EncodedBody;
-use crate::cluster::{self, topic_name, Versions};
+use crate::cluster::{self, topic_name, NewTopic, Versions};
 use crate::produce::{encode_batch, wait_until_writable};
 
 /// Pause between connection attempts while the broker is not listening yet.
@@ -28,7 +28,16 @@ pub async fn run(bootstrap: &str, topic: &str, timeout: Duration) -> Result<()> 
     };
     let listening_ms = unix_ms()?;
     // A broker still starting may refuse to create topics for a moment.
-    while let Err(e) = cluster::create_topic(bootstrap, &versions, topic, 1, timeout).await {
+    while let Err(e) = cluster::create_topic(
+        bootstrap,
+        &versions,
+        topic,
+        1,
+        &NewTopic::default(),
+        timeout,
+    )
+    .await
+    {
         if Instant::now() > deadline {
             bail!("could not create {topic}: {e:#}");
         }
@@ -43,16 +52,17 @@ pub async fn run(bootstrap: &str, topic: &str, timeout: Duration) -> Result<()> 
         timeout,
     )
     .await?;
+    let (leader, partitions) = layout.single_leader()?;
     let request = ProduceRequest::default()
         .with_acks(1)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(layout.partitions.first().copied().unwrap_or(0))
+                .with_index(partitions.first().copied().unwrap_or(0))
                 .with_records(Some(encode_batch(1024, 1)?))])]);
     let body = EncodedBody::new(&request, versions.produce)?;
-    wait_until_writable(&layout.leader_addr, &body, versions.produce).await?;
+    wait_until_writable(leader, &body, versions.produce).await?;
     let acked_ms = unix_ms()?;
     println!("probe: first ApiVersions answer at {listening_ms} ms, first produce acknowledged at {acked_ms} ms (Unix time)");
     println!("RESULT probe listening_unix_ms={listening_ms} acked_unix_ms={acked_ms}");

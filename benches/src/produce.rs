@@ -65,7 +65,25 @@ struct ConnectionStats {
     latencies: Latencies,
 }
 
-/// Runs the produce workload against every partition in `layout`.
+impl ConnectionStats {
+    fn merge(&mut self, other: &ConnectionStats) {
+        self.requests += other.requests;
+        self.batches_ok += other.batches_ok;
+        self.errors.merge(&other.errors);
+        self.latencies.merge(&other.latencies);
+    }
+}
+
+/// One leader broker: its address and the request carrying a batch for each of
+/// the partitions it leads.
+struct Leader {
+    addr: String,
+    body: EncodedBody,
+    partitions: usize,
+}
+
+/// Runs the produce workload against every partition in `layout`: `connections`
+/// connections to each leader broker, each sending that leader's partitions.
 pub async fn run(
     layout: &TopicLayout,
     topic: &str,
@@ -78,28 +96,42 @@ pub async fn run(
         "counts must be > 0"
     );
     let batch = encode_batch(opts.record_bytes, opts.batch_records)?;
-    let request = ProduceRequest::default()
-        .with_acks(opts.acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(
-                layout
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        PartitionProduceData::default()
-                            .with_index(*p)
-                            .with_records(Some(batch.clone()))
-                    })
-                    .collect(),
-            )]);
-    let body = EncodedBody::new(&request, versions.produce)?;
+    let mut leaders = Vec::with_capacity(layout.leaders.len());
+    for (addr, partitions) in &layout.leaders {
+        let request = ProduceRequest::default()
+            .with_acks(opts.acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(
+                    partitions
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceData::default()
+                                .with_index(*p)
+                                .with_records(Some(batch.clone()))
+                        })
+                        .collect(),
+                )]);
+        leaders.push(Leader {
+            addr: addr.clone(),
+            body: EncodedBody::new(&request, versions.produce)?,
+            partitions: partitions.len(),
+        });
+    }
+    let partitions_total: usize = leaders.iter().map(|l| l.partitions).sum();
+    ensure!(partitions_total > 0, "topic has no partition");
     eprintln!(
-        "produce: Produce v{}, {} partitions x {} records x {} B per request ({} B batches), \
-         acks={}, {} connection(s) x {} in flight, {:?}",
+        "produce: Produce v{}, {} partitions on {} leader(s) {:?} x {} records x {} B per \
+         batch ({} B batches), acks={}, {} connection(s) per leader x {} in flight, {:?}",
         versions.produce,
-        layout.partitions.len(),
+        partitions_total,
+        leaders.len(),
+        layout
+            .leaders
+            .iter()
+            .map(|(addr, partitions)| format!("{addr}: {partitions:?}"))
+            .collect::<Vec<_>>(),
         opts.batch_records,
         opts.record_bytes,
         batch.len(),
@@ -109,21 +141,21 @@ pub async fn run(
         opts.duration
     );
 
-    wait_until_writable(&layout.leader_addr, &body, versions.produce).await?;
+    for leader in &leaders {
+        wait_until_writable(&leader.addr, &leader.body, versions.produce).await?;
+    }
     if !opts.warmup.is_zero() {
-        let (tx, rx) = connect(&layout.leader_addr).await?;
-        let warm = drive(
-            tx,
-            rx,
-            body.clone(),
+        let pace = Pace {
+            interval: None,
+            requests_max: u64::MAX,
+        };
+        let warm = drive_all(
+            &leaders,
+            1,
             versions.produce,
-            layout.partitions.len(),
             opts.inflight,
-            Pace {
-                interval: None,
-                requests_max: u64::MAX,
-            },
-            Instant::now() + opts.warmup,
+            pace,
+            opts.warmup,
         )
         .await?;
         eprintln!(
@@ -133,50 +165,35 @@ pub async fn run(
         );
     }
 
-    let request_value_bytes =
-        (layout.partitions.len() * opts.batch_records * opts.record_bytes).max(1) as f64;
+    // Each request carries one batch per partition of its leader and every connection
+    // sends one request per interval, so each partition gets rate / partitions_total.
+    let round_value_bytes =
+        (partitions_total * opts.batch_records * opts.record_bytes).max(1) as f64;
     let connections = opts.connections as f64;
     let pace = Pace {
         interval: match opts.rate_bytes_per_sec {
             Some(rate) => {
                 ensure!(rate > 0.0, "--rate-mib must be > 0");
                 Some(Duration::from_secs_f64(
-                    request_value_bytes * connections / rate,
+                    round_value_bytes * connections / rate,
                 ))
             }
             None => None,
         },
         requests_max: opts.total_bytes.map_or(u64::MAX, |total| {
-            (total as f64 / request_value_bytes / connections).ceil() as u64
+            (total as f64 / round_value_bytes / connections).ceil() as u64
         }),
     };
-    let mut conns = Vec::with_capacity(opts.connections);
-    for _ in 0..opts.connections {
-        conns.push(connect(&layout.leader_addr).await?);
-    }
     let start = Instant::now();
-    let deadline = start + opts.duration;
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .map(|(tx, rx)| {
-            let body = body.clone();
-            let partitions = layout.partitions.len();
-            let version = versions.produce;
-            let inflight = opts.inflight;
-            tokio::spawn(async move {
-                drive(tx, rx, body, version, partitions, inflight, pace, deadline).await
-            })
-        })
-        .collect();
-
-    let mut total = ConnectionStats::default();
-    for task in tasks {
-        let s = task.await.context("produce task panicked")??;
-        total.requests += s.requests;
-        total.batches_ok += s.batches_ok;
-        total.errors.merge(&s.errors);
-        total.latencies.merge(&s.latencies);
-    }
+    let mut total = drive_all(
+        &leaders,
+        opts.connections,
+        versions.produce,
+        opts.inflight,
+        pace,
+        opts.duration,
+    )
+    .await?;
     let elapsed = start.elapsed();
     let records = total.batches_ok * opts.batch_records as u64;
     let (p50_us, p99_us, p999_us) = total.latencies.percentiles_us();
@@ -195,6 +212,40 @@ pub async fn run(
         bail!("every produce failed: {}", report.errors.describe());
     }
     Ok(report)
+}
+
+/// Opens `connections` connections to every leader, drives them all for `duration`
+/// and adds up what they measured.
+async fn drive_all(
+    leaders: &[Leader],
+    connections: usize,
+    version: i16,
+    inflight: usize,
+    pace: Pace,
+    duration: Duration,
+) -> Result<ConnectionStats> {
+    let mut conns = Vec::with_capacity(leaders.len() * connections);
+    for leader in leaders {
+        for _ in 0..connections {
+            conns.push((leader, connect(&leader.addr).await?));
+        }
+    }
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|(leader, (tx, rx))| {
+            let body = leader.body.clone();
+            let partitions = leader.partitions;
+            tokio::spawn(async move {
+                drive(tx, rx, body, version, partitions, inflight, pace, deadline).await
+            })
+        })
+        .collect();
+    let mut total = ConnectionStats::default();
+    for task in tasks {
+        total.merge(&task.await.context("produce task panicked")??);
+    }
+    Ok(total)
 }
 
 /// Sends the request until one response accepts every partition (at most 30 s).

@@ -12,16 +12,18 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::MetadataRequest;
 
 use crate::client::{call, connect};
-use crate::cluster::{self, topic_name, Versions};
+use crate::cluster::{self, topic_name, NewTopic, Versions};
 use crate::stats::Latencies;
 
-/// Creates `topics` topics named `<topic>-<i>` holding `partitions` partitions in all,
-/// and measures Metadata `requests` times.
+/// Creates `topics` topics named `<topic>-<i>` (one topic: `<topic>` itself) holding
+/// `partitions` partitions in all, and measures Metadata `requests` times.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     bootstrap: &str,
     versions: &Versions,
     topic: &str,
     partitions: i32,
+    spec: &NewTopic,
     topics: i32,
     requests: usize,
     timeout: Duration,
@@ -30,11 +32,15 @@ pub async fn run(
         topics > 0 && partitions >= topics,
         "need at least one partition per topic"
     );
-    let names: Vec<String> = (0..topics).map(|i| format!("{topic}-{i}")).collect();
+    let names: Vec<String> = if topics == 1 {
+        vec![topic.to_owned()]
+    } else {
+        (0..topics).map(|i| format!("{topic}-{i}")).collect()
+    };
     let each = |i: i32| partitions / topics + i32::from(i < partitions % topics);
     let start = Instant::now();
     for (i, name) in (0..).zip(&names) {
-        cluster::create_topic(bootstrap, versions, name, each(i), timeout).await?;
+        cluster::create_topic(bootstrap, versions, name, each(i), spec, timeout).await?;
     }
     let created = start.elapsed();
     for (i, name) in (0..).zip(&names) {

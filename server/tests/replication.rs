@@ -571,3 +571,79 @@ fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record(
         "every acknowledged record, from the eligible replica"
     );
 }
+
+/// `unclean.leader.election.enable=true` on 5 nodes: a partition on brokers 1 and 2
+/// (min ISR 1). Broker 2 is killed (the ISR still meets the minimum: not eligible),
+/// then broker 1 (eligible, as the last in sync). Broker 2 restarts: neither in sync
+/// nor eligible, it is elected uncleanly at once and leads alone; with the topic config
+/// false it would not be.
+#[test]
+fn unclean_leader_election_enable_elects_an_out_of_sync_replica() {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    let mut cluster = Cluster::start("unclean", 5, &["broker.session.timeout.ms=2000"]);
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("unclean.leader.election.enable"))
+                .with_value(Some(StrBytes::from_static_str("false")))])]);
+    create_topics(&cluster, &req);
+    let limit = Duration::from_secs(30);
+    wait_for(limit, "both replicas in sync", || {
+        (eligibility(&cluster, 5)? == (1, vec![1, 2], vec![], vec![])).then_some(())
+    });
+    cluster.node(2).kill9();
+    wait_for(limit, "broker 2 out of the ISR, not eligible", || {
+        (eligibility(&cluster, 5)? == (1, vec![1], vec![], vec![])).then_some(())
+    });
+    cluster.node(1).kill9();
+    wait_for(limit, "broker 1 eligible, no leader", || {
+        (eligibility(&cluster, 5)? == (-1, vec![], vec![1], vec![1])).then_some(())
+    });
+    cluster.node(2).spawn();
+    cluster.node(2).wait_listening();
+    wait_for(limit, "broker 2 registered again", || {
+        let m: MetadataResponse = cluster
+            .client_of(5)?
+            .try_request(12, &MetadataRequest::default().with_topics(Some(vec![])))?;
+        m.brokers.iter().any(|b| b.node_id.0 == 2).then_some(())
+    });
+    // With the topic's config false, broker 2 does not lead...
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        eligibility(&cluster, 5),
+        Some((-1, vec![], vec![1], vec![1])),
+        "no unclean election while unclean.leader.election.enable=false"
+    );
+    // ...and turning it on elects it.
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default(
+        )
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str(TOPIC))
+        .with_configs(vec![
+            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("unclean.leader.election.enable"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("true"))),
+        ]),
+    ]);
+    let r: IncrementalAlterConfigsResponse =
+        cluster.client_of(5).expect("node 5").request(1, &alter);
+    assert_eq!(
+        r.responses[0].error_code, 0,
+        "{:?}",
+        r.responses[0].error_message
+    );
+    wait_for(limit, "broker 2 elected uncleanly", || {
+        (eligibility(&cluster, 5)? == (2, vec![2], vec![], vec![])).then_some(())
+    });
+}

@@ -218,18 +218,30 @@ impl ClusterImage {
                 let min_isr_changed = *replace_all
                     || set.contains_key(MIN_ISR)
                     || delete.iter().any(|k| k == MIN_ISR);
+                let unclean_changed = set.contains_key("unclean.leader.election.enable");
                 match resource {
                     ConfigResource::Topic(id) => {
                         let name = self
                             .topic_names_by_id
                             .get(id)
                             .ok_or(CommandError::UnknownTopicId(*id))?;
+                        let (brokers, fenced) = (&self.brokers, &self.fenced);
+                        let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
                         if let Some(topic) = self.topics.get_mut(name) {
                             let t = Arc::make_mut(topic);
                             edit(&mut t.configs);
-                            if min_isr_changed {
-                                for p in t.partitions.iter_mut() {
+                            let rules = rules(&self.broker_configs, t);
+                            for p in t.partitions.iter_mut() {
+                                if min_isr_changed {
                                     if let Some(n) = partition_change::on_min_isr_changed(p) {
+                                        *p = n;
+                                    }
+                                }
+                                // Unclean elections allowed now: a leaderless partition
+                                // takes any live replica at once.
+                                if unclean_changed {
+                                    if let Some(n) = partition_change::on_unfenced(p, &live, &rules)
+                                    {
                                         *p = n;
                                     }
                                 }
@@ -246,6 +258,9 @@ impl ClusterImage {
                             self.change_partitions(|p, _, _| {
                                 partition_change::on_min_isr_changed(p)
                             });
+                        }
+                        if unclean_changed && name.is_empty() {
+                            self.change_partitions(partition_change::on_unfenced);
                         }
                     }
                 }

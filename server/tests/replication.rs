@@ -493,25 +493,12 @@ fn eligibility(cluster: &Cluster, via: i32) -> Option<Eligibility> {
     ))
 }
 
-/// KIP-966 with SIGKILL, on 5 nodes (the metadata quorum outlives two): a partition on
-/// brokers 1 and 2 with `min.insync.replicas=2`. Broker 2 is killed: eligible. Broker 1
-/// is killed: no leader, both eligible. Broker 2 restarts: with durable high
-/// watermarks (the default) it counted only what it had fsynced, so, unlike Kafka after
-/// an unclean shutdown, it stays eligible and leads with every acknowledged record (up
-/// to its high-watermark checkpoint, `replica.high.watermark.checkpoint.interval.ms`).
-#[test]
-fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record() {
+/// Creates `TOPIC` with one partition on brokers 1 and 2 and the topic config
+/// `key=value`, and waits until both replicas are in sync.
+fn create_on_1_and_2(cluster: &Cluster, key: &'static str, value: &'static str) {
     use kafka_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
     };
-    let mut cluster = Cluster::start(
-        "elr-kill",
-        5,
-        &[
-            "broker.session.timeout.ms=2000",
-            "replica.high.watermark.checkpoint.interval.ms=100",
-        ],
-    );
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
@@ -522,13 +509,32 @@ fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record(
                 .with_partition_index(0)
                 .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
             .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    create_topics(&cluster, &req);
-    let limit = Duration::from_secs(30);
-    wait_for(limit, "both replicas in sync", || {
-        (eligibility(&cluster, 5)? == (1, vec![1, 2], vec![], vec![])).then_some(())
+                .with_name(StrBytes::from_static_str(key))
+                .with_value(Some(StrBytes::from_static_str(value)))])]);
+    create_topics(cluster, &req);
+    wait_for(Duration::from_secs(30), "both replicas in sync", || {
+        (eligibility(cluster, 5)? == (1, vec![1, 2], vec![], vec![])).then_some(())
     });
+}
+
+/// KIP-966 with SIGKILL, on 5 nodes (the metadata quorum outlives two): a partition on
+/// brokers 1 and 2 with `min.insync.replicas=2`. Broker 2 is killed: eligible. Broker 1
+/// is killed: no leader, both eligible. Broker 2 restarts: with durable high
+/// watermarks (the default) it counted only what it had fsynced, so, unlike Kafka after
+/// an unclean shutdown, it stays eligible and leads with every acknowledged record (up
+/// to its high-watermark checkpoint, `replica.high.watermark.checkpoint.interval.ms`).
+#[test]
+fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record() {
+    let mut cluster = Cluster::start(
+        "elr-kill",
+        5,
+        &[
+            "broker.session.timeout.ms=2000",
+            "replica.high.watermark.checkpoint.interval.ms=100",
+        ],
+    );
+    create_on_1_and_2(&cluster, "min.insync.replicas", "2");
+    let limit = Duration::from_secs(30);
     let values: Vec<String> = (0..20).map(|i| format!("elr-{i}")).collect();
     for v in &values {
         let req = ProduceRequest::default()
@@ -579,27 +585,9 @@ fn an_eligible_replica_killed_with_sigkill_leads_with_every_acknowledged_record(
 /// false it would not be.
 #[test]
 fn unclean_leader_election_enable_elects_an_out_of_sync_replica() {
-    use kafka_protocol::messages::create_topics_request::{
-        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
-    };
     let mut cluster = Cluster::start("unclean", 5, &["broker.session.timeout.ms=2000"]);
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(TOPIC))
-            .with_num_partitions(-1)
-            .with_replication_factor(-1)
-            .with_assignments(vec![CreatableReplicaAssignment::default()
-                .with_partition_index(0)
-                .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("unclean.leader.election.enable"))
-                .with_value(Some(StrBytes::from_static_str("false")))])]);
-    create_topics(&cluster, &req);
+    create_on_1_and_2(&cluster, "unclean.leader.election.enable", "false");
     let limit = Duration::from_secs(30);
-    wait_for(limit, "both replicas in sync", || {
-        (eligibility(&cluster, 5)? == (1, vec![1, 2], vec![], vec![])).then_some(())
-    });
     cluster.node(2).kill9();
     wait_for(limit, "broker 2 out of the ISR, not eligible", || {
         (eligibility(&cluster, 5)? == (1, vec![1], vec![], vec![])).then_some(())

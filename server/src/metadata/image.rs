@@ -111,7 +111,7 @@ impl ClusterImage {
                 }
                 Applied::Done
             }
-            Command::FenceBroker { id } => {
+            Command::FenceBroker { id } | Command::UncleanShutdown { id } => {
                 if !self.brokers.contains_key(id) {
                     return Err(CommandError::Invalid(format!(
                         "broker {id} is not registered"
@@ -119,22 +119,11 @@ impl ClusterImage {
                 }
                 self.fenced.insert(*id);
                 let id = *id;
-                self.change_partitions(|p, live, rules| {
-                    partition_change::on_fenced(p, id, live, rules)
-                });
-                Applied::Done
-            }
-            Command::UncleanShutdown { id } => {
-                if !self.brokers.contains_key(id) {
-                    return Err(CommandError::Invalid(format!(
-                        "broker {id} is not registered"
-                    )));
-                }
-                self.fenced.insert(*id);
-                let id = *id;
-                self.change_partitions(|p, live, rules| {
-                    partition_change::on_unclean_shutdown(p, id, live, rules)
-                });
+                let change = match cmd {
+                    Command::UncleanShutdown { .. } => partition_change::on_unclean_shutdown,
+                    _ => partition_change::on_fenced,
+                };
+                self.change_partitions(|p, live, rules| change(p, id, live, rules));
                 Applied::Done
             }
             Command::UnregisterBroker { id } => {

@@ -207,14 +207,8 @@ pub fn on_unclean_shutdown(
     let mut next = on_fenced(p, broker, live, rules).unwrap_or_else(|| p.clone());
     next.elr.retain(|&r| r != broker);
     next.last_known_elr.retain(|&r| r != broker);
-    if next == *p {
-        return None;
-    }
-    Some(if next.partition_epoch == p.partition_epoch {
-        bumped(p, next)
-    } else {
-        next
-    })
+    // `bumped` sets the epochs from `p`'s, so bumping again after `on_fenced` is a no-op.
+    (next != *p).then(|| bumped(p, next))
 }
 
 /// Broker `broker` registered (is live again): a leaderless partition gets a leader

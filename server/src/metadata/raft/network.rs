@@ -129,7 +129,7 @@ impl FetchStamps {
     fn fetched(&self, id: NodeId) {
         if let Ok(mut m) = self.0.lock() {
             let s = m.entry(id).or_default();
-            s.last_fetch_ms = Some(s.last_fetch_ms.map_or(now_ms(), |t| t.max(now_ms())));
+            s.last_fetch_ms = Some(now_ms().max(s.last_fetch_ms.unwrap_or(i64::MIN)));
         }
     }
 

@@ -4,8 +4,9 @@
 //! down cleanly (its leaderships move first), and every broker is killed at once. No
 //! acknowledged record is lost or duplicated, the ISR shrinks and grows back, and once
 //! writes stop every replica holds the same log bytes. A leader paused with SIGSTOP past
-//! its session is replaced, and on return gives up what it could not replicate. Every
-//! wait is bounded.
+//! its session is replaced, and on return gives up what it could not replicate. A
+//! follower fetch carrying an earlier registration's broker epoch is refused and
+//! cannot rejoin the ISR. Every wait is bounded.
 
 mod common;
 
@@ -171,6 +172,30 @@ impl Writer {
 
 /// Every record of `partition` read from its leader: (offset, value).
 fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)> {
+    // Leadership may still move back to the preferred replica (the imbalance check):
+    // on NOT_LEADER_OR_FOLLOWER, read again from the leader the cluster names then.
+    let mut at = leader;
+    wait_for(
+        Duration::from_secs(30),
+        &format!("all of partition {partition} from its leader"),
+        || {
+            let read = read_from(cluster, at, partition);
+            if read.is_none() {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Some(l) = state(cluster, 1)
+                    .and_then(|s| s.get(&partition).map(|(l, _)| *l))
+                    .filter(|l| *l > 0)
+                {
+                    at = l;
+                }
+            }
+            read
+        },
+    )
+}
+
+/// Like [`read_all`] from `leader`; None if it does not lead the partition.
+fn read_from(cluster: &Cluster, leader: i32, partition: i32) -> Option<Vec<(i64, String)>> {
     let mut out = Vec::new();
     let mut offset = 0;
     let mut c = cluster.client_of(leader).expect("leader listens");
@@ -187,11 +212,14 @@ fn read_all(cluster: &Cluster, leader: i32, partition: i32) -> Vec<(i64, String)
                     .with_partition_max_bytes(1 << 20)])]);
         let mut r = c.request(11, &req);
         let p = r.responses.remove(0).partitions.remove(0);
+        if p.error_code == 6 {
+            return None;
+        }
         assert_eq!(p.error_code, 0, "fetch of partition {partition}");
         let mut buf = p.records.unwrap_or_default();
         if buf.is_empty() {
             assert_eq!(offset, p.high_watermark, "read up to the high watermark");
-            return out;
+            return Some(out);
         }
         while !buf.is_empty() {
             let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
@@ -634,4 +662,133 @@ fn unclean_leader_election_enable_elects_an_out_of_sync_replica() {
     wait_for(limit, "broker 2 elected uncleanly", || {
         (eligibility(&cluster, 5)? == (2, vec![2], vec![], vec![])).then_some(())
     });
+}
+
+/// One follower Fetch (v18) of partition 0 of `TOPIC` from broker 1 as if sent by
+/// broker 3 in registration epoch `broker_epoch`, from `offset` in `leader_epoch`;
+/// the partition's error code.
+fn fetch_as_broker_3(
+    cluster: &Cluster,
+    topic_id: uuid::Uuid,
+    leader_epoch: i32,
+    offset: i64,
+    broker_epoch: i64,
+) -> Option<i16> {
+    use kafka_protocol::messages::fetch_request::ReplicaState;
+    let req = FetchRequest::default()
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(3))
+                .with_replica_epoch(broker_epoch),
+        )
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(leader_epoch)
+                .with_fetch_offset(offset)
+                .with_last_fetched_epoch(leader_epoch)
+                .with_high_watermark(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = cluster.client_of(1)?.try_request(18, &req)?;
+    Some(r.responses.first()?.partitions.first()?.error_code)
+}
+
+/// KIP-903 broker epochs, with real processes: broker 3 of a partition on brokers
+/// 1–3 is paused (SIGSTOP) until it leaves the ISR, while its session (60 s) keeps it
+/// registered. A follower fetch in its name that reaches the log end but carries the
+/// epoch of an earlier registration — a request from a previous run of the broker,
+/// one that may have lost its log since — is answered NOT_LEADER_OR_FOLLOWER and
+/// does not bring it back into the ISR. The same fetch without an epoch (-1, what
+/// followers that predate KIP-903 send) does, as in Kafka.
+#[test]
+fn a_fetch_from_an_earlier_registration_cannot_rejoin_the_isr() {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic,
+    };
+    let mut cluster = Cluster::start(
+        "broker-epochs",
+        3,
+        &[
+            "broker.session.timeout.ms=60000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=2000",
+            "replica.fetch.wait.max.ms=200",
+            "auto.leader.rebalance.enable=false",
+        ],
+    );
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(TOPIC))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(1), BrokerId(2), BrokerId(3)])])]);
+    create_topics(&cluster, &req);
+    let limit = Duration::from_secs(30);
+    let isr = |cluster: &Cluster| eligibility(cluster, 1).map(|e| (e.0, e.1));
+    wait_for(limit, "all three in sync", || {
+        (isr(&cluster)? == (1, vec![1, 2, 3])).then_some(())
+    });
+    let mut leader = cluster.client_of(1).expect("broker 1");
+    const RECORDS: i64 = 20;
+    for i in 0..RECORDS {
+        let value = format!("r{i}");
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(TOPIC))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(
+                        &[value.as_bytes()],
+                        None,
+                        Compression::None,
+                    )))])]);
+        let r = leader.request(9, &req);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let m: MetadataResponse = leader.request(
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+        ])),
+    );
+    let (topic_id, leader_epoch) = (m.topics[0].topic_id, m.topics[0].partitions[0].leader_epoch);
+
+    let pid = cluster.node(3).child.as_ref().expect("running").id();
+    signal(pid, libc::SIGSTOP);
+    wait_for(limit, "paused broker 3 out of the ISR", || {
+        (isr(&cluster)? == (1, vec![1, 2])).then_some(())
+    });
+    // Registration epochs are log indexes, so 0 precedes every registration.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(
+            fetch_as_broker_3(&cluster, topic_id, leader_epoch, RECORDS, 0),
+            Some(6),
+            "NOT_LEADER_OR_FOLLOWER for a fetch from an earlier registration"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        isr(&cluster),
+        Some((1, vec![1, 2])),
+        "a fetch from an earlier registration must not rejoin the ISR"
+    );
+    wait_for(limit, "a fetch without an epoch to rejoin the ISR", || {
+        assert_eq!(
+            fetch_as_broker_3(&cluster, topic_id, leader_epoch, RECORDS, -1),
+            Some(0)
+        );
+        (isr(&cluster)? == (1, vec![1, 2, 3])).then_some(())
+    });
+    signal(pid, libc::SIGCONT);
 }

@@ -263,7 +263,12 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         req.replica_id.0
     };
     if replica >= 0 {
-        return super::fetch_follower::handle(shard, version, req, replica).await;
+        let broker_epoch = if version >= 15 {
+            req.replica_state.replica_epoch
+        } else {
+            -1
+        };
+        return super::fetch_follower::handle(shard, version, req, replica, broker_epoch).await;
     }
     let image = shard.cluster.image();
     let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;

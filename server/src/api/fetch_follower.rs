@@ -7,6 +7,11 @@
 //! (advancing the high watermark and the ISR); a follower whose last fetched epoch
 //! ends earlier on the leader is told where it diverges instead of getting records.
 //! Long polling waits for the written end of any of the partitions to move.
+//!
+//! A follower names its registration's broker epoch (KIP-903): a fetch in an older
+//! one than the image holds — from a previous run of that broker, still in flight —
+//! gets NOT_LEADER_OR_FOLLOWER for every partition and is not recorded, as Kafka's
+//! leader fences it; the epoch of each recorded fetch goes with the ISR changes.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -73,13 +78,14 @@ fn follower_code(e: FollowerFetchError) -> i16 {
 }
 
 /// Serves one partition on its owner shard.
-async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
+async fn serve(shard: &Rc<Shard>, replica: i32, broker_epoch: i64, r: Read) -> Outcome {
     let p: Rc<Partition> = match shard.partitions.ready(&r.topic_id, r.index).await {
         Ok(p) => p,
         Err(u) => return Outcome::error(super::route::unavailable_code(&u)),
     };
     let view = match p.serve_follower(
         replica,
+        broker_epoch,
         r.offset,
         r.current_leader_epoch,
         r.last_fetched_epoch,
@@ -132,6 +138,7 @@ async fn serve(shard: &Rc<Shard>, replica: i32, r: Read) -> Outcome {
 async fn serve_many(
     shard: Rc<Shard>,
     replica: i32,
+    broker_epoch: i64,
     reads: Vec<(usize, Read)>,
     mut budget: usize,
 ) -> Vec<(usize, Outcome)> {
@@ -139,7 +146,7 @@ async fn serve_many(
     for (i, mut r) in reads {
         // At least one batch of the first partition with data, within the budget after.
         r.max_bytes = r.max_bytes.min(budget.max(1));
-        let o = serve(&shard, replica, r).await;
+        let o = serve(&shard, replica, broker_epoch, r).await;
         budget = budget.saturating_sub(o.records.len());
         out.push((i, o));
     }
@@ -151,16 +158,31 @@ pub async fn handle(
     version: i16,
     req: FetchRequest,
     replica: i32,
+    broker_epoch: i64,
 ) -> FetchResponse {
     let image = shard.cluster.image();
+    let stale = broker_epoch != -1
+        && image
+            .alive_broker_epoch(replica)
+            .is_some_and(|e| e > broker_epoch);
     let max_bytes = (req.max_bytes.max(0) as i64)
         .min(shard.config.replica_fetch_response_max_bytes.max(1)) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let slots = super::fetch::targets(shard, &image, version, &req, max_bytes);
+    let mut slots = super::fetch::targets(shard, &image, version, &req, max_bytes);
+    if stale {
+        tracing::debug!(
+            replica,
+            broker_epoch,
+            "fetch from a previous registration refused"
+        );
+        for (_, _, slot) in slots.iter_mut() {
+            *slot = Err(ResponseError::NotLeaderOrFollower.code());
+        }
+    }
     let outcomes =
         super::fetch::poll_reads(shard, &slots, req.min_bytes, deadline, move |s, reads| {
-            serve_many(s, replica, reads, max_bytes)
+            serve_many(s, replica, broker_epoch, reads, max_bytes)
         })
         .await;
 

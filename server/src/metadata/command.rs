@@ -79,9 +79,24 @@ pub enum Command {
     /// high watermarks (only with `fjord.replication.durable.high.watermark=false`:
     /// with the default it counts only fsynced bytes, so a crash loses none): fenced
     /// as by `FenceBroker`, and no longer an eligible leader replica (Kafka's unclean
-    /// shutdown). Kept last: commands are stored by variant index.
+    /// shutdown).
     UncleanShutdown {
         id: i32,
+    },
+    /// `AlterPartition` with each ISR member's broker epoch (KIP-903; Kafka's
+    /// `NewIsrWithEpochs`): as the leader's fetches from it recorded it, or -1 where
+    /// none was. Refused with `IneligibleReplica` if a member's epoch is not that of
+    /// its current registration, so a fetch from a previous incarnation of a broker
+    /// (one that may have lost its log since) never puts it back in the ISR. What
+    /// leaders propose; the plain `AlterPartition` stays for logs written before.
+    /// Kept last: commands are stored by variant index.
+    AlterPartitionWithEpochs {
+        id: Uuid,
+        partition: i32,
+        broker: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<(i32, i64)>,
     },
 }
 

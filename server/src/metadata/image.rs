@@ -49,6 +49,11 @@ pub struct ClusterImage {
     pub brokers: BTreeMap<i32, BrokerInfo>,
     /// Registered brokers whose session expired: not shown to clients, not placed on.
     pub fenced: BTreeSet<i32>,
+    /// Each registered broker's epoch (KIP-903): the log index of its latest
+    /// `RegisterBroker`, so every registration — each restart, each return from
+    /// fencing — has a larger one than the last. Followers send it with each fetch;
+    /// the ISR admits only members fetching with their current one.
+    pub broker_epochs: BTreeMap<i32, i64>,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names_by_id: HashMap<Uuid, String>,
     /// The next producer id to hand out; ids below it were allocated before.
@@ -95,6 +100,15 @@ impl ClusterImage {
         self.brokers.contains_key(&id) && !self.fenced.contains(&id)
     }
 
+    /// The epoch of broker `id`'s registration while it is live (Kafka's
+    /// `getAliveBrokerEpoch`).
+    pub fn alive_broker_epoch(&self, id: i32) -> Option<i64> {
+        if !self.is_live(id) {
+            return None;
+        }
+        self.broker_epochs.get(&id).copied()
+    }
+
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
         self.topic_names_by_id
             .get(id)
@@ -106,6 +120,7 @@ impl ClusterImage {
         let out = match cmd {
             Command::RegisterBroker(b) => {
                 self.brokers.insert(b.id, b.clone());
+                self.broker_epochs.insert(b.id, index as i64);
                 if self.fenced.remove(&b.id) {
                     self.change_partitions(partition_change::on_unfenced);
                 }
@@ -139,6 +154,7 @@ impl ClusterImage {
                 });
                 self.fenced.remove(&id);
                 self.brokers.remove(&id);
+                self.broker_epochs.remove(&id);
                 Applied::Done
             }
             Command::CreateTopic {
@@ -282,43 +298,32 @@ impl ClusterImage {
                 partition_epoch,
                 isr,
             } => {
-                let name = self
-                    .topic_names_by_id
-                    .get(id)
-                    .ok_or(CommandError::UnknownTopicId(*id))?;
-                let fenced = &self.fenced;
-                let brokers = &self.brokers;
-                let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
-                let topic = self
-                    .topics
-                    .get_mut(name)
-                    .ok_or(CommandError::UnknownTopicId(*id))?;
-                let rules = rules(&self.broker_configs, topic);
-                let current = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i))
-                    .ok_or(CommandError::UnknownPartition)?;
                 let change = partition_change::IsrChange {
                     broker: *broker,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                     isr,
+                    epochs: &[],
                 };
-                let next =
-                    partition_change::alter_isr(current, &change, &live, &rules).map_err(|e| {
-                        use partition_change::IsrChangeError as E;
-                        match e {
-                            E::NotLeader => CommandError::NotLeader,
-                            E::FencedLeaderEpoch => CommandError::FencedLeaderEpoch,
-                            E::InvalidUpdateVersion => CommandError::InvalidUpdateVersion,
-                            E::IneligibleReplica(b) => CommandError::IneligibleReplica(b),
-                            E::InvalidRequest(m) => CommandError::InvalidRequest(m),
-                        }
-                    })?;
-                // The ISR may now hold every target of a reassignment: finish it.
-                let next = reassignment::after_isr_change(next, &live);
-                Arc::make_mut(topic).partitions[*partition as usize] = next;
-                Applied::Done
+                self.alter_partition(id, *partition, &change)?
+            }
+            Command::AlterPartitionWithEpochs {
+                id,
+                partition,
+                broker,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let (members, epochs): (Vec<i32>, Vec<i64>) = isr.iter().copied().unzip();
+                let change = partition_change::IsrChange {
+                    broker: *broker,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                    isr: &members,
+                    epochs: &epochs,
+                };
+                self.alter_partition(id, *partition, &change)?
             }
             Command::AlterReassignments { partitions } => {
                 let mut outcomes = Vec::with_capacity(partitions.len());
@@ -340,6 +345,47 @@ impl ClusterImage {
         };
         self.applied_index = index;
         Ok(out)
+    }
+
+    /// One partition's ISR change for `Command::AlterPartition` (and its form with
+    /// broker epochs).
+    fn alter_partition(
+        &mut self,
+        id: &Uuid,
+        partition: i32,
+        change: &partition_change::IsrChange<'_>,
+    ) -> Result<Applied, CommandError> {
+        let name = self
+            .topic_names_by_id
+            .get(id)
+            .ok_or(CommandError::UnknownTopicId(*id))?;
+        let (brokers, fenced, epochs) = (&self.brokers, &self.fenced, &self.broker_epochs);
+        let live = |b: i32| brokers.contains_key(&b) && !fenced.contains(&b);
+        let registration = |b: i32| epochs.get(&b).copied();
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or(CommandError::UnknownTopicId(*id))?;
+        let rules = rules(&self.broker_configs, topic);
+        let current = usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .ok_or(CommandError::UnknownPartition)?;
+        let next = partition_change::alter_isr(current, change, &live, &registration, &rules)
+            .map_err(|e| {
+                use partition_change::IsrChangeError as E;
+                match e {
+                    E::NotLeader => CommandError::NotLeader,
+                    E::FencedLeaderEpoch => CommandError::FencedLeaderEpoch,
+                    E::InvalidUpdateVersion => CommandError::InvalidUpdateVersion,
+                    E::IneligibleReplica(b) => CommandError::IneligibleReplica(b),
+                    E::InvalidRequest(m) => CommandError::InvalidRequest(m),
+                }
+            })?;
+        // The ISR may now hold every target of a reassignment: finish it.
+        let next = reassignment::after_isr_change(next, &live);
+        Arc::make_mut(topic).partitions[partition as usize] = next;
+        Ok(Applied::Done)
     }
 
     /// One partition's election for `Command::ElectLeaders`.
@@ -597,5 +643,64 @@ mod tests {
         };
         assert!(img.apply(8, &bad).is_err());
         assert_eq!(img.applied_index, 7);
+    }
+
+    /// KIP-903: each registration has a larger epoch; an ISR change naming a member
+    /// with an earlier one is refused, its current one (or -1) is taken.
+    #[test]
+    fn broker_epochs_follow_registrations_and_fence_isr_changes() {
+        let broker = |id| {
+            Command::RegisterBroker(BrokerInfo {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            })
+        };
+        let mut img = ClusterImage::default();
+        for (i, id) in [1, 2, 3].into_iter().enumerate() {
+            img.apply(i as u64 + 1, &broker(id)).expect("register");
+        }
+        assert_eq!(img.alive_broker_epoch(2), Some(2));
+        let id = Uuid::from_u128(9);
+        img.apply(
+            4,
+            &Command::CreateTopic {
+                name: "t".into(),
+                id,
+                partitions: vec![vec![1, 2, 3]],
+                configs: BTreeMap::new(),
+            },
+        )
+        .expect("create");
+        let p = |img: &ClusterImage| img.topic("t").expect("topic").partitions[0].clone();
+        // Broker 3 restarts: fenced (out of the ISR), then registered again.
+        img.apply(5, &Command::FenceBroker { id: 3 })
+            .expect("fence");
+        assert_eq!(img.alive_broker_epoch(3), None);
+        img.apply(6, &broker(3)).expect("register again");
+        assert_eq!(img.alive_broker_epoch(3), Some(6));
+        let before = p(&img);
+        assert_eq!(before.isr, vec![1, 2]);
+        let alter = |epoch3| Command::AlterPartitionWithEpochs {
+            id,
+            partition: 0,
+            broker: 1,
+            leader_epoch: before.leader_epoch,
+            partition_epoch: before.partition_epoch,
+            isr: vec![(1, 1), (2, -1), (3, epoch3)],
+        };
+        // A fetch from its previous run (epoch 3) cannot bring it back.
+        assert_eq!(
+            img.apply(7, &alter(3)),
+            Err(CommandError::IneligibleReplica(3))
+        );
+        assert_eq!(p(&img), before);
+        img.apply(7, &alter(6)).expect("current epoch");
+        assert_eq!(p(&img).isr, vec![1, 2, 3]);
+        // Gone for good: no epoch left.
+        img.apply(8, &Command::UnregisterBroker { id: 2 })
+            .expect("unregister");
+        assert!(!img.broker_epochs.contains_key(&2));
     }
 }

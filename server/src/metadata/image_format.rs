@@ -18,8 +18,8 @@ use super::image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 const MARKER: [u8; 8] = [0xFF; 8];
 /// Version 1 added each partition's `partition_epoch`; version 2 its reassignment
 /// (`adding`, `removing`); version 3 its eligible leader replicas (`elr`,
-/// `last_known_elr`).
-const VERSION: u32 = 3;
+/// `last_known_elr`); version 4 the brokers' epochs (`broker_epochs`).
+const VERSION: u32 = 4;
 
 /// The image as a snapshot stores it.
 pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
@@ -42,6 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
         VERSION => bincode::deserialize(body).map_err(|e| e.to_string()),
         1 => old::<V1Partition>(body),
         2 => old::<V2Partition>(body),
+        3 => old::<PartitionImage>(body),
         v => Err(format!(
             "image snapshot version {v} is newer than this build reads ({VERSION}); \
              run a newer Fjord on this data directory"
@@ -58,7 +59,8 @@ where
     Ok(v.into())
 }
 
-/// The layout of older snapshots: the image as today, but for its partitions.
+/// The layout of older snapshots: the image as today without broker epochs, and
+/// partitions laid out as `P`.
 #[derive(serde::Deserialize)]
 struct OldImage<P> {
     applied_index: u64,
@@ -169,10 +171,14 @@ impl<P: Into<PartitionImage>> From<OldImage<P>> for ClusterImage {
                 (name, Arc::new(topic))
             })
             .collect();
+        // Registrations from before epochs were kept: epoch 0, below any new one,
+        // and what every node reading the same snapshot gives them.
+        let broker_epochs = v.brokers.keys().map(|&b| (b, 0)).collect();
         ClusterImage {
             applied_index: v.applied_index,
             brokers: v.brokers,
             fenced: v.fenced,
+            broker_epochs,
             topics,
             topic_names_by_id: v.topic_names_by_id,
             next_producer_id: v.next_producer_id,
@@ -219,9 +225,11 @@ mod tests {
                 configs: BTreeMap::new(),
             }),
         );
+        image.broker_epochs.insert(1, 42);
         let again = decode(&encode(&image).expect("encode")).expect("decode");
         assert_eq!(again.topics, image.topics);
         assert_eq!(again.applied_index, 7);
+        assert_eq!(again.broker_epochs, image.broker_epochs);
 
         let old = (
             7u64,
@@ -277,6 +285,37 @@ mod tests {
             (p.isr.clone(), p.partition_epoch, p.adding.clone()),
             (vec![1], 9, vec![])
         );
+
+        // Version 3: today's partitions, no broker epochs (registrations get 0).
+        let broker = BrokerInfo {
+            id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        let v3 = (
+            7u64,
+            BTreeMap::from([(1, broker)]),
+            BTreeSet::<i32>::new(),
+            BTreeMap::from([(
+                "t".to_string(),
+                (
+                    "t".to_string(),
+                    Uuid::from_u128(5),
+                    image.topics["t"].partitions.clone(),
+                    BTreeMap::<String, String>::new(),
+                ),
+            )]),
+            HashMap::<Uuid, String>::new(),
+            0i64,
+            BTreeMap::<String, BTreeMap<String, String>>::new(),
+        );
+        let mut bytes = MARKER.to_vec();
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend(bincode::serialize(&v3).expect("v3 layout"));
+        let read = decode(&bytes).expect("version 3 snapshot");
+        assert_eq!(read.topics, image.topics);
+        assert_eq!(read.broker_epochs, BTreeMap::from([(1, 0)]));
 
         let mut future = encode(&image).expect("encode");
         future[8] = 99;

@@ -307,13 +307,18 @@ pub struct IsrChange<'a> {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub isr: &'a [i32],
+    /// Each member's broker epoch, in `isr`'s order (-1: not known); empty when the
+    /// command carried none.
+    pub epochs: &'a [i64],
 }
 
-/// The partition after `change`, or why it is refused.
+/// The partition after `change`, or why it is refused. `registration` gives a
+/// registered broker's epoch (None: not registered).
 pub fn alter_isr(
     p: &PartitionImage,
     change: &IsrChange<'_>,
     live: &dyn Fn(i32) -> bool,
+    registration: &dyn Fn(i32) -> Option<i64>,
     rules: &Rules,
 ) -> Result<PartitionImage, IsrChangeError> {
     if change.broker != p.leader {
@@ -337,6 +342,21 @@ pub fn alter_isr(
         return Err(IsrChangeError::IneligibleReplica(r));
     }
     if let Some(&r) = isr.iter().find(|r| !p.isr.contains(r) && !live(**r)) {
+        return Err(IsrChangeError::IneligibleReplica(r));
+    }
+    // A member named with an epoch other than its registration's (Kafka checks
+    // every member, -1 passing).
+    if !change.epochs.is_empty() && change.epochs.len() != change.isr.len() {
+        return Err(IsrChangeError::InvalidRequest(
+            "one broker epoch per ISR member".into(),
+        ));
+    }
+    if let Some((&r, _)) = change
+        .isr
+        .iter()
+        .zip(change.epochs)
+        .find(|(r, e)| **e != -1 && registration(**r) != Some(**e))
+    {
         return Err(IsrChangeError::IneligibleReplica(r));
     }
     // Keep replica order, as Kafka lists the ISR.
@@ -369,6 +389,7 @@ mod tests {
     use super::*;
 
     const ALL: &dyn Fn(i32) -> bool = &|_| true;
+    const NO_EPOCHS: &dyn Fn(i32) -> Option<i64> = &|_| None;
     /// min.insync.replicas=2, no unclean elections.
     const MIN2: &Rules = &Rules {
         min_isr: 2,
@@ -433,8 +454,9 @@ mod tests {
             leader_epoch: back.leader_epoch,
             partition_epoch: back.partition_epoch,
             isr: &[2, 3],
+            epochs: &[],
         };
-        let full = alter_isr(&back, &change, ALL, MIN2).expect("expand");
+        let full = alter_isr(&back, &change, ALL, NO_EPOCHS, MIN2).expect("expand");
         assert_eq!((full.isr.clone(), full.elr.clone()), (vec![2, 3], vec![]));
     }
 
@@ -499,35 +521,83 @@ mod tests {
             leader_epoch: le,
             partition_epoch: pe,
             isr,
+            epochs: &[],
         };
-        let n = alter_isr(&p, &change(1, 4, 10, &[1, 3]), ALL, MIN2).expect("shrink");
+        let n = alter_isr(&p, &change(1, 4, 10, &[1, 3]), ALL, NO_EPOCHS, MIN2).expect("shrink");
         assert_eq!(
             (n.isr.clone(), n.partition_epoch, n.leader_epoch),
             (vec![1, 3], 11, 4)
         );
         assert_eq!(
-            alter_isr(&n, &change(1, 4, 10, &[1]), ALL, MIN2),
+            alter_isr(&n, &change(1, 4, 10, &[1]), ALL, NO_EPOCHS, MIN2),
             Err(IsrChangeError::InvalidUpdateVersion)
         );
         assert_eq!(
-            alter_isr(&n, &change(1, 3, 11, &[1]), ALL, MIN2),
+            alter_isr(&n, &change(1, 3, 11, &[1]), ALL, NO_EPOCHS, MIN2),
             Err(IsrChangeError::FencedLeaderEpoch)
         );
         assert_eq!(
-            alter_isr(&n, &change(2, 4, 11, &[1]), ALL, MIN2),
+            alter_isr(&n, &change(2, 4, 11, &[1]), ALL, NO_EPOCHS, MIN2),
             Err(IsrChangeError::NotLeader)
         );
-        assert!(alter_isr(&n, &change(1, 4, 11, &[3]), ALL, MIN2).is_err());
+        assert!(alter_isr(&n, &change(1, 4, 11, &[3]), ALL, NO_EPOCHS, MIN2).is_err());
         assert_eq!(
-            alter_isr(&n, &change(1, 4, 11, &[1, 4]), ALL, MIN2),
+            alter_isr(&n, &change(1, 4, 11, &[1, 4]), ALL, NO_EPOCHS, MIN2),
             Err(IsrChangeError::IneligibleReplica(4))
         );
         // A fenced broker cannot join; expanding with a live one works, in replica order.
         assert_eq!(
-            alter_isr(&n, &change(1, 4, 11, &[1, 3, 2]), &|b| b != 2, MIN2),
+            alter_isr(
+                &n,
+                &change(1, 4, 11, &[1, 3, 2]),
+                &|b| b != 2,
+                NO_EPOCHS,
+                MIN2
+            ),
             Err(IsrChangeError::IneligibleReplica(2))
         );
-        let grown = alter_isr(&n, &change(1, 4, 11, &[3, 2, 1]), ALL, MIN2).expect("expand");
+        let grown =
+            alter_isr(&n, &change(1, 4, 11, &[3, 2, 1]), ALL, NO_EPOCHS, MIN2).expect("expand");
         assert_eq!(grown.isr, vec![1, 2, 3]);
+    }
+
+    /// KIP-903: a member named with the epoch of an earlier registration is refused;
+    /// its current epoch, or -1 (none known), passes.
+    #[test]
+    fn alter_isr_checks_broker_epochs() {
+        let p = part(&[1, 2, 3], &[1, 3], 1);
+        let epochs = |b: i32| Some(100 + b as i64);
+        let with = |e: &'static [i64]| IsrChange {
+            broker: 1,
+            leader_epoch: 4,
+            partition_epoch: 10,
+            isr: &[1, 2, 3],
+            epochs: e,
+        };
+        assert_eq!(
+            alter_isr(&p, &with(&[101, 7, 103]), ALL, &epochs, MIN2),
+            Err(IsrChangeError::IneligibleReplica(2))
+        );
+        assert_eq!(
+            alter_isr(&p, &with(&[101, 102, 99]), ALL, &epochs, MIN2),
+            Err(IsrChangeError::IneligibleReplica(3))
+        );
+        assert!(matches!(
+            alter_isr(&p, &with(&[101, 102]), ALL, &epochs, MIN2),
+            Err(IsrChangeError::InvalidRequest(_))
+        ));
+        let n = alter_isr(&p, &with(&[101, 102, -1]), ALL, &epochs, MIN2).expect("expand");
+        assert_eq!(n.isr, vec![1, 2, 3]);
+        // Not registered at all: no epoch matches.
+        assert_eq!(
+            alter_isr(
+                &p,
+                &with(&[101, 102, 103]),
+                ALL,
+                &|b| (b != 2).then_some(100 + b as i64),
+                MIN2
+            ),
+            Err(IsrChangeError::IneligibleReplica(2))
+        );
     }
 }

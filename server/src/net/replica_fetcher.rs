@@ -105,8 +105,9 @@ async fn session(
     correlation: &mut i32,
 ) -> io::Result<()> {
     let c = &shard.config;
-    let params = FetchParams {
+    let mut params = FetchParams {
         replica_id: c.node_id,
+        broker_epoch: -1,
         max_wait_ms: c.replica_fetch_wait_max_ms.clamp(0, i32::MAX as i64) as i32,
         min_bytes: 1,
         max_bytes: c.replica_fetch_response_max_bytes.clamp(0, i32::MAX as i64) as i32,
@@ -128,6 +129,15 @@ async fn session(
             tokio::time::sleep(THROTTLED_WAIT).await;
             continue;
         }
+        // This broker's current registration, as this node's image has it: a leader
+        // that knows a newer one refuses the fetch until the image here catches up.
+        params.broker_epoch = shard
+            .cluster
+            .image()
+            .broker_epochs
+            .get(&c.node_id)
+            .copied()
+            .unwrap_or(-1);
         *correlation = correlation.wrapping_add(1);
         let asked: Vec<_> = plan.iter().map(|(_, f)| f.clone()).collect();
         let frame =

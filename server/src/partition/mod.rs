@@ -66,6 +66,16 @@ pub enum FollowerFetchError {
     OffsetOutOfRange,
 }
 
+/// An ISR change a leader proposes, with the epochs it was computed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrProposal {
+    /// Each member with the broker epoch its fetches carried (-1: none; this
+    /// leader's own entry too, for the caller to fill in).
+    pub isr: Vec<(i32, i64)>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
 /// What the leader tells a follower besides records.
 #[derive(Clone, Copy, Debug)]
 pub struct FollowerView {
@@ -528,6 +538,7 @@ impl Partition {
     pub fn serve_follower(
         &self,
         replica: i32,
+        broker_epoch: i64,
         offset: i64,
         current_leader_epoch: i32,
         last_fetched_epoch: i32,
@@ -571,7 +582,7 @@ impl Partition {
         }
         self.repl
             .borrow_mut()
-            .record_fetch(replica, offset, end, Instant::now());
+            .record_fetch(replica, broker_epoch, offset, end, Instant::now());
         self.advance_high_watermark();
         Ok(FollowerView {
             high_watermark: self.high_watermark(),
@@ -581,14 +592,14 @@ impl Partition {
         })
     }
 
-    /// On the leader: the ISR change its followers' progress calls for, as
-    /// (isr, leader epoch, partition epoch), marking it in flight; None if none is due.
+    /// On the leader: the ISR change its followers' progress calls for, marking it
+    /// in flight; None if none is due.
     /// The caller proposes it and then calls [`Partition::isr_change_done`].
     pub fn take_isr_change(
         &self,
         lag_max: Duration,
-        may_join: &dyn Fn(i32) -> bool,
-    ) -> Option<(Vec<i32>, i32, i32)> {
+        may_join: &dyn Fn(i32, i64) -> bool,
+    ) -> Option<IsrProposal> {
         let hw = self.high_watermark();
         let mut r = self.repl.borrow_mut();
         let epoch_start = self
@@ -597,8 +608,16 @@ impl Partition {
             .start_of_latest(r.leader_epoch)
             .unwrap_or(0);
         let isr = r.wanted_isr(hw, epoch_start, lag_max, Instant::now(), may_join)?;
+        let isr = isr
+            .into_iter()
+            .map(|b| (b, r.fetched_broker_epoch(b)))
+            .collect();
         r.alter_in_flight = true;
-        Some((isr, r.leader_epoch, r.partition_epoch))
+        Some(IsrProposal {
+            isr,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+        })
     }
 
     pub fn isr_change_done(&self) {

@@ -29,6 +29,9 @@ struct Progress {
     last_fetch: Option<Instant>,
     /// The leader's log end at the follower's previous fetch.
     leader_end_at_last_fetch: i64,
+    /// The broker epoch its last fetch carried (-1: none; Kafka's
+    /// `ReplicaState.brokerEpoch`).
+    broker_epoch: i64,
 }
 
 impl Progress {
@@ -38,6 +41,7 @@ impl Progress {
             last_caught_up: now,
             last_fetch: None,
             leader_end_at_last_fetch: -1,
+            broker_epoch: -1,
         }
     }
 }
@@ -156,11 +160,13 @@ impl Replication {
         }
     }
 
-    /// On the leader: follower `replica` fetched from `offset` while the leader's log
-    /// ended at `leader_end`. Returns false for a broker that is not a follower.
+    /// On the leader: follower `replica`, in its registration `broker_epoch` (-1:
+    /// not sent), fetched from `offset` while the leader's log ended at `leader_end`.
+    /// Returns false for a broker that is not a follower.
     pub fn record_fetch(
         &mut self,
         replica: i32,
+        broker_epoch: i64,
         offset: i64,
         leader_end: i64,
         now: Instant,
@@ -176,6 +182,7 @@ impl Replication {
             }
         }
         p.log_end = offset;
+        p.broker_epoch = broker_epoch;
         p.last_fetch = Some(now);
         p.leader_end_at_last_fetch = leader_end;
         true
@@ -201,15 +208,16 @@ impl Replication {
 
     /// The ISR this leader wants now, if it differs from the current one: followers
     /// that have not caught up for `lag_max` leave; a follower out of the ISR that
-    /// `may_join` allows (live, as the image says), still fetching, whose log reaches
-    /// the high watermark and the start of the current epoch joins.
+    /// `may_join(broker, epoch its fetches carried)` allows (live, in that epoch, as
+    /// the image says), still fetching, whose log reaches the high watermark and the
+    /// start of the current epoch joins.
     pub fn wanted_isr(
         &self,
         high_watermark: i64,
         epoch_start: i64,
         lag_max: Duration,
         now: Instant,
-        may_join: &dyn Fn(i32) -> bool,
+        may_join: &dyn Fn(i32, i64) -> bool,
     ) -> Option<Vec<i32>> {
         if !self.is_leader() || self.alter_in_flight {
             return None;
@@ -235,7 +243,7 @@ impl Replication {
                 .is_some_and(|f| now.saturating_duration_since(f) <= lag_max);
             if !self.isr.contains(&r)
                 && fetching
-                && may_join(r)
+                && may_join(r, p.broker_epoch)
                 && p.log_end >= high_watermark
                 && p.log_end >= epoch_start
             {
@@ -255,6 +263,12 @@ impl Replication {
         (wanted != current).then_some(ordered)
     }
 
+    /// The broker epoch follower `replica`'s last fetch carried (-1: none, or not a
+    /// follower): what an ISR change names it with.
+    pub fn fetched_broker_epoch(&self, replica: i32) -> i64 {
+        self.followers.get(&replica).map_or(-1, |p| p.broker_epoch)
+    }
+
     /// Followers' fetch positions, for DescribeLogDirs-style reporting and tests.
     pub fn follower_ends(&self) -> Vec<(i32, i64)> {
         let mut v: Vec<(i32, i64)> = self
@@ -271,7 +285,7 @@ impl Replication {
 mod tests {
     use super::*;
 
-    const ALL: &dyn Fn(i32) -> bool = &|_| true;
+    const ALL: &dyn Fn(i32, i64) -> bool = &|_, _| true;
 
     use std::cell::Cell;
 
@@ -303,9 +317,9 @@ mod tests {
         let now = Instant::now();
         let mut r = Replication::new(1, &image(1, 0, &[1, 2, 3]), 2, now);
         assert_eq!(r.high_watermark_bound(10), None, "followers not heard from");
-        r.record_fetch(2, 7, 10, now);
+        r.record_fetch(2, -1, 7, 10, now);
         assert_eq!(r.high_watermark_bound(10), None);
-        r.record_fetch(3, 9, 10, now);
+        r.record_fetch(3, -1, 9, 10, now);
         assert_eq!(r.high_watermark_bound(10), Some(7));
         assert_eq!(r.high_watermark_bound(5), Some(5));
         // Broker 3 leaves the ISR: 2 members still meet min.insync.replicas = 2.
@@ -324,22 +338,32 @@ mod tests {
         let t0 = Instant::now();
         let lag = Duration::from_secs(10);
         let mut r = Replication::new(1, &image(1, 0, &[1, 2, 3]), 1, t0);
-        r.record_fetch(2, 100, 100, t0);
-        r.record_fetch(3, 50, 100, t0);
+        r.record_fetch(2, -1, 100, 100, t0);
+        r.record_fetch(3, -1, 50, 100, t0);
         let t1 = t0 + Duration::from_secs(11);
-        r.record_fetch(2, 120, 120, t1);
+        r.record_fetch(2, -1, 120, 120, t1);
         assert_eq!(r.wanted_isr(100, 0, lag, t1, ALL), Some(vec![1, 2]));
         r.update(&image(1, 0, &[1, 2]), t1);
         // 3 fetches up to the high watermark: it may join again.
-        r.record_fetch(3, 120, 130, t1);
+        r.record_fetch(3, -1, 120, 130, t1);
         assert_eq!(r.wanted_isr(120, 0, lag, t1, ALL), Some(vec![1, 2, 3]));
         // ...unless it is not live (fenced or unregistered) as the image says.
-        assert_eq!(r.wanted_isr(120, 0, lag, t1, &|b| b != 3), None);
+        assert_eq!(r.wanted_isr(120, 0, lag, t1, &|b, _| b != 3), None);
+        // ...or its fetches carried the epoch of an earlier registration (KIP-903).
+        r.record_fetch(3, 6, 120, 130, t1);
+        let registered = |b: i32, e: i64| b != 3 || e == 7;
+        assert_eq!(r.wanted_isr(120, 0, lag, t1, &registered), None);
+        r.record_fetch(3, 7, 120, 130, t1);
+        assert_eq!(r.fetched_broker_epoch(3), 7);
+        assert_eq!(
+            r.wanted_isr(120, 0, lag, t1, &registered),
+            Some(vec![1, 2, 3])
+        );
         // ...but not before the start of the leader's epoch.
         assert_eq!(r.wanted_isr(120, 125, lag, t1, ALL), None);
         // ...and not once it stopped fetching, however far it had got.
         let t2 = t1 + Duration::from_secs(11);
-        r.record_fetch(2, 120, 120, t2);
+        r.record_fetch(2, -1, 120, 120, t2);
         assert_eq!(r.wanted_isr(120, 0, lag, t2, ALL), None);
     }
 
@@ -347,9 +371,9 @@ mod tests {
     fn a_follower_that_kept_up_with_the_previous_end_counts_as_caught_up_then() {
         let t0 = Instant::now();
         let mut r = Replication::new(1, &image(1, 0, &[1, 2]), 1, t0);
-        r.record_fetch(2, 10, 20, t0);
+        r.record_fetch(2, -1, 10, 20, t0);
         let t1 = t0 + Duration::from_secs(5);
-        r.record_fetch(2, 20, 30, t1);
+        r.record_fetch(2, -1, 20, 30, t1);
         // By t1 it had what the leader had at t0: caught up as of t0 (Kafka's rule).
         let t2 = t0 + Duration::from_secs(9);
         assert_eq!(r.wanted_isr(0, 0, Duration::from_secs(10), t2, ALL), None);

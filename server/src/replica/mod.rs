@@ -157,15 +157,41 @@ impl ReplicaManager {
         // it proposes: the controller would refuse the others anyway.
         // (Asked of the image only for a follower about to join: this runs at every
         // follower fetch.)
-        let live = |b: i32| self.partitions.view().image().is_live(b);
-        let Some((isr, leader_epoch, partition_epoch)) = p.take_isr_change(self.lag_max(), &live)
+        // KIP-903: and only fetching in its current registration's epoch, -1 (none
+        // sent) passing as in Kafka.
+        let eligible = |b: i32, fetched: i64| {
+            self.partitions
+                .view()
+                .image()
+                .alive_broker_epoch(b)
+                .is_some_and(|e| fetched == -1 || fetched == e)
+        };
+        let Some(crate::partition::IsrProposal {
+            mut isr,
+            leader_epoch,
+            partition_epoch,
+        }) = p.take_isr_change(self.lag_max(), &eligible)
         else {
             return;
         };
-        let cmd = Command::AlterPartition {
+        // This leader names itself with its own registration's epoch, as Kafka's does.
+        let node = self.config.node_id;
+        let own = self
+            .partitions
+            .view()
+            .image()
+            .broker_epochs
+            .get(&node)
+            .copied();
+        for (b, epoch) in isr.iter_mut() {
+            if *b == node {
+                *epoch = own.unwrap_or(-1);
+            }
+        }
+        let cmd = Command::AlterPartitionWithEpochs {
             id: p.topic_id,
             partition: p.index,
-            broker: self.config.node_id,
+            broker: node,
             leader_epoch,
             partition_epoch,
             isr: isr.clone(),

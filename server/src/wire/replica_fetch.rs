@@ -2,9 +2,9 @@
 //! leader's answer, as plain values, coded through kafka-protocol. Pure.
 //!
 //! Followers speak the same Fetch every client speaks, at version [`VERSION`]: the
-//! `ReplicaState` names the follower, each partition carries its current leader
-//! epoch and the epoch of its last batch (so the leader can say where it diverges),
-//! and there is no fetch session (session id 0, epoch -1: a full fetch each time).
+//! `ReplicaState` names the follower and its broker epoch, each partition carries
+//! its current leader epoch and the epoch of its last batch (so the leader can say
+//! where it diverges), and there is no fetch session (session id 0, epoch -1: a full fetch each time).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
@@ -37,6 +37,8 @@ pub struct PartitionFetch {
 #[derive(Clone, Debug)]
 pub struct FetchParams {
     pub replica_id: i32,
+    /// The follower's registration epoch (KIP-903; -1: not registered yet).
+    pub broker_epoch: i64,
     pub max_wait_ms: i32,
     pub min_bytes: i32,
     pub max_bytes: i32,
@@ -85,7 +87,7 @@ pub fn encode_request(
         .with_replica_state(
             ReplicaState::default()
                 .with_replica_id(BrokerId(params.replica_id))
-                .with_replica_epoch(-1),
+                .with_replica_epoch(params.broker_epoch),
         )
         .with_max_wait_ms(params.max_wait_ms)
         .with_min_bytes(params.min_bytes)
@@ -172,6 +174,7 @@ mod tests {
         ];
         let params = FetchParams {
             replica_id: 2,
+            broker_epoch: 31,
             max_wait_ms: 500,
             min_bytes: 1,
             max_bytes: 10 << 20,
@@ -187,6 +190,7 @@ mod tests {
             panic!("not a fetch");
         };
         assert_eq!(f.replica_state.replica_id.0, 2);
+        assert_eq!(f.replica_state.replica_epoch, 31);
         assert_eq!(f.topics.len(), 1);
         assert_eq!(f.topics[0].partitions[0].last_fetched_epoch, 2);
         assert_eq!(f.topics[0].partitions[1].fetch_offset, 0);

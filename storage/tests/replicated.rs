@@ -724,6 +724,7 @@ impl RecordCodec for ModuloKeys {
         let h = BatchHeader::parse(batch).map_err(|e| e.to_string())?;
         Ok(vec![RecordInfo {
             offset: h.base_offset,
+            timestamp: h.base_timestamp,
             key: Some(Bytes::from((h.base_timestamp % 7).to_string())),
             value: Some(Bytes::from_static(b"v")),
         }])

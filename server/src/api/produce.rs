@@ -10,7 +10,8 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -37,12 +38,51 @@ struct Append<R = BytesMut> {
     replicate_wait: Option<std::time::Duration>,
 }
 
-/// The outcome for one partition: an error code with message, or the append result.
-type Outcome = Result<Appended, (i16, Option<String>)>;
+/// Why one partition's records were refused: Kafka's code and message, and
+/// (KIP-467) the records at fault, by index in the batch.
+#[derive(Debug, PartialEq)]
+struct Refused {
+    code: i16,
+    message: Option<String>,
+    record_errors: Vec<(i32, String)>,
+    /// With record errors, Kafka reports the partition's log start offset (-1
+    /// otherwise); filled in from the partition's owner.
+    log_start_offset: i64,
+}
+
+impl From<(i16, Option<String>)> for Refused {
+    fn from((code, message): (i16, Option<String>)) -> Refused {
+        Refused {
+            code,
+            message,
+            record_errors: Vec::new(),
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// The outcome for one partition: why it was refused, or the append result.
+type Outcome = Result<Appended, Refused>;
 
 /// Kafka's code for refused records, with the message clients show.
-fn record_error(e: RecordError) -> (i16, Option<String>) {
+fn record_error(e: RecordError) -> Refused {
     let (code, msg) = match e {
+        RecordError::Records {
+            errors,
+            invalid_timestamp,
+        } => {
+            let code = if invalid_timestamp {
+                ResponseError::InvalidTimestamp
+            } else {
+                ResponseError::InvalidRecord
+            };
+            return Refused {
+                code: code.code(),
+                message: Some(RecordError::records_message(&errors, invalid_timestamp)),
+                record_errors: errors,
+                log_start_offset: -1,
+            };
+        }
         RecordError::Invalid(m) => (ResponseError::InvalidRecord, m),
         RecordError::Corrupt(m) => (ResponseError::CorruptMessage, m),
         RecordError::TooLarge(m) => (ResponseError::MessageTooLarge, m),
@@ -50,7 +90,7 @@ fn record_error(e: RecordError) -> (i16, Option<String>) {
         RecordError::Timestamp(m) => (ResponseError::InvalidTimestamp, m),
         RecordError::NotEnoughReplicas(m) => (ResponseError::NotEnoughReplicas, m),
     };
-    (code.code(), Some(msg))
+    (code.code(), Some(msg)).into()
 }
 
 /// What one request partition needs besides its records.
@@ -71,13 +111,14 @@ fn prepare(
     topic: Option<&TopicImage>,
     by_id: bool,
     part: &PartitionProduceData,
-) -> Result<Append<Records>, (i16, Option<String>)> {
-    let code = |e: ResponseError| (e.code(), None);
+) -> Result<Append<Records>, Refused> {
+    let code = |e: ResponseError| Refused::from((e.code(), None));
     if r.position >= shard.config.max_partitions_per_request {
         return Err((
             ResponseError::PolicyViolation.code(),
             Some("Too many partitions in one request".into()),
-        ));
+        )
+            .into());
     }
     if !matches!(r.acks, -1..=1) {
         return Err(code(ResponseError::InvalidRequiredAcks));
@@ -96,6 +137,8 @@ fn prepare(
     // The topic's effective configs: overrides, dynamic, static, default.
     let settings = shard.cluster.topic_settings(r.image, tp);
     let produce = validate::Produce {
+        topic: tp.name.as_str(),
+        index: part.index,
         settings: &settings,
         acks: r.acks,
         isr: tp.partitions[part.index as usize].isr.len() as i64,
@@ -180,6 +223,8 @@ pub async fn handle(
     // One outcome per request partition, in request order; appends name their slot.
     let mut outcomes: Vec<Option<Outcome>> = Vec::new();
     let mut appends: Vec<(usize, Append<Records>)> = Vec::new();
+    // Refusals naming records, which report the partition's log start offset.
+    let mut need_start: Vec<(usize, (usize, Uuid, i32))> = Vec::new();
     for topic in &req.topic_data {
         let found = if version >= 13 {
             image.topic_by_id(&topic.topic_id)
@@ -193,7 +238,13 @@ pub async fn handle(
                     appends.push((outcomes.len(), a));
                     outcomes.push(None);
                 }
-                Err(e) => outcomes.push(Some(Err(e))),
+                Err(e) => {
+                    if let (false, Some(t)) = (e.record_errors.is_empty(), found) {
+                        let slot = outcomes.len();
+                        need_start.push((shard.owner(&t.id, part.index), (slot, t.id, part.index)));
+                    }
+                    outcomes.push(Some(Err(e)));
+                }
             }
         }
     }
@@ -224,7 +275,7 @@ pub async fn handle(
             || {
                 (
                     usize::MAX,
-                    Err((ResponseError::NotLeaderOrFollower.code(), None)),
+                    Err((ResponseError::NotLeaderOrFollower.code(), None).into()),
                 )
             },
         )
@@ -232,6 +283,26 @@ pub async fn handle(
     for (slot, outcome) in results {
         if let Some(s) = outcomes.get_mut(slot) {
             *s = Some(outcome);
+        }
+    }
+    if !need_start.is_empty() {
+        let starts = shard
+            .scatter(
+                need_start,
+                |s: Rc<Shard>, (slot, id, index): (usize, Uuid, i32)| async move {
+                    let start = match s.partitions.ready(&id, index).await {
+                        Ok(p) => p.log_start_offset(),
+                        Err(_) => -1,
+                    };
+                    (slot, start)
+                },
+                || (usize::MAX, -1),
+            )
+            .await;
+        for (slot, start) in starts {
+            if let Some(Some(Err(e))) = outcomes.get_mut(slot) {
+                e.log_start_offset = start;
+            }
         }
     }
     if acks == 0 {
@@ -304,16 +375,26 @@ fn partition_response(index: i32, outcome: Option<Outcome>) -> PartitionProduceR
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1);
-    match outcome.unwrap_or(Err((ResponseError::UnknownServerError.code(), None))) {
+    match outcome.unwrap_or(Err((ResponseError::UnknownServerError.code(), None).into())) {
         Ok(a) => {
             r.base_offset = a.base_offset;
             r.log_append_time_ms = a.log_append_time_ms;
             r.log_start_offset = a.log_start_offset;
         }
-        Err((code, msg)) => {
-            r.error_code = code;
-            r.error_message = msg.map(StrBytes::from_string);
-            super::count_error("Produce", code);
+        Err(e) => {
+            r.error_code = e.code;
+            r.log_start_offset = e.log_start_offset;
+            r.error_message = e.message.map(StrBytes::from_string);
+            r.record_errors = e
+                .record_errors
+                .into_iter()
+                .map(|(i, m)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(i)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(m)))
+                })
+                .collect();
+            super::count_error("Produce", e.code);
         }
     }
     r
@@ -324,21 +405,21 @@ async fn append_on_owner(shard: &Rc<Shard>, a: Append) -> Outcome {
     let partition = match shard.partitions.ready(&a.topic_id, a.index).await {
         Ok(p) => p,
         Err(Unavailable::Offline(why)) => {
-            return Err((ResponseError::KafkaStorageError.code(), Some(why)))
+            return Err((ResponseError::KafkaStorageError.code(), Some(why)).into())
         }
-        Err(u) => return Err((super::route::unavailable_code(&u), None)),
+        Err(u) => return Err((super::route::unavailable_code(&u), None).into()),
     };
     let last_offset_delta = i64::from(a.header.last_offset_delta);
     let appended = partition
         .clone()
         .append(a.records, a.header, a.log_append_time, a.sync)
         .await
-        .map_err(append_error)?;
+        .map_err(|e| Refused::from(append_error(e)))?;
     if let Some(wait) = a.replicate_wait.filter(|_| partition.is_replicated()) {
         partition
             .wait_replicated(appended.base_offset + last_offset_delta, wait)
             .await
-            .map_err(append_error)?;
+            .map_err(|e| Refused::from(append_error(e)))?;
     }
     Ok(appended)
 }
@@ -364,13 +445,41 @@ mod tests {
 
     #[test]
     fn record_errors_map_to_kafka_codes() {
-        let code = |e| record_error(e).0;
+        let code = |e| record_error(e).code;
         assert_eq!(code(RecordError::Invalid(String::new())), 87);
         assert_eq!(code(RecordError::Corrupt(String::new())), 2);
         assert_eq!(code(RecordError::TooLarge(String::new())), 10);
         assert_eq!(code(RecordError::ListTooLarge(String::new())), 18);
         assert_eq!(code(RecordError::Timestamp(String::new())), 32);
         assert_eq!(code(RecordError::NotEnoughReplicas(String::new())), 19);
+        let keyless = RecordError::Records {
+            errors: vec![(1, "no key".into())],
+            invalid_timestamp: false,
+        };
+        assert_eq!(
+            record_error(keyless),
+            Refused {
+                code: 87,
+                message: Some(
+                    "One or more records have been rejected due to 1 record errors in total, \
+                     and only showing the first three errors at most: \
+                     [RecordError(batchIndex=1, message='no key')]"
+                        .into()
+                ),
+                record_errors: vec![(1, "no key".into())],
+                log_start_offset: -1,
+            }
+        );
+        let late = RecordError::Records {
+            errors: vec![(0, "old".into()), (2, "no key".into())],
+            invalid_timestamp: true,
+        };
+        let r = record_error(late);
+        assert_eq!(r.code, 32);
+        assert_eq!(
+            r.message.as_deref(),
+            Some("One or more records have been rejected due to invalid timestamp")
+        );
     }
 
     #[test]

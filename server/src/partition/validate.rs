@@ -31,6 +31,35 @@ pub enum RecordError {
     /// NOT_ENOUGH_REPLICAS: acks=all with fewer in-sync replicas than
     /// `min.insync.replicas`.
     NotEnoughReplicas(String),
+    /// Some records of the batch are refused (KIP-467): each (index in the batch,
+    /// why), in batch order. INVALID_TIMESTAMP if any is for its timestamp, else
+    /// INVALID_RECORD (keyless records on a compacted topic), as Kafka's
+    /// `LogValidator` answers; the whole batch is refused either way.
+    Records {
+        errors: Vec<(i32, String)>,
+        invalid_timestamp: bool,
+    },
+}
+
+impl RecordError {
+    /// The partition's error message Kafka sends with [`RecordError::Records`] (its
+    /// `processRecordErrors`).
+    pub fn records_message(errors: &[(i32, String)], invalid_timestamp: bool) -> String {
+        if invalid_timestamp {
+            return "One or more records have been rejected due to invalid timestamp".into();
+        }
+        let shown: Vec<String> = errors
+            .iter()
+            .take(3)
+            .map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')"))
+            .collect();
+        format!(
+            "One or more records have been rejected due to {} record errors in total, and \
+             only showing the first three errors at most: [{}]",
+            errors.len(),
+            shown.join(", ")
+        )
+    }
 }
 
 /// Records ready for their owner: the batch (the request's own bytes, or a
@@ -52,6 +81,9 @@ pub enum Records {
 
 /// What a produce asks of the topic besides the records themselves.
 pub struct Produce<'a> {
+    /// The partition's topic and index, for messages.
+    pub topic: &'a str,
+    pub index: i32,
     pub settings: &'a TopicSettings,
     pub acks: i16,
     /// In-sync replicas of the partition now.
@@ -71,8 +103,6 @@ pub fn validate(
     let records =
         records.ok_or_else(|| RecordError::Invalid("Produce request has no records".into()))?;
     let header = check_batch(records, s.max_message_bytes, s.segment_bytes)?;
-    s.check_timestamps(header.base_timestamp, header.max_timestamp, produce.now_ms)
-        .map_err(RecordError::Timestamp)?;
     let min_isr = s.min_insync_replicas.min(produce.replicas.max(1));
     if produce.acks == -1 && produce.isr < min_isr {
         return Err(RecordError::NotEnoughReplicas(format!(
@@ -81,17 +111,25 @@ pub fn validate(
             produce.isr
         )));
     }
-    if s.cleanup_compact {
-        let all_keyed = codec
-            .records(records)
-            .map_err(RecordError::Corrupt)?
-            .iter()
-            .all(|r| r.key.is_some());
-        if !all_keyed {
-            return Err(RecordError::Invalid(
-                "Compacted topic cannot accept message without key".into(),
-            ));
+    // Record by record only where a record can be at fault: keys on a compacted
+    // topic; timestamps when `message.timestamp.before.max.ms` bounds them (a record
+    // may be older than the batch's first), or when the batch's first or largest is
+    // out of range. (The after-bound is checked on the batch's largest timestamp, as
+    // its header states it.)
+    let batch_timestamps =
+        s.check_timestamps(header.base_timestamp, header.max_timestamp, produce.now_ms);
+    let old_bounded = !s.log_append_time && s.timestamp_before_max_ms < i64::MAX;
+    if s.cleanup_compact || old_bounded || batch_timestamps.is_err() {
+        let decoded = codec.records(records).map_err(RecordError::Corrupt)?;
+        let (errors, invalid_timestamp) = record_errors(&decoded, produce);
+        if !errors.is_empty() {
+            return Err(RecordError::Records {
+                errors,
+                invalid_timestamp,
+            });
         }
+        // The header claims a timestamp no record has: refused as it stands.
+        batch_timestamps.map_err(RecordError::Timestamp)?;
     }
     match target_codec(&s.compression_type) {
         Some(codec_id) if codec_id != header.compression() => {
@@ -110,6 +148,52 @@ pub fn validate(
             header,
         }),
     }
+}
+
+/// Kafka's `LogValidator.validateRecord` over each record: on a compacted topic it
+/// needs a key; with CreateTime its timestamp must lie within
+/// `message.timestamp.before.max.ms` before and `message.timestamp.after.max.ms`
+/// after now. A record gets at most one error, its key's first. Returns the errors
+/// and whether any is for a timestamp.
+fn record_errors(
+    records: &[fjord_storage::RecordInfo],
+    produce: &Produce<'_>,
+) -> (Vec<(i32, String)>, bool) {
+    let s = produce.settings;
+    let now = produce.now_ms;
+    let mut errors = Vec::new();
+    let mut invalid_timestamp = false;
+    for (i, r) in records.iter().enumerate() {
+        let index = i32::try_from(i).unwrap_or(i32::MAX);
+        if s.cleanup_compact && r.key.is_none() {
+            errors.push((
+                index,
+                format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{}",
+                    produce.topic, produce.index
+                ),
+            ));
+            continue;
+        }
+        if s.log_append_time || r.timestamp < 0 {
+            continue;
+        }
+        if s.check_timestamps(r.timestamp, r.timestamp, now).is_err() {
+            invalid_timestamp = true;
+            errors.push((
+                index,
+                format!(
+                    "Timestamp {} of message with offset {} is out of range. The timestamp \
+                     should be within [{}, {}]",
+                    r.timestamp,
+                    r.offset,
+                    now.saturating_sub(s.timestamp_before_max_ms),
+                    now.saturating_add(s.timestamp_after_max_ms)
+                ),
+            ));
+        }
+    }
+    (errors, invalid_timestamp)
 }
 
 /// The codec id `compression.type` asks for; None for `producer` (keep the batch's).
@@ -244,5 +328,71 @@ mod tests {
         assert_eq!(target_codec("producer"), None);
         assert_eq!(target_codec("uncompressed"), Some(0));
         assert_eq!(target_codec("zstd"), Some(4));
+    }
+
+    /// Kafka's `validateRecord`: a keyless record on a compacted topic, timestamps
+    /// out of the topic's window, each by index; a record's key error first.
+    #[test]
+    fn record_errors_name_each_bad_record() {
+        use crate::configs::Layers;
+        use std::collections::BTreeMap;
+        let empty = BTreeMap::new();
+        let layers = Layers {
+            dynamic_broker: None,
+            dynamic_default: None,
+            static_props: &empty,
+        };
+        let overrides: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.before.max.ms", "1000"),
+            ("message.timestamp.after.max.ms", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = TopicSettings::resolve(&overrides, &layers);
+        let now = 1_000_000;
+        let produce = Produce {
+            topic: "t",
+            index: 3,
+            settings: &settings,
+            acks: 1,
+            isr: 1,
+            replicas: 1,
+            now_ms: now,
+        };
+        let record =
+            |offset: i64, timestamp: i64, key: Option<&'static [u8]>| fjord_storage::RecordInfo {
+                offset,
+                timestamp,
+                key: key.map(Bytes::from_static),
+                value: None,
+            };
+        let records = [
+            record(0, now, Some(b"k")),
+            record(1, now - 5000, None),
+            record(2, now + 5000, Some(b"k")),
+            record(3, -1, Some(b"k")),
+        ];
+        let (errors, invalid_timestamp) = record_errors(&records, &produce);
+        assert!(invalid_timestamp);
+        assert_eq!(
+            errors,
+            vec![
+                (
+                    1,
+                    "Compacted topic cannot accept message without key in topic partition t-3"
+                        .to_string()
+                ),
+                (
+                    2,
+                    "Timestamp 1005000 of message with offset 2 is out of range. The timestamp \
+                     should be within [999000, 1001000]"
+                        .to_string()
+                ),
+            ]
+        );
+        let (errors, invalid_timestamp) = record_errors(&records[..1], &produce);
+        assert!(errors.is_empty() && !invalid_timestamp);
     }
 }

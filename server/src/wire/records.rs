@@ -34,6 +34,7 @@ impl RecordCodec for KafkaRecords {
             .into_iter()
             .map(|r| RecordInfo {
                 offset: r.offset,
+                timestamp: r.timestamp,
                 key: r.key,
                 value: r.value,
             })

@@ -42,6 +42,8 @@ pub const TOMBSTONE_EXPIRY_FILE: &str = "fjord-cleaner-tombstone-expiry";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordInfo {
     pub offset: i64,
+    /// The record's timestamp (the batch's base timestamp plus its delta; -1: none).
+    pub timestamp: i64,
     /// None: a record without a key (never removed by compaction).
     pub key: Option<Bytes>,
     /// None: a null value, a delete marker for its key (a tombstone).

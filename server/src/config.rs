@@ -12,7 +12,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use crate::configs::broker;
-use crate::configs::StaticRule;
+use crate::configs::broker::{Inert, Startup};
+use crate::configs::{Layers, StaticRule};
 
 /// A configuration error: always names the key.
 #[derive(Debug)]
@@ -131,6 +132,13 @@ pub struct Config {
     pub max_request_partition_size_limit: i32,
     /// `fjord.replication.durable.high.watermark`.
     pub replication_durable_high_watermark: bool,
+    /// `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` of client
+    /// connections; -1 keeps the operating system's default.
+    pub socket_send_buffer_bytes: i32,
+    pub socket_receive_buffer_bytes: i32,
+    /// Kafka keys given that Fjord accepts but does not act on, with the reason
+    /// (named in one line at start-up).
+    pub inert_keys: Vec<(String, Inert)>,
     /// Every key given in the file or by `--override`, as given (validated): the
     /// static layer of the config model (`configs`).
     pub properties: BTreeMap<String, String>,
@@ -213,6 +221,28 @@ fn parse_voters(v: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     Ok(out)
 }
 
+/// Kafka's security protocols.
+const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// Parses `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+fn parse_protocol_map(v: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.split_once(':') {
+            Some((name, proto)) if PROTOCOLS.contains(&proto.trim()) => {
+                out.insert(name.trim().to_string(), proto.trim().to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "'{item}' is not NAME:PROTOCOL (one of {})",
+                    PROTOCOLS.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn check(name: &str, rule: StaticRule, v: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| ConfigError(format!("{name}: invalid value '{v}': {why}"));
     match rule {
@@ -248,10 +278,13 @@ fn check(name: &str, rule: StaticRule, v: &str) -> Result<(), ConfigError> {
             }
         }
         StaticRule::ProtocolMap => {
+            parse_protocol_map(v).map_err(|e| bad(&e))?;
+        }
+        StaticRule::HostPorts => {
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match item.split_once(':') {
-                    Some((_, "PLAINTEXT")) => {}
-                    _ => return Err(bad("only PLAINTEXT listeners are supported")),
+                match item.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                    _ => return Err(bad(&format!("'{item}' is not host:port"))),
                 }
             }
         }
@@ -260,15 +293,77 @@ fn check(name: &str, rule: StaticRule, v: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// With `controller.quorum.voters` empty, `controller.quorum.bootstrap.servers` (KIP-853)
+/// may name only this node's own controller listener: the node is the quorum's one
+/// voter, as Kafka after `kafka-storage format --standalone`. Joining a quorum of
+/// several nodes that way is refused, naming the static alternative.
+fn check_standalone_bootstrap(
+    servers: &str,
+    listeners: &[Listener],
+    is_controller: impl Fn(&Listener) -> bool,
+) -> Result<(), ConfigError> {
+    let servers: Vec<&str> = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Ok(());
+    }
+    let err = |why: &str| {
+        ConfigError(format!(
+            "controller.quorum.bootstrap.servers: {why}; Fjord forms a quorum of several \
+             nodes from controller.quorum.voters (id@host:port,...)"
+        ))
+    };
+    let Some(own) = listeners.iter().find(|l| is_controller(l)) else {
+        return Err(err("this node has no controller listener"));
+    };
+    let [server] = servers[..] else {
+        return Err(err("several servers are listed"));
+    };
+    let (host, port) = server.rsplit_once(':').unwrap_or((server, ""));
+    let same_host = own.host.is_empty()
+        || own.host == "0.0.0.0"
+        || own.host == host
+        || (host == "localhost" && own.host.starts_with("127."));
+    if port != own.port.to_string() || !same_host {
+        return Err(err(&format!(
+            "{server} is not this node's controller listener ({}:{})",
+            own.host, own.port
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Validates `values` (file keys then overrides, merged) against the catalogue
     /// and fills in its defaults.
     pub fn from_map(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut inert_keys = Vec::new();
         for (k, v) in values {
-            match broker::startup_key(k) {
-                Some(key) => check(key.name, key.rule, v)?,
+            let kafka = |key| broker::validate_kafka(key, v).map_err(|e| ConfigError(e.0));
+            match broker::startup(k) {
+                Startup::Read(key) => check(key.name, key.rule, v)?,
                 // The broker name of a topic config (log.cleanup.policy, ...).
-                None => broker::validate_static(k, v).map_err(|e| ConfigError(e.0))?,
+                Startup::TopicSynonym => {
+                    broker::validate_static(k, v).map_err(|e| ConfigError(e.0))?
+                }
+                Startup::Fallback(key) => {
+                    broker::validate_fallback(key, v).map_err(|e| ConfigError(e.0))?
+                }
+                Startup::Inert(key) => {
+                    if let Some(key) = key {
+                        kafka(key)?;
+                    }
+                    inert_keys.push((k.clone(), broker::inert(k)));
+                }
+                Startup::Unknown => {
+                    return Err(ConfigError(match broker::suggestion(k) {
+                        Some(s) => format!("{k}: unknown configuration key; did you mean {s}?"),
+                        None => format!("{k}: unknown configuration key"),
+                    }))
+                }
             }
         }
         let get = |name: &str| -> &str {
@@ -299,8 +394,46 @@ impl Config {
                     .into(),
             ));
         }
-        let quorum_voters = parse_voters(get("controller.quorum.voters"))?;
         let node_id = int("node.id");
+        match int("broker.id") {
+            -1 => {}
+            b if b == node_id => {}
+            b => {
+                return Err(ConfigError(format!(
+                    "broker.id: {b} differs from node.id {node_id}; in KRaft mode they must \
+                     be equal when broker.id is set"
+                )))
+            }
+        }
+        let protocols =
+            parse_protocol_map(get("listener.security.protocol.map")).map_err(ConfigError)?;
+        for l in &listeners {
+            let protocol = match protocols.get(&l.name) {
+                Some(p) => p.as_str(),
+                None if PROTOCOLS.contains(&l.name.as_str()) => l.name.as_str(),
+                None if controller_listener_names.contains(&l.name) => "PLAINTEXT",
+                None => {
+                    return Err(ConfigError(format!(
+                        "listener.security.protocol.map: no security protocol for listener {}",
+                        l.name
+                    )))
+                }
+            };
+            if protocol != "PLAINTEXT" {
+                return Err(ConfigError(format!(
+                    "listener.security.protocol.map: listener {} uses {protocol}; Fjord \
+                     supports PLAINTEXT listeners only",
+                    l.name
+                )));
+            }
+        }
+        let quorum_voters = parse_voters(get("controller.quorum.voters"))?;
+        if quorum_voters.is_empty() {
+            check_standalone_bootstrap(get("controller.quorum.bootstrap.servers"), &listeners, {
+                let names = &controller_listener_names;
+                move |l: &Listener| names.contains(&l.name)
+            })?;
+        }
         if !quorum_voters.is_empty() && !quorum_voters.contains_key(&(node_id as u64)) {
             return Err(ConfigError(format!(
                 "controller.quorum.voters: node.id {node_id} is not a voter (combined mode needs \
@@ -316,6 +449,44 @@ impl Config {
                 l.host = "localhost".into();
             }
         }
+        let client = listeners
+            .iter()
+            .find(|l| !controller_listener_names.contains(&l.name))
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        match get("inter.broker.listener.name") {
+            "" => {}
+            n if n == client => {}
+            n => {
+                return Err(ConfigError(format!(
+                    "inter.broker.listener.name: {n} is not the listener Fjord serves \
+                     clients and replicas on ({client}); Fjord uses one listener for both"
+                )))
+            }
+        }
+        let log_dirs = match (values.get("log.dirs"), values.get("log.dir")) {
+            (Some(d), _) | (None, Some(d)) => d.trim().to_string(),
+            (None, None) => get("log.dirs").to_string(),
+        };
+        if log_dirs.contains(',') {
+            return Err(ConfigError(format!(
+                "log.dirs: '{log_dirs}' names several directories; Fjord keeps its data in \
+                 one directory"
+            )));
+        }
+        let layers = Layers {
+            dynamic_broker: None,
+            dynamic_default: None,
+            static_props: values,
+        };
+        // A topic config's broker synonym through its fallbacks (log.retention.hours).
+        let synonym = |name: &str| {
+            broker::topic_of(name)
+                .and_then(|t| t.broker)
+                .and_then(|b| b.resolve(&layers))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
         let cores = match int("fjord.cores") {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -331,14 +502,14 @@ impl Config {
             node_id: node_id as i32,
             listeners,
             advertised_listeners: advertised,
-            log_dirs: PathBuf::from(get("log.dirs")),
+            log_dirs: PathBuf::from(log_dirs),
             num_partitions: int("num.partitions") as i32,
             default_replication_factor: int("default.replication.factor") as i16,
             auto_create_topics_enable: get("auto.create.topics.enable")
                 .eq_ignore_ascii_case("true"),
             log_segment_bytes: int("log.segment.bytes"),
-            log_roll_ms: int("log.roll.ms"),
-            log_retention_ms: int("log.retention.ms"),
+            log_roll_ms: synonym("log.roll.ms"),
+            log_retention_ms: synonym("log.retention.ms"),
             log_retention_bytes: int("log.retention.bytes"),
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_cleaner_backoff_ms: int("log.cleaner.backoff.ms"),
@@ -392,6 +563,9 @@ impl Config {
                 .clamp(1, i32::MAX as i64) as i32,
             replication_durable_high_watermark: get("fjord.replication.durable.high.watermark")
                 .eq_ignore_ascii_case("true"),
+            socket_send_buffer_bytes: int("socket.send.buffer.bytes") as i32,
+            socket_receive_buffer_bytes: int("socket.receive.buffer.bytes") as i32,
+            inert_keys,
             properties: values.clone(),
         })
     }
@@ -502,5 +676,143 @@ mod tests {
             parse_override("a=b=c").expect("ok"),
             ("a".into(), "b=c".into())
         );
+    }
+
+    /// Kafka 4.1's shipped `config/server.properties`, with its listeners on loopback.
+    fn shipped() -> BTreeMap<String, String> {
+        let text = include_str!("../tests/data/kafka-4.1-server.properties")
+            .replace("://:", "://127.0.0.1:");
+        parse_properties(&text).expect("parse")
+    }
+
+    #[test]
+    fn kafkas_shipped_server_properties_is_accepted() {
+        let c = Config::from_map(&shipped()).expect("Kafka's own file");
+        assert_eq!(c.client_listener().port, 9092);
+        assert_eq!(c.advertised().host, "localhost");
+        assert!(c.quorum_voters.is_empty(), "a one-voter quorum");
+        assert_eq!(c.log_retention_ms, 168 * 3_600_000);
+        assert_eq!(c.num_recovery_threads_per_data_dir, 1);
+        assert_eq!(c.offsets_topic_replication_factor, 1);
+        assert_eq!(
+            (c.socket_send_buffer_bytes, c.socket_receive_buffer_bytes),
+            (102_400, 102_400)
+        );
+        let inert: Vec<&str> = c.inert_keys.iter().map(|(k, _)| k.as_str()).collect();
+        for k in [
+            "num.io.threads",
+            "num.network.threads",
+            "transaction.state.log.replication.factor",
+            "transaction.state.log.min.isr",
+            "share.coordinator.state.topic.replication.factor",
+            "share.coordinator.state.topic.min.isr",
+        ] {
+            assert!(inert.contains(&k), "{k} not reported as inert: {inert:?}");
+        }
+        assert!(!inert.contains(&"log.retention.hours"), "honoured");
+        assert_eq!(
+            broker::inert("num.io.threads"),
+            Inert::Threads,
+            "reason named"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_suggestion() {
+        for (typo, meant) in [
+            ("log.retention.hour", "log.retention.hours"),
+            ("num.io.thread", "num.io.threads"),
+            ("listners", "listeners"),
+            ("auto.create.topic.enable", "auto.create.topics.enable"),
+            ("fjord.core", "fjord.cores"),
+        ] {
+            let mut m = shipped();
+            m.insert(typo.into(), "1".into());
+            let e = Config::from_map(&m).expect_err(typo).to_string();
+            assert!(e.contains(&format!("did you mean {meant}?")), "{typo}: {e}");
+        }
+        let mut m = shipped();
+        m.insert("completely.unrelated.thing".into(), "1".into());
+        let e = Config::from_map(&m).expect_err("unknown").to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+        // Kafka's keys are checked by Kafka's rules.
+        for (k, v) in [
+            ("num.io.threads", "0"),
+            ("ssl.client.auth", "sometimes"),
+            ("delete.topic.enable", "false"),
+            ("log.roll.jitter.hours", "2"),
+        ] {
+            let mut m = shipped();
+            m.insert(k.into(), v.into());
+            let e = Config::from_map(&m).expect_err(k).to_string();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn retention_falls_back_to_minutes_then_hours() {
+        let ms = |pairs: &[(&str, &str)]| {
+            let m: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let c = Config::from_map(&m).expect("valid");
+            (c.log_retention_ms, c.log_roll_ms)
+        };
+        assert_eq!(ms(&[("log.retention.hours", "2")]).0, 7_200_000);
+        assert_eq!(
+            ms(&[("log.retention.hours", "2"), ("log.retention.minutes", "3")]).0,
+            180_000
+        );
+        assert_eq!(
+            ms(&[("log.retention.minutes", "3"), ("log.retention.ms", "5")]).0,
+            5
+        );
+        assert_eq!(ms(&[("log.roll.hours", "1")]).1, 3_600_000);
+        assert_eq!(ms(&[]), (604_800_000, 604_800_000));
+    }
+
+    #[test]
+    fn listeners_quorum_bootstrap_and_directories() {
+        let with = |k: &str, v: &str| {
+            let mut m = shipped();
+            m.insert(k.into(), v.into());
+            Config::from_map(&m)
+        };
+        let e = with(
+            "listeners",
+            "SSL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093",
+        )
+        .expect_err("ssl")
+        .to_string();
+        assert!(e.contains("PLAINTEXT listeners only"), "{e}");
+        for v in [
+            "localhost:9093,localhost:9095",
+            "localhost:9099",
+            "otherhost:9093",
+        ] {
+            let e = with("controller.quorum.bootstrap.servers", v)
+                .expect_err(v)
+                .to_string();
+            assert!(e.contains("controller.quorum.voters"), "{e}");
+        }
+        with("controller.quorum.bootstrap.servers", "127.0.0.1:9093").expect("own listener");
+        let e = with("inter.broker.listener.name", "CONTROLLER")
+            .expect_err("controller")
+            .to_string();
+        assert!(e.contains("inter.broker.listener.name"), "{e}");
+        let e = with("broker.id", "2").expect_err("broker.id").to_string();
+        assert!(e.contains("broker.id"), "{e}");
+        with("broker.id", "1").expect("equal ids");
+        let e = with("log.dirs", "/a,/b").expect_err("two dirs").to_string();
+        assert!(e.contains("log.dirs"), "{e}");
+        let mut m = shipped();
+        m.remove("log.dirs");
+        m.insert("log.dir".into(), "/tmp/one".into());
+        assert_eq!(
+            Config::from_map(&m).expect("log.dir").log_dirs,
+            PathBuf::from("/tmp/one")
+        );
+        with("listener.name.controller.ssl.keystore.location", "/x").expect("listener override");
     }
 }

@@ -245,8 +245,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         std::sync::Arc::new(|shard| Box::pin(net::replica_fetcher::run(shard)));
     let mut starts = Vec::with_capacity(config.cores);
     for _ in 0..config.cores {
-        let listener =
-            net::listener::bind_reuseport(addr).with_context(|| format!("binding {addr}"))?;
+        let listener = net::listener::bind_reuseport(
+            addr,
+            config.socket_send_buffer_bytes,
+            config.socket_receive_buffer_bytes,
+        )
+        .with_context(|| format!("binding {addr}"))?;
         starts.push(shard::ShardStart {
             config: config.clone(),
             metadata: metadata.clone(),
@@ -257,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         });
     }
     let shards = shard::start(starts)?;
+    log_inert_keys(&config.inert_keys);
     tracing::info!(%addr, shards = config.cores, node_id = config.node_id, log_dirs = %config.log_dirs.display(), "fjord started");
 
     runtime.block_on(async {
@@ -276,4 +281,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One start-up line naming the Kafka keys given that have no effect in Fjord, grouped
+/// by the reason.
+fn log_inert_keys(keys: &[(String, fjord::configs::broker::Inert)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut groups: Vec<(fjord::configs::broker::Inert, Vec<&str>)> = Vec::new();
+    for (key, why) in keys {
+        match groups.iter_mut().find(|(w, _)| w == why) {
+            Some((_, names)) => names.push(key),
+            None => groups.push((*why, vec![key])),
+        }
+    }
+    let text: Vec<String> = groups
+        .iter()
+        .map(|(why, names)| format!("{} ({})", names.join(", "), why.reason()))
+        .collect();
+    tracing::info!(
+        "Kafka settings accepted without effect in Fjord: {}",
+        text.join("; ")
+    );
 }

@@ -679,6 +679,11 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     for (arg, key) in [
         ("no.such.key=1", "no.such.key"),
         ("num.partitions=zero", "num.partitions"),
+        (
+            "log.retention.hour=5",
+            "log.retention.hour: unknown configuration key; did you mean log.retention.hours?",
+        ),
+        ("num.io.threads=0", "num.io.threads"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
             .args([
@@ -779,4 +784,29 @@ fn offset_for_leader_epoch_reads_the_epoch_cache() {
     let text =
         std::fs::read_to_string(broker.dir.join("ep-0/leader-epoch-checkpoint")).expect("file");
     assert_eq!(text, "0\n1\n0 0\n", "Kafka's checkpoint format");
+}
+
+#[test]
+fn a_typo_in_kafkas_shipped_server_properties_is_refused_with_a_suggestion() {
+    let dir = std::env::temp_dir().join(format!("fjord-typo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let shipped = include_str!("data/kafka-4.1-server.properties");
+    let path = dir.join("server.properties");
+    let typo = shipped.replace("num.network.threads=3", "num.netwrk.threads=3");
+    assert_ne!(typo, shipped, "the shipped file sets num.network.threads");
+    std::fs::write(&path, typo).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run fjord");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "num.netwrk.threads: unknown configuration key; did you mean num.network.threads?"
+        ),
+        "{err}"
+    );
 }

@@ -7,11 +7,12 @@
 //!
 //! Invariant: a broker key is named once, here or in [`TOPIC_CONFIGS`].
 
-use super::topic::{TopicConfigDef, TOPIC_CONFIGS};
+use super::kafka_keys::{KafkaKey, KAFKA_KEYS};
+use super::topic::{BrokerSynonym, TopicConfigDef, TOPIC_CONFIGS};
 use super::{int, ConfigDef, ConfigError, ConfigType, Described, Layers, Source, StaticRule};
 
 use ConfigType::{Boolean, Int, List, Long, Short, String as Str};
-use StaticRule::{Bool, Listeners, ProcessRoles, ProtocolMap, Voters};
+use StaticRule::{Bool, HostPorts, Listeners, ProcessRoles, ProtocolMap, Voters};
 
 const I32_MAX: i64 = i32::MAX as i64;
 
@@ -26,9 +27,6 @@ pub struct BrokerKey {
     /// The value when unset: Kafka's default, or Fjord's for Fjord's own keys.
     pub default: &'static str,
     pub doc: &'static str,
-    /// Known to the admin APIs: DescribeConfigs reports it (read-only) and AlterConfigs
-    /// refuses it as static. Otherwise they answer as for an unknown key.
-    pub described: bool,
     /// Settable through AlterConfigs (per broker, or the cluster default ""), and read
     /// from the image at run time, not only at start-up.
     pub dynamic: bool,
@@ -47,7 +45,6 @@ const fn key(
         rule,
         default,
         doc,
-        described: true,
         dynamic: false,
     }
 }
@@ -56,14 +53,6 @@ const fn key(
 const fn dynamic(key: BrokerKey) -> BrokerKey {
     BrokerKey {
         dynamic: true,
-        ..key
-    }
-}
-
-/// A key read at start-up that the admin APIs do not report yet.
-const fn undescribed(key: BrokerKey) -> BrokerKey {
-    BrokerKey {
-        described: false,
         ..key
     }
 }
@@ -129,13 +118,13 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "How often each shard writes the high watermark of its replicated partitions \
          that moved to their high-watermark-checkpoint (also at clean shutdown).",
     ),
-    undescribed(key(
+    key(
         "log.cleaner.backoff.ms",
         Long,
         int(1, i64::MAX),
         "15000",
         "How often each shard looks for compacted partitions due for cleaning.",
-    )),
+    ),
     key(
         "socket.request.max.bytes",
         Int,
@@ -164,20 +153,20 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "3000",
         "How long a new group waits for more members before its first rebalance.",
     ),
-    undescribed(key(
+    key(
         "group.consumer.session.timeout.ms",
         Int,
         int(1, I32_MAX),
         "45000",
         "A member of a consumer group (KIP-848) silent this long is removed.",
-    )),
-    undescribed(key(
+    ),
+    key(
         "group.consumer.heartbeat.interval.ms",
         Int,
         int(1, I32_MAX),
         "5000",
         "The heartbeat interval members of a consumer group (KIP-848) are told to keep.",
-    )),
+    ),
     key(
         "num.recovery.threads.per.data.dir",
         Int,
@@ -217,48 +206,97 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "600000",
         "How often expired committed offsets are looked for.",
     ),
-    undescribed(key(
+    key(
         "controller.quorum.voters",
         List,
         Voters,
         "",
         "The controller voters, id@host:port; empty: this node is a one-voter quorum.",
-    )),
-    undescribed(key(
+    ),
+    key(
         "controller.listener.names",
         Str,
         StaticRule::Str,
         "CONTROLLER",
         "The listeners that carry controller (Raft) traffic only.",
-    )),
-    undescribed(key(
+    ),
+    key(
         "process.roles",
         List,
         ProcessRoles,
         "broker,controller",
         "The roles of this node; Fjord runs in combined mode only.",
-    )),
-    undescribed(key(
+    ),
+    key(
         "listener.security.protocol.map",
         Str,
         ProtocolMap,
         "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "The security protocol of each listener; Fjord supports PLAINTEXT only.",
-    )),
-    undescribed(key(
+    ),
+    key(
+        "controller.quorum.bootstrap.servers",
+        List,
+        HostPorts,
+        "",
+        "host:port of the controller listeners a node first contacts. With \
+         controller.quorum.voters empty, Fjord accepts only this node's own controller \
+         listener here: the node forms a one-voter quorum, as after Kafka's \
+         `kafka-storage format --standalone`.",
+    ),
+    key(
+        "inter.broker.listener.name",
+        Str,
+        StaticRule::Str,
+        "",
+        "The listener brokers use to reach each other. Fjord serves clients and replicas \
+         on one listener, so this must name that listener (the first one not in \
+         controller.listener.names) when set.",
+    ),
+    key(
+        "broker.id",
+        Int,
+        int(-1, I32_MAX),
+        "-1",
+        "The broker id; in KRaft mode it must equal node.id when set.",
+    ),
+    key(
+        "log.dir",
+        Str,
+        StaticRule::Str,
+        "./data",
+        "The data directory, used when log.dirs is not set.",
+    ),
+    key(
+        "socket.send.buffer.bytes",
+        Int,
+        int(-1, I32_MAX),
+        "-1",
+        "SO_SNDBUF of client connections; -1 keeps the kernel's default and its \
+         autotuning (Fjord's default; Kafka's is 102400).",
+    ),
+    key(
+        "socket.receive.buffer.bytes",
+        Int,
+        int(-1, I32_MAX),
+        "-1",
+        "SO_RCVBUF of client connections; -1 keeps the kernel's default and its \
+         autotuning (Fjord's default; Kafka's is 102400).",
+    ),
+    key(
         "broker.session.timeout.ms",
         Int,
         int(1, I32_MAX),
         "9000",
         "A broker that has not heartbeaten to the controller this long is fenced.",
-    )),
-    undescribed(key(
+    ),
+    key(
         "broker.heartbeat.interval.ms",
         Int,
         int(1, I32_MAX),
         "2000",
         "How often a broker heartbeats to the controller.",
-    )),
+    ),
     key(
         "fjord.cores",
         Int,
@@ -485,6 +523,247 @@ pub fn startup_key(name: &str) -> Option<StartupKey> {
     startup_keys().find(|k| k.name == name)
 }
 
+/// Kafka's broker key named `name` ([`KAFKA_KEYS`] is sorted by name).
+pub fn kafka_key(name: &str) -> Option<&'static KafkaKey> {
+    KAFKA_KEYS
+        .binary_search_by(|k| k.name.cmp(name))
+        .ok()
+        .map(|i| &KAFKA_KEYS[i])
+}
+
+/// The broker synonym whose coarser fallbacks include `name` (`log.retention.hours`
+/// of `log.retention.ms`).
+pub fn fallback_of(name: &str) -> Option<BrokerSynonym> {
+    TOPIC_CONFIGS
+        .iter()
+        .filter_map(|t| t.broker)
+        .find(|b| b.fallback.iter().any(|f| f.name == name))
+}
+
+/// Kafka keys whose other values Fjord cannot honour: only Kafka's default is
+/// accepted, with the reason.
+const DEFAULT_ONLY: &[(&str, &str)] = &[
+    (
+        "delete.topic.enable",
+        "Fjord always allows topics to be deleted",
+    ),
+    ("log.cleaner.enable", "Fjord always cleans compacted topics"),
+];
+
+macro_rules! inert_reasons {
+    ($($id:ident = $text:literal,)*) => {
+        /// Why a Kafka broker key that is not in Fjord's catalogue has no effect.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Inert {
+            $($id,)*
+        }
+
+        impl Inert {
+            /// The reason, as the start-up line gives it.
+            pub fn reason(self) -> &'static str {
+                match self {
+                    $(Inert::$id => $text,)*
+                }
+            }
+
+            /// The documentation DescribeConfigs gives the key.
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $(Inert::$id => concat!(
+                        "Accepted for compatibility; no effect in Fjord: ", $text, "."
+                    ),)*
+                }
+            }
+        }
+    };
+}
+
+inert_reasons! {
+    Threads = "Fjord runs one shard per core (fjord.cores), with no thread pools or request queues",
+    Purgatory = "Fjord has no request purgatories to purge",
+    Transactions = "transactions are not implemented yet",
+    ShareGroups = "share groups are not implemented yet",
+    StreamsGroups = "streams groups are not implemented",
+    Security = "security (TLS, SASL, ACLs) is not implemented yet: every listener is PLAINTEXT",
+    TieredStorage = "tiered storage is not implemented",
+    Metrics = "Fjord exports its metrics on fjord.metrics.listener (Prometheus)",
+    Quorum = "Fjord's metadata quorum (openraft) keeps its own timing, batching and snapshots",
+    Quotas = "client quotas are not implemented yet",
+    Classes = "Fjord cannot load Java classes",
+    Storage = "Fjord's storage flushes and cleans on its own schedule and buffers",
+    FetchSessions = "fetch sessions (KIP-227) are not implemented yet: every Fetch is answered in full",
+    Other = "Fjord does not implement this setting",
+}
+
+/// Why the Kafka broker key `name` has no effect in Fjord.
+pub fn inert(name: &str) -> Inert {
+    const THREADS: &[&str] = &[
+        "background.threads",
+        "num.io.threads",
+        "num.network.threads",
+        "num.replica.fetchers",
+        "num.replica.alter.log.dirs.threads",
+        "group.coordinator.threads",
+        "share.coordinator.threads",
+        "log.cleaner.threads",
+        "queued.max.requests",
+        "queued.max.request.bytes",
+    ];
+    const SECURITY: &[&str] = &[
+        "ssl.",
+        "sasl.",
+        "security.",
+        "delegation.token.",
+        "principal.builder.class",
+        "authorizer.class.name",
+        "connections.max.reauth.ms",
+        "connection.failed.authentication.delay.ms",
+        "early.start.listeners",
+        "listener.name.",
+    ];
+    const QUORUM: &[&str] = &[
+        "metadata.",
+        "controller.",
+        "internal.metadata.",
+        "initial.broker.registration.timeout.ms",
+    ];
+    let starts = |p: &[&str]| p.iter().any(|p| name.starts_with(p));
+    if THREADS.contains(&name) {
+        Inert::Threads
+    } else if name.ends_with(".purgatory.purge.interval.requests") {
+        Inert::Purgatory
+    } else if starts(&[
+        "transaction",
+        "add.partitions.to.txn.",
+        "producer.id.expiration.",
+    ]) {
+        Inert::Transactions
+    } else if starts(&["share.", "group.share."]) {
+        Inert::ShareGroups
+    } else if starts(&["group.streams."]) {
+        Inert::StreamsGroups
+    } else if starts(SECURITY) {
+        Inert::Security
+    } else if starts(&["remote."]) {
+        Inert::TieredStorage
+    } else if starts(&["metric.reporters", "metrics.", "kafka.metrics."]) {
+        Inert::Metrics
+    } else if starts(&["quota.", "client.quota.", "controller.quota."]) || name.contains(".quota.")
+    {
+        Inert::Quotas
+    } else if starts(QUORUM) {
+        Inert::Quorum
+    } else if name.ends_with(".policy.class.name") || name == "replica.selector.class" {
+        Inert::Classes
+    } else if starts(&["log.flush.", "log.cleaner."]) {
+        Inert::Storage
+    } else if name == "max.incremental.fetch.session.cache.slots" {
+        Inert::FetchSessions
+    } else {
+        Inert::Other
+    }
+}
+
+/// What start-up does with a key of `server.properties` or `--override`.
+#[derive(Clone, Copy, Debug)]
+pub enum Startup {
+    /// `config.rs` checks and reads it.
+    Read(StartupKey),
+    /// A topic config's broker synonym: checked by the topic config's rule.
+    TopicSynonym,
+    /// A coarser fallback of a synonym (`log.retention.hours`): checked by Kafka's
+    /// rule and honoured.
+    Fallback(&'static KafkaKey),
+    /// A Kafka key Fjord does not act on: checked by Kafka's rule, then named in one
+    /// start-up line with its [`Inert`] reason.
+    Inert(Option<&'static KafkaKey>),
+    /// In no Kafka version and not Fjord's own.
+    Unknown,
+}
+
+/// Classifies a start-up key.
+pub fn startup(name: &str) -> Startup {
+    if let Some(k) = startup_key(name) {
+        return Startup::Read(k);
+    }
+    if topic_of(name).is_some() {
+        return Startup::TopicSynonym;
+    }
+    match kafka_key(name) {
+        Some(k) if fallback_of(name).is_some() => Startup::Fallback(k),
+        Some(k) => Startup::Inert(Some(k)),
+        // Kafka's per-listener overrides: `listener.name.<listener>.<config>`.
+        None if name.starts_with("listener.name.") && name.matches('.').count() >= 3 => {
+            Startup::Inert(None)
+        }
+        None => Startup::Unknown,
+    }
+}
+
+/// Checks the value of a Kafka key that `config.rs` does not read itself: Kafka's
+/// type and validator, and for [`DEFAULT_ONLY`] keys, Kafka's default.
+pub fn validate_kafka(key: &KafkaKey, value: &str) -> Result<(), ConfigError> {
+    let def = ConfigDef {
+        name: key.name,
+        ty: key.ty,
+        default: key.default,
+        valid: key.valid,
+        fjord_acts: true,
+        doc: "",
+    };
+    let v = def.validate(value)?;
+    if let Some((_, why)) = DEFAULT_ONLY.iter().find(|(n, _)| *n == key.name) {
+        if Some(v.as_str()) != key.default {
+            return Err(ConfigError(format!(
+                "{}: invalid value '{v}': {why}; only {} may be set",
+                key.name,
+                key.default.unwrap_or("null")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a coarser fallback (`log.retention.hours`): Kafka's rule, and when Fjord
+/// does not act on the topic config it falls back for, Kafka's default only.
+pub fn validate_fallback(key: &KafkaKey, value: &str) -> Result<(), ConfigError> {
+    validate_kafka(key, value)?;
+    let acts = TOPIC_CONFIGS
+        .iter()
+        .filter(|t| {
+            t.broker
+                .is_some_and(|b| b.fallback.iter().any(|f| f.name == key.name))
+        })
+        .all(|t| t.def.fjord_acts);
+    if !acts && Some(value.trim()) != key.default {
+        return Err(ConfigError(format!(
+            "{}: invalid value '{value}': Fjord does not support this config; only its \
+             default ({}) may be set",
+            key.name,
+            key.default.unwrap_or("null")
+        )));
+    }
+    Ok(())
+}
+
+/// The known key nearest to `name`, for an "unknown key" error: Fjord's keys, the
+/// topic synonyms and Kafka's keys.
+pub fn suggestion(name: &str) -> Option<&'static str> {
+    let synonyms = TOPIC_CONFIGS
+        .iter()
+        .filter_map(|t| t.broker)
+        .map(|b| b.name);
+    let (best, distance) = BROKER_KEYS
+        .iter()
+        .map(|k| k.name)
+        .chain(synonyms)
+        .chain(KAFKA_KEYS.iter().filter(|k| !k.internal).map(|k| k.name))
+        .map(|k| (k, strsim::damerau_levenshtein(name, k)))
+        .min_by_key(|(_, d)| *d)?;
+    // Close enough to be a typo: a few edits, and under a third of the name.
+    (distance <= 3 && distance * 3 < name.len()).then_some(best)
+}
+
 /// The topic config whose broker synonym is `name`.
 pub fn topic_of(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS
@@ -524,9 +803,13 @@ pub fn validate_dynamic(name: &str, value: &str) -> Result<String, ConfigError> 
             }
             .validate(value)
         }
-        None if BROKER_KEYS.iter().any(|k| k.described && k.name == name) => Err(ConfigError(
-            format!("Cannot update these configs dynamically: [{name}]"),
-        )),
+        None if BROKER_KEYS.iter().any(|k| k.name == name) => Err(ConfigError(format!(
+            "Cannot update these configs dynamically: [{name}]"
+        ))),
+        None if kafka_key(name).is_some() => Err(ConfigError(format!(
+            "Cannot update these configs dynamically: [{name}] (no effect in Fjord: {})",
+            inert(name).reason()
+        ))),
         None => Err(ConfigError(format!("Unknown broker config name: {name}"))),
     }
 }
@@ -544,29 +827,47 @@ pub fn validate_static(name: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// Every config of this broker (resource name = its node id), as Kafka's
-/// `createBrokerConfigEntry` reports them. `fjord_default` gives the default of a
-/// key of [`BROKER_KEYS`] (`config::default_of`, the catalogue's).
+/// `createBrokerConfigEntry` reports them: Fjord's own keys, the topic synonyms, then
+/// every other key of Kafka's (not its internal ones), read-only, with the value given
+/// at start-up or Kafka's default and a doc that says whether Fjord acts on it.
+/// `fjord_default` gives the default of a key of [`BROKER_KEYS`] (`config::default_of`,
+/// the catalogue's).
 pub fn describe_broker(
     layers: &Layers<'_>,
     fjord_default: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<Described> {
     let mut out = Vec::new();
-    for key in BROKER_KEYS.iter().filter(|k| k.described) {
+    for key in BROKER_KEYS {
         let synonyms = layers.broker_synonyms(&[key.name], |n| fjord_default(n));
         out.push(entry(key.name, key.ty, key.doc, !key.dynamic, synonyms));
     }
     for t in TOPIC_CONFIGS {
         let Some(b) = t.broker else { continue };
-        let mut chain = vec![b.name];
-        chain.extend(b.fallback.map(|f| f.0));
-        let synonyms = layers.broker_synonyms(&chain, |n| {
-            if n == b.name {
-                b.default
-            } else {
-                b.fallback.map(|f| f.1)
-            }
-        });
+        let synonyms = layers.broker_synonyms(&b.chain(), |n| b.default_of(n));
         out.push(entry(b.name, t.def.ty, t.def.doc, !b.dynamic, synonyms));
+    }
+    for k in KAFKA_KEYS.iter().filter(|k| !k.internal) {
+        if out.iter().any(|d| d.name == k.name) {
+            continue;
+        }
+        let (synonyms, doc) = match fallback_of(k.name) {
+            Some(b) => (
+                layers.broker_synonyms_of(k.name, &b.chain(), |n| b.default_of(n)),
+                "A coarser unit of the setting named first among its synonyms, used when \
+                 that one is not set.",
+            ),
+            None => (
+                layers.broker_synonyms(&[k.name], |_| k.default),
+                inert(k.name).doc(),
+            ),
+        };
+        let mut d = entry(k.name, k.ty, doc, true, synonyms);
+        if k.ty == ConfigType::Password {
+            d.sensitive = true;
+            d.value = None;
+            d.synonyms.iter_mut().for_each(|s| s.value = None);
+        }
+        out.push(d);
     }
     out
 }

@@ -18,6 +18,7 @@
 //! (`config.rs`), DescribeConfigs and AlterConfigs all read that catalogue.
 
 pub mod broker;
+pub mod kafka_keys;
 pub mod settings;
 pub mod topic;
 
@@ -58,6 +59,8 @@ pub enum Valid {
     DoubleRange { min: f64, max: f64 },
     /// One of these strings (case-sensitive, as Kafka's `ValidString`).
     OneOf(&'static [&'static str]),
+    /// One of these strings in any case (Kafka's `CaseInsensitiveValidString`).
+    OneOfIgnoreCase(&'static [&'static str]),
     /// A comma-separated list whose items are each one of these.
     ListOf(&'static [&'static str]),
     /// `*`, or a list of `partition:broker` pairs (throttled replicas).
@@ -87,8 +90,11 @@ pub enum StaticRule {
     Voters,
     /// `broker,controller` in either order: Fjord runs in combined mode only.
     ProcessRoles,
-    /// A comma-separated list of `NAME:PLAINTEXT`.
+    /// A comma-separated list of `NAME:PROTOCOL`, PROTOCOL one of Kafka's four;
+    /// `config.rs` checks that the listeners in use are PLAINTEXT.
     ProtocolMap,
+    /// A comma-separated list of `host:port`.
+    HostPorts,
 }
 
 /// [`StaticRule::Int`] within `[min, max]`.
@@ -168,8 +174,15 @@ impl ConfigDef {
                 }
             }
             ConfigType::String | ConfigType::Class | ConfigType::Password => {
-                if let Valid::OneOf(allowed) = self.valid {
-                    if !allowed.contains(&v) {
+                let ok = match self.valid {
+                    Valid::OneOf(allowed) => allowed.contains(&v),
+                    Valid::OneOfIgnoreCase(allowed) => {
+                        allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    if let Valid::OneOf(allowed) | Valid::OneOfIgnoreCase(allowed) = self.valid {
                         return Err(bad(&format!(
                             "String must be one of: {}",
                             allowed.join(", ")
@@ -271,6 +284,18 @@ impl<'a> Layers<'a> {
         chain: &[&str],
         defaults: impl Fn(&str) -> Option<&'static str>,
     ) -> Vec<Synonym> {
+        self.broker_synonyms_of(chain[0], chain, defaults)
+    }
+
+    /// [`Layers::broker_synonyms`] for `name`, one of `chain` (a coarser config, such
+    /// as `log.retention.hours` of `log.retention.ms`): entries before the first one
+    /// named `name` are dropped.
+    pub fn broker_synonyms_of(
+        &self,
+        name: &str,
+        chain: &[&str],
+        defaults: impl Fn(&str) -> Option<&'static str>,
+    ) -> Vec<Synonym> {
         let mut out = Vec::new();
         let layers = [
             (self.dynamic_broker, Source::DynamicBroker),
@@ -297,7 +322,7 @@ impl<'a> Layers<'a> {
                 });
             }
         }
-        let first = out.iter().position(|s| s.name == chain[0]);
+        let first = out.iter().position(|s| s.name == name);
         out.split_off(first.unwrap_or(out.len()))
     }
 }

@@ -282,3 +282,90 @@ fn broker_keys_are_named_once_and_typed_as_checked() {
     assert!(startup_keys().any(|k| k.name == "log.segment.bytes"));
     assert!(!startup_keys().any(|k| k.name == "log.cleanup.policy"));
 }
+
+#[test]
+fn kafka_keys_are_sorted_and_their_defaults_pass_their_rules() {
+    use super::kafka_keys::KAFKA_KEYS;
+    assert!(KAFKA_KEYS.windows(2).all(|w| w[0].name < w[1].name));
+    for k in KAFKA_KEYS {
+        if let Some(d) = k.default {
+            super::broker::validate_kafka(k, d).expect(k.name);
+        }
+    }
+}
+
+#[test]
+fn fjords_keys_are_kafkas_with_kafkas_types() {
+    use super::broker::{kafka_key, BROKER_KEYS};
+    // Dynamic-only in Kafka (not in its static definition), or from before Kafka 4.
+    let not_static_in_kafka = [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        "leader.imbalance.per.broker.percentage",
+    ];
+    for key in BROKER_KEYS {
+        if key.name.starts_with("fjord.") || not_static_in_kafka.contains(&key.name) {
+            continue;
+        }
+        let k = kafka_key(key.name).unwrap_or_else(|| panic!("{} is not Kafka's", key.name));
+        assert_eq!(k.ty, key.ty, "{}", key.name);
+    }
+    for t in TOPIC_CONFIGS {
+        let Some(b) = t.broker else { continue };
+        for name in b.chain() {
+            assert!(kafka_key(name).is_some(), "{name} is not Kafka's");
+        }
+    }
+}
+
+#[test]
+fn broker_describe_lists_every_kafka_key_once() {
+    use super::kafka_keys::KAFKA_KEYS;
+    let props = map(&[
+        ("num.io.threads", "8"),
+        ("log.retention.hours", "5"),
+        ("ssl.keystore.password", "secret"),
+    ]);
+    let layers = Layers {
+        dynamic_broker: None,
+        dynamic_default: None,
+        static_props: &props,
+    };
+    let all = describe_broker(&layers, crate::config::default_of);
+    let mut names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a key is listed twice");
+    for k in KAFKA_KEYS.iter().filter(|k| !k.internal) {
+        assert!(names.contains(&k.name), "{} missing", k.name);
+    }
+    let get = |n: &str| all.iter().find(|d| d.name == n).expect(n);
+    let io = get("num.io.threads");
+    assert_eq!(
+        (io.value.as_deref(), io.source),
+        (Some("8"), Source::StaticBroker)
+    );
+    assert!(
+        io.read_only && io.doc.contains("no effect in Fjord"),
+        "{io:?}"
+    );
+    let hours = get("log.retention.hours");
+    assert_eq!(hours.value.as_deref(), Some("5"));
+    assert_eq!(hours.synonyms[0].source, Source::StaticBroker);
+    // log.retention.ms is unset: null, as Kafka reports it.
+    assert_eq!(get("log.retention.ms").value, None);
+    let pw = get("ssl.keystore.password");
+    assert!(pw.sensitive && pw.value.is_none() && pw.synonyms.iter().all(|s| s.value.is_none()));
+    let net = get("num.network.threads");
+    assert_eq!(
+        (net.value.as_deref(), net.source),
+        (Some("3"), Source::Default)
+    );
+    // The topic's retention.ms is the hours in milliseconds.
+    let retention = find("retention.ms")
+        .expect("retention.ms")
+        .describe(&BTreeMap::new(), &layers);
+    assert_eq!(retention.value.as_deref(), Some("18000000"));
+}

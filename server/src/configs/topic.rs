@@ -22,14 +22,88 @@ pub struct BrokerSynonym {
     /// Kafka's default of the broker config (None: null, e.g. `log.retention.ms`,
     /// whose default comes from `log.retention.hours`).
     pub default: Option<&'static str>,
-    /// A coarser broker config Kafka falls back to, with its default (not settable in
-    /// Fjord; reported as Kafka reports it).
-    pub fallback: Option<(&'static str, &'static str)>,
+    /// Coarser broker configs Kafka falls back to when this one is unset, in order
+    /// (`log.retention.ms`, then `.minutes`, then `.hours`).
+    pub fallback: &'static [Fallback],
     /// Settable as a dynamic broker config (cluster default or per broker).
     pub dynamic: bool,
     /// For the keys `config.rs` reads into `Config` itself: the rule it checks them by
     /// at start-up. None: the topic config's rule checks the static value too.
     pub startup: Option<StaticRule>,
+}
+
+/// A coarser broker config a broker synonym falls back to.
+#[derive(Clone, Copy, Debug)]
+pub struct Fallback {
+    pub name: &'static str,
+    /// Kafka's default (None: null).
+    pub default: Option<&'static str>,
+    /// Milliseconds per unit of this config.
+    pub unit_ms: i64,
+}
+
+const MINUTES: Fallback = Fallback {
+    name: "log.retention.minutes",
+    default: None,
+    unit_ms: 60_000,
+};
+const fn hours(name: &'static str, default: &'static str) -> Fallback {
+    Fallback {
+        name,
+        default: Some(default),
+        unit_ms: 3_600_000,
+    }
+}
+
+impl BrokerSynonym {
+    /// This config's broker name, then the names it falls back to.
+    pub fn chain(&self) -> Vec<&'static str> {
+        std::iter::once(self.name)
+            .chain(self.fallback.iter().map(|f| f.name))
+            .collect()
+    }
+
+    /// Kafka's default of `name`, one of [`BrokerSynonym::chain`].
+    pub fn default_of(&self, name: &str) -> Option<&'static str> {
+        if name == self.name {
+            return self.default;
+        }
+        self.fallback
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.default)
+    }
+
+    /// The broker-level value in this config's unit (a fallback's value converted to
+    /// milliseconds): the first name of [`BrokerSynonym::chain`] set in any layer, else
+    /// the first with a default. None when no name has either.
+    pub fn resolve(&self, layers: &Layers<'_>) -> Option<String> {
+        let maps = [
+            layers.dynamic_broker,
+            layers.dynamic_default,
+            Some(layers.static_props),
+        ];
+        let set = self.chain().into_iter().find_map(|n| {
+            maps.iter()
+                .find_map(|m| m.and_then(|m| m.get(n)))
+                .map(|v| (n, v.clone()))
+        });
+        let (name, v) = set.or_else(|| {
+            self.chain()
+                .into_iter()
+                .find_map(|n| self.default_of(n).map(|d| (n, d.to_string())))
+        })?;
+        match self.fallback.iter().find(|f| f.name == name) {
+            Some(f) => Some(
+                v.trim()
+                    .parse::<i64>()
+                    .ok()?
+                    .saturating_mul(f.unit_ms)
+                    .to_string(),
+            ),
+            None => Some(v),
+        }
+    }
 }
 
 const LONG_MAX: &str = "9223372036854775807";
@@ -70,7 +144,7 @@ const fn b(name: &'static str, default: &'static str) -> Option<BrokerSynonym> {
     Some(BrokerSynonym {
         name,
         default: Some(default),
-        fallback: None,
+        fallback: &[],
         dynamic: true,
         startup: None,
     })
@@ -78,13 +152,13 @@ const fn b(name: &'static str, default: &'static str) -> Option<BrokerSynonym> {
 
 const fn b_null(
     name: &'static str,
-    fallback: (&'static str, &'static str),
+    fallback: &'static [Fallback],
     dynamic: bool,
 ) -> Option<BrokerSynonym> {
     Some(BrokerSynonym {
         name,
         default: None,
-        fallback: Some(fallback),
+        fallback,
         dynamic,
         startup: None,
     })
@@ -94,7 +168,7 @@ const fn b_static(name: &'static str, default: &'static str) -> Option<BrokerSyn
     Some(BrokerSynonym {
         name,
         default: Some(default),
-        fallback: None,
+        fallback: &[],
         dynamic: false,
         startup: None,
     })
@@ -142,7 +216,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         at_least(1),
         true,
         read_at_start(
-            b_null("log.roll.ms", ("log.roll.hours", "168"), true),
+            b_null("log.roll.ms", &[hours("log.roll.hours", "168")], true),
             int(1, i64::MAX),
         ),
         "The active segment rolls once its records span this long, even if not full, so \
@@ -154,7 +228,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "0",
         at_least(0),
         false,
-        b_null("log.roll.jitter.ms", ("log.roll.jitter.hours", "0"), false),
+        b_null(
+            "log.roll.jitter.ms",
+            &[hours("log.roll.jitter.hours", "0")],
+            false,
+        ),
         "A random jitter subtracted from the time-based roll. Fjord does not apply jitter; \
        only 0 may be set.",
     ),
@@ -186,7 +264,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         false,
         b_null(
             "log.flush.interval.ms",
-            ("log.flush.scheduler.interval.ms", LONG_MAX),
+            &[Fallback {
+                name: "log.flush.scheduler.interval.ms",
+                default: Some(LONG_MAX),
+                unit_ms: 1,
+            }],
             false,
         ),
         "Fsync at this interval. Fjord has no time-based flusher; only the default may \
@@ -210,7 +292,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         at_least(-1),
         true,
         read_at_start(
-            b_null("log.retention.ms", ("log.retention.hours", "168"), true),
+            b_null(
+                "log.retention.ms",
+                &[MINUTES, hours("log.retention.hours", "168")],
+                true,
+            ),
             int(-1, i64::MAX),
         ),
         "How long a segment is kept after its newest record before it is deleted \
@@ -503,16 +589,6 @@ pub fn validate_overrides(configs: &BTreeMap<String, String>) -> Result<(), Conf
 }
 
 impl TopicConfigDef {
-    /// The broker names this config falls back to, the config's own first.
-    fn chain(&self) -> Vec<&'static str> {
-        match self.broker {
-            None => Vec::new(),
-            Some(b) => std::iter::once(b.name)
-                .chain(b.fallback.map(|f| f.0))
-                .collect(),
-        }
-    }
-
     /// The config as DescribeConfigs reports it for a topic with `overrides`.
     pub fn describe(&self, overrides: &BTreeMap<String, String>, layers: &Layers<'_>) -> Described {
         let mut synonyms = Vec::new();
@@ -524,19 +600,12 @@ impl TopicConfigDef {
             });
         }
         if let Some(b) = self.broker {
-            let chain = self.chain();
-            synonyms.extend(layers.broker_synonyms(&chain, |n| {
-                if n == b.name {
-                    b.default
-                } else {
-                    b.fallback.map(|f| f.1)
-                }
-            }));
+            synonyms.extend(layers.broker_synonyms(&b.chain(), |n| b.default_of(n)));
         }
-        let (value, source) = match synonyms.first() {
-            Some(s) => (s.value.clone(), s.source),
-            None => (self.def.default.map(str::to_string), Source::Default),
-        };
+        // The value is the effective one, in the topic config's unit, as Kafka reports
+        // the log config; the source is the first synonym's.
+        let source = synonyms.first().map_or(Source::Default, |s| s.source);
+        let value = Some(self.value(overrides, layers));
         Described {
             name: self.def.name.to_string(),
             value,
@@ -549,20 +618,16 @@ impl TopicConfigDef {
         }
     }
 
-    /// The effective value for a topic with `overrides`.
+    /// The effective value for a topic with `overrides`, in the topic config's unit.
+    /// As Kafka's merged broker config: the first name of the synonym chain set in any
+    /// layer wins (a static `log.retention.ms` beats a dynamic `log.retention.hours`).
     pub fn value(&self, overrides: &BTreeMap<String, String>, layers: &Layers<'_>) -> String {
         if let Some(v) = overrides.get(self.def.name) {
             return v.clone();
         }
         if let Some(b) = self.broker {
-            for map in [
-                layers.dynamic_broker,
-                layers.dynamic_default,
-                Some(layers.static_props),
-            ] {
-                if let Some(v) = map.and_then(|m| m.get(b.name)) {
-                    return v.clone();
-                }
+            if let Some(v) = b.resolve(layers) {
+                return v;
             }
         }
         self.def.default.unwrap_or("").to_string()

@@ -11,11 +11,25 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::shard::Shard;
 
 /// Binds one non-blocking listening socket with SO_REUSEPORT (called once per shard,
-/// on the main thread, so a bind error stops start-up).
-pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// on the main thread, so a bind error stops start-up). `send_buffer` and
+/// `receive_buffer` (`socket.send.buffer.bytes`, `socket.receive.buffer.bytes`; -1 keeps
+/// the kernel's default) are set on the listening socket, which every accepted
+/// connection inherits them from (Linux); the receive buffer so before `listen`, as
+/// the TCP window scale is fixed at the handshake.
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    send_buffer: i32,
+    receive_buffer: i32,
+) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    if send_buffer >= 0 {
+        socket.set_send_buffer_size(send_buffer as usize)?;
+    }
+    if receive_buffer >= 0 {
+        socket.set_recv_buffer_size(receive_buffer as usize)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;

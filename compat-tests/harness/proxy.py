@@ -75,6 +75,7 @@ class KafkaProxy:
         self._every = 1
         self._until_drop = 1
         self.produce_requests = 0                 # Produce requests seen (forwarded or dropped)
+        self.request_sizes: dict[int, list[int]] = {}  # api key -> size of each request frame
         self.dropped: list[tuple[int, int]] = []  # (api_version, correlation_id) swallowed
         self.errors: list[str] = []               # what went wrong on the proxy's side
 
@@ -183,6 +184,8 @@ class KafkaProxy:
                     from_client += data
                     for frame in _take_frames(from_client, 8):
                         api_key, api_version, correlation_id = struct.unpack_from(">hhi", frame, 4)
+                        with self._lock:
+                            self.request_sizes.setdefault(api_key, []).append(len(frame))
                         drop = api_key == API_PRODUCE and self._should_drop()
                         upstream.sendall(frame)
                         if drop:

@@ -477,6 +477,59 @@ def fetch_v4(conn: RawConnection, topic: str, partition: int, offset: int, *,
     raise ValueError(f"no fetch result for {topic}-{partition}")
 
 
+@dataclass
+class SessionFetch:
+    """A Fetch v11 answer: top-level error, session id, and per (topic, partition) the
+    error, high watermark and record bytes."""
+    error: int
+    session_id: int
+    partitions: dict[tuple[str, int], tuple[int, int, bytes]]
+
+
+def fetch_v11(conn: RawConnection, session_id: int, session_epoch: int,
+              fetch: list[tuple[str, int, int]], forget: list[tuple[str, int]] | None = None, *,
+              max_bytes: int = 1024 * 1024, max_wait_ms: int = 100,
+              min_bytes: int = 1) -> SessionFetch:
+    """Fetch v11 (fetch sessions, KIP-227) of `fetch` = [(topic, partition, offset)], forgetting
+    `forget` = [(topic, partition)]."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset in fetch:
+        by_topic.setdefault(topic, []).append(
+            enc_int32(partition) + enc_int32(-1)  # current leader epoch
+            + enc_int64(offset) + enc_int64(-1)  # log start offset
+            + enc_int32(max_bytes))
+    forgotten: dict[str, list[bytes]] = {}
+    for topic, partition in forget or []:
+        forgotten.setdefault(topic, []).append(enc_int32(partition))
+    body = (
+        enc_int32(-1) + enc_int32(max_wait_ms) + enc_int32(min_bytes) + enc_int32(max_bytes)
+        + enc_int8(0) + enc_int32(session_id) + enc_int32(session_epoch)
+        + enc_array([enc_string(t) + enc_array(ps) for t, ps in by_topic.items()])
+        + enc_array([enc_string(t) + enc_array(ps) for t, ps in forgotten.items()])
+        + enc_string("")  # rack id
+    )
+    r = conn.request(API_FETCH, 11, body)
+    r.int32()  # throttle
+    error, sid = r.int16(), r.int32()
+
+    def part(x: Reader):
+        idx, err, hw = x.int32(), x.int16(), x.int64()
+        x.int64()  # last stable offset
+        x.int64()  # log start offset
+        x.array(lambda y: (y.int64(), y.int64()))  # aborted transactions
+        x.int32()  # preferred read replica
+        n = x.int32()
+        records = b"" if n < 0 else x.data[x.pos:x.pos + n]
+        x.pos += max(n, 0)
+        return idx, err, hw, records
+
+    out = {}
+    for name, parts in r.array(lambda x: (x.string(), x.array(part))) or []:
+        for idx, err, hw, records in parts:
+            out[(name, idx)] = (err, hw, records)
+    return SessionFetch(error, sid, out)
+
+
 def all_batch_headers(bootstrap: str, topic: str, partition: int = 0) -> list[BatchHeader]:
     """Every batch header of a partition, from offset 0 to the high watermark."""
     out: list[BatchHeader] = []

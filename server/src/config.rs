@@ -100,6 +100,9 @@ pub struct Config {
     pub cores: usize,
     pub max_inflight_requests_per_connection: usize,
     pub max_partitions_per_request: usize,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions the node keeps
+    /// (spread over its shards).
+    pub fetch_session_cache_slots: usize,
     pub tail_cache_bytes: usize,
     /// `fjord.partition.open.wait.ms`.
     pub partition_open_wait_ms: u64,
@@ -537,6 +540,7 @@ impl Config {
             max_inflight_requests_per_connection: int("fjord.max.inflight.requests.per.connection")
                 as usize,
             max_partitions_per_request: int("fjord.max.partitions.per.request") as usize,
+            fetch_session_cache_slots: int("max.incremental.fetch.session.cache.slots") as usize,
             tail_cache_bytes: int("fjord.tail.cache.bytes") as usize,
             partition_open_wait_ms: int("fjord.partition.open.wait.ms") as u64,
             num_recovery_threads_per_data_dir: int("num.recovery.threads.per.data.dir") as usize,

@@ -3,8 +3,9 @@
 //! Reads run on each partition's owning shard and return whole batches (a fetch at an
 //! offset inside a batch gets that whole batch). Long polling: while fewer than
 //! `min_bytes` are available the request waits, up to `max_wait_ms`, for any of its
-//! partitions' high watermarks to move. No fetch sessions: every response carries
-//! session id 0, which clients treat as "full fetch each time".
+//! partitions' high watermarks to move. Consumer fetches may use fetch sessions
+//! (KIP-227, `fetch_session`): the session is resolved into a full list of partitions
+//! before the reads and the answer filtered to what changed after them.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -270,6 +271,18 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         };
         return super::fetch_follower::handle(shard, version, req, replica, broker_epoch).await;
     }
+    let mut req = req;
+    let ctx = match shard.fetch_sessions.borrow_mut().prepare(
+        version,
+        &mut req,
+        std::time::Instant::now(),
+    ) {
+        Ok(ctx) => ctx,
+        Err(code) => {
+            super::count_error("Fetch", code);
+            return FetchResponse::default().with_error_code(code);
+        }
+    };
     let image = shard.cluster.image();
     let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
     let deadline =
@@ -314,8 +327,15 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
     } else {
         Vec::new()
     };
+    let session_id = shard.fetch_sessions.borrow_mut().finish(
+        ctx,
+        version,
+        &req,
+        &mut responses,
+        std::time::Instant::now(),
+    );
     FetchResponse::default()
-        .with_session_id(0)
+        .with_session_id(session_id)
         .with_responses(responses)
         .with_node_endpoints(node_endpoints)
 }

@@ -268,6 +268,15 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "The data directory, used when log.dirs is not set.",
     ),
     key(
+        "max.incremental.fetch.session.cache.slots",
+        Int,
+        int(0, I32_MAX),
+        "1000",
+        "The most fetch sessions (KIP-227) the node keeps, spread over its shards; a \
+         session lives on the shard of the connection that opened it. 0: no sessions, \
+         every Fetch is answered in full.",
+    ),
+    key(
         "socket.send.buffer.bytes",
         Int,
         int(-1, I32_MAX),
@@ -591,7 +600,6 @@ inert_reasons! {
     Quotas = "client quotas are not implemented yet",
     Classes = "Fjord cannot load Java classes",
     Storage = "Fjord's storage flushes and cleans on its own schedule and buffers",
-    FetchSessions = "fetch sessions (KIP-227) are not implemented yet: every Fetch is answered in full",
     Other = "Fjord does not implement this setting",
 }
 
@@ -657,8 +665,6 @@ pub fn inert(name: &str) -> Inert {
         Inert::Classes
     } else if starts(&["log.flush.", "log.cleaner."]) {
         Inert::Storage
-    } else if name == "max.incremental.fetch.session.cache.slots" {
-        Inert::FetchSessions
     } else {
         Inert::Other
     }

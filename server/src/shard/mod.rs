@@ -68,6 +68,8 @@ pub struct Shard {
     pub groups: Rc<Coordinator>,
     pub replicas: Rc<ReplicaManager>,
     pub producer_ids: ProducerIds,
+    /// This shard's consumer fetch sessions (KIP-227), for the connections it serves.
+    pub fetch_sessions: std::cell::RefCell<crate::api::fetch_session::FetchSessions>,
 }
 
 impl Shard {

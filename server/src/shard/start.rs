@@ -123,12 +123,19 @@ async fn run(
         },
     );
     let replicas = ReplicaManager::new(config.clone(), partitions.clone(), peers.len());
+    let fetch_sessions = crate::api::fetch_session::FetchSessions::new(
+        config.fetch_session_cache_slots,
+        id,
+        peers.len(),
+        config.max_partitions_per_request,
+    );
     let shard = Rc::new(Shard {
         id,
         config: config.clone(),
         metadata: start.metadata.clone(),
         peers,
         producer_ids: ProducerIds::new(cluster.clone()),
+        fetch_sessions: std::cell::RefCell::new(fetch_sessions),
         cluster: cluster.clone(),
         partitions: partitions.clone(),
         groups: groups.clone(),

@@ -4,7 +4,7 @@
 //! offset inside a batch gets that whole batch). Long polling: while fewer than
 //! `min_bytes` are available the request waits, up to `max_wait_ms`, for any of its
 //! partitions' high watermarks to move. Consumer fetches may use fetch sessions
-//! (KIP-227, `fetch_session`): the session is resolved into a full list of partitions
+//! (KIP-227, `shard::fetch_sessions`): the session is resolved into a full list of partitions
 //! before the reads and the answer filtered to what changed after them.
 
 use std::rc::Rc;

@@ -23,6 +23,7 @@
 //! - each shard holds the latest `Arc<ClusterImage>`, refreshed from the control
 //!   plane's watch channel, and reads it without locking.
 
+pub mod fetch_sessions;
 mod start;
 
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ pub struct Shard {
     pub replicas: Rc<ReplicaManager>,
     pub producer_ids: ProducerIds,
     /// This shard's consumer fetch sessions (KIP-227), for the connections it serves.
-    pub fetch_sessions: std::cell::RefCell<crate::api::fetch_session::FetchSessions>,
+    pub fetch_sessions: std::cell::RefCell<fetch_sessions::FetchSessions>,
 }
 
 impl Shard {

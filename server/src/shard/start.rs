@@ -123,7 +123,7 @@ async fn run(
         },
     );
     let replicas = ReplicaManager::new(config.clone(), partitions.clone(), peers.len());
-    let fetch_sessions = crate::api::fetch_session::FetchSessions::new(
+    let fetch_sessions = super::fetch_sessions::FetchSessions::new(
         config.fetch_session_cache_slots,
         id,
         peers.len(),

@@ -852,8 +852,9 @@ pub fn describe_broker(
         let synonyms = layers.broker_synonyms(&b.chain(), |n| b.default_of(n));
         out.push(entry(b.name, t.def.ty, t.def.doc, !b.dynamic, synonyms));
     }
+    let listed: std::collections::HashSet<String> = out.iter().map(|d| d.name.clone()).collect();
     for k in KAFKA_KEYS.iter().filter(|k| !k.internal) {
-        if out.iter().any(|d| d.name == k.name) {
+        if listed.contains(k.name) {
             continue;
         }
         let (synonyms, doc) = match fallback_of(k.name) {

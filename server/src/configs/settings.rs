@@ -129,6 +129,15 @@ impl TopicSettings {
         }
     }
 
+    /// The timestamps a CreateTime record may carry at `now_ms`: `[now - before.max,
+    /// now + after.max]`.
+    pub fn timestamp_window(&self, now_ms: i64) -> (i64, i64) {
+        (
+            now_ms.saturating_sub(self.timestamp_before_max_ms),
+            now_ms.saturating_add(self.timestamp_after_max_ms),
+        )
+    }
+
     /// Kafka's timestamp check for CreateTime topics: `Err` names the bound crossed.
     /// `first` and `max` are the batch's first and max timestamps.
     pub fn check_timestamps(&self, first: i64, max: i64, now_ms: i64) -> Result<(), String> {
@@ -139,20 +148,13 @@ impl TopicSettings {
             if ts < 0 {
                 continue;
             }
-            if now_ms.saturating_sub(ts) > self.timestamp_before_max_ms {
+            if now_ms.saturating_sub(ts) > self.timestamp_before_max_ms
+                || ts.saturating_sub(now_ms) > self.timestamp_after_max_ms
+            {
+                let (lo, hi) = self.timestamp_window(now_ms);
                 return Err(format!(
                     "Timestamp {ts} of message is out of range. The timestamp should be \
-                     within [{}, {}]",
-                    now_ms.saturating_sub(self.timestamp_before_max_ms),
-                    now_ms.saturating_add(self.timestamp_after_max_ms)
-                ));
-            }
-            if ts.saturating_sub(now_ms) > self.timestamp_after_max_ms {
-                return Err(format!(
-                    "Timestamp {ts} of message is out of range. The timestamp should be \
-                     within [{}, {}]",
-                    now_ms.saturating_sub(self.timestamp_before_max_ms),
-                    now_ms.saturating_add(self.timestamp_after_max_ms)
+                     within [{lo}, {hi}]"
                 ));
             }
         }

@@ -67,16 +67,33 @@ struct Session {
     last_used: Instant,
 }
 
+/// A session partition's identity: its topic as the session names topics, and its index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Id(Uuid, i32),
+    Name(TopicName, i32),
+}
+
 impl Session {
-    fn position(&self, topic: &TopicName, topic_id: &Uuid, partition: i32) -> Option<usize> {
-        self.partitions.iter().position(|c| {
-            c.fetch.partition == partition
-                && if self.by_id {
-                    c.topic_id == *topic_id
-                } else {
-                    c.topic == *topic
-                }
-        })
+    fn key(&self, topic: &TopicName, topic_id: &Uuid, partition: i32) -> Key {
+        if self.by_id {
+            Key::Id(*topic_id, partition)
+        } else {
+            Key::Name(topic.clone(), partition)
+        }
+    }
+
+    fn key_of(&self, c: &Cached) -> Key {
+        self.key(&c.topic, &c.topic_id, c.fetch.partition)
+    }
+
+    /// Each partition's position, so a request costs one pass, not one per partition.
+    fn positions(&self) -> HashMap<Key, usize> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (self.key_of(c), i))
+            .collect()
     }
 }
 
@@ -159,11 +176,14 @@ impl FetchSessions {
         session.next_epoch = next_epoch(epoch);
         session.last_used = now;
         let mut extra: Vec<FetchTopic> = Vec::new();
+        let mut positions = session.positions();
         for t in &req.topics {
             for p in &t.partitions {
-                match session.position(&t.topic, &t.topic_id, p.partition) {
-                    Some(i) => session.partitions[i].fetch = p.clone(),
+                let key = session.key(&t.topic, &t.topic_id, p.partition);
+                match positions.get(&key) {
+                    Some(&i) => session.partitions[i].fetch = p.clone(),
                     None if session.partitions.len() < self.max_partitions => {
+                        positions.insert(key, session.partitions.len());
                         session.partitions.push(Cached {
                             topic: t.topic.clone(),
                             topic_id: t.topic_id,
@@ -184,12 +204,25 @@ impl FetchSessions {
         }
         // As Kafka: the request's partitions first, then the forgotten ones (a partition
         // both sent and forgotten leaves the session).
-        for f in &req.forgotten_topics_data {
-            for p in &f.partitions {
-                if let Some(i) = session.position(&f.topic, &f.topic_id, *p) {
-                    session.partitions.remove(i);
-                }
-            }
+        let forgotten: std::collections::HashSet<Key> = req
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|f| {
+                f.partitions
+                    .iter()
+                    .map(|p| session.key(&f.topic, &f.topic_id, *p))
+            })
+            .collect();
+        if !forgotten.is_empty() {
+            let keys: Vec<Key> = session
+                .partitions
+                .iter()
+                .map(|c| session.key_of(c))
+                .collect();
+            let mut keys = keys.into_iter();
+            session
+                .partitions
+                .retain(|_| keys.next().is_none_or(|k| !forgotten.contains(&k)));
         }
         // Every session partition, grouped by topic in order of first appearance.
         let mut topics: Vec<FetchTopic> = Vec::new();
@@ -236,10 +269,11 @@ impl FetchSessions {
                     return 0;
                 };
                 let mut moved = Vec::new();
+                let positions = session.positions();
                 for (t, resp) in req.topics.iter().zip(responses.iter_mut()) {
                     resp.partitions.retain(|p| {
-                        let Some(i) = session.position(&t.topic, &t.topic_id, p.partition_index)
-                        else {
+                        let key = session.key(&t.topic, &t.topic_id, p.partition_index);
+                        let Some(&i) = positions.get(&key) else {
                             return true; // not kept in the session: an error
                         };
                         let c = &mut session.partitions[i];

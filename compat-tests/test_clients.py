@@ -232,6 +232,26 @@ def test_admin_describe_cluster(broker, client):
         assert out["cluster_id"], out
 
 
+def test_admin_list_config_resources_java(broker):
+    """Admin.listConfigResources (ListConfigResources v1): the live brokers and every topic, in
+    Kafka's type order (BROKER before TOPIC) whatever the order asked; groups, client-metrics
+    subscriptions and broker loggers only where the broker keeps them."""
+    d = DRIVERS["java"]
+    topic = unique_topic("adm-list-cfg")
+    create_topic(broker.bootstrap, topic)
+    ids = sorted(str(n["id"]) for n in d.admin(broker.bootstrap, "describe_cluster")["nodes"])
+    rows = d.admin(broker.bootstrap, "list_config_resources", types=["TOPIC", "BROKER"])["resources"]
+    types = [t for t, _ in rows]
+    assert types == sorted(types, key=["BROKER", "TOPIC"].index), rows
+    assert sorted(n for t, n in rows if t == "BROKER") == ids
+    assert topic in [n for t, n in rows if t == "TOPIC"]
+    topics = d.admin(broker.bootstrap, "list_config_resources", types=["TOPIC"])["resources"]
+    assert sorted(topics) == sorted(r for r in rows if r[0] == "TOPIC")
+    every = d.admin(broker.bootstrap, "list_config_resources")["resources"]
+    assert [n for t, n in every if t == "TOPIC"].count(topic) == 1, every
+    assert sorted(n for t, n in every if t == "BROKER") == ids
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("client", ADMIN_CLIENTS)
 def test_admin_delete_topic(broker, client):

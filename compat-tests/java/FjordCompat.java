@@ -7,7 +7,7 @@
 // ({"error": "<exception class>: <message>"}), so the test sees what the client saw.
 // Ops: produce (transactional when props has transactional.id), consume (props may set
 // isolation.level), list_offsets, create_topic, delete_topic, list_topics,
-// describe_topics, describe_cluster, describe_configs.
+// describe_topics, describe_cluster, describe_configs, list_config_resources.
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -18,6 +18,7 @@ import java.util.ArrayList;
 import java.util.Base64;
 import java.util.Collection;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -31,6 +32,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -67,7 +69,7 @@ public final class FjordCompat {
         case "consume" -> consume(req, out);
         case "list_offsets" -> listOffsets(req, out);
         case "create_topic", "delete_topic", "list_topics", "describe_topics",
-            "describe_cluster", "describe_configs" -> admin(req, out);
+            "describe_cluster", "describe_configs", "list_config_resources" -> admin(req, out);
         default -> throw new IllegalArgumentException("unknown op " + req.get("op"));
       }
     } catch (ExecutionException e) {
@@ -313,6 +315,16 @@ public final class FjordCompat {
           for (ConfigEntry e : c.entries()) {
             cfg.put(e.name(), e.value());
             src.put(e.name(), e.source().name());
+          }
+        }
+        case "list_config_resources" -> {
+          // Types by name ("TOPIC", "BROKER", ...); none: every type the broker lists.
+          Set<ConfigResource.Type> types = new HashSet<>();
+          req.path("types").forEach(t -> types.add(ConfigResource.Type.valueOf(t.asText())));
+          ArrayNode rows = out.putArray("resources");
+          for (ConfigResource r : admin.listConfigResources(types, new ListConfigResourcesOptions())
+              .all().get(30, TimeUnit.SECONDS)) {
+            rows.addArray().add(r.type().name()).add(r.name());
           }
         }
         default -> throw new IllegalArgumentException(op);

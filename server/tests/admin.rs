@@ -1,6 +1,6 @@
 //! Admin APIs against the real `fjord` binary over TCP: configs that take effect at
 //! once, CreatePartitions, DeleteRecords, DescribeLogDirs, DescribeProducers,
-//! DescribeCluster, ElectLeaders and DescribeQuorum.
+//! DescribeCluster, ElectLeaders, DescribeQuorum and ListConfigResources.
 
 mod common;
 
@@ -466,4 +466,33 @@ fn describe_quorum_of_a_lone_node_and_of_another_partition() {
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.partition_index, p.error_code), (partition, 3));
     }
+}
+
+#[test]
+fn list_config_resources_names_brokers_and_topics() {
+    let broker = Broker::start("admin-list-config-resources", &[]);
+    let mut c = broker.client();
+    create(&mut c, "listed", 1, &[]);
+    let ask = |types: Vec<i8>| ListConfigResourcesRequest::default().with_resource_types(types);
+    let rows = |r: &ListConfigResourcesResponse| -> Vec<(i8, String)> {
+        r.config_resources
+            .iter()
+            .map(|c| (c.resource_type, c.resource_name.to_string()))
+            .collect()
+    };
+    // v1, every type: the broker, then every topic (in Kafka's type order).
+    let r: ListConfigResourcesResponse = c.request(1, &ask(vec![]));
+    assert_eq!(r.error_code, 0);
+    let all = rows(&r);
+    assert_eq!(all.first(), Some(&(4, "1".to_string())), "{all:?}");
+    assert!(all.contains(&(2, "listed".to_string())), "{all:?}");
+    // Only topics, asked twice: each once.
+    let r: ListConfigResourcesResponse = c.request(1, &ask(vec![2, 2]));
+    assert_eq!(rows(&r), all[1..].to_vec());
+    // v0 is client metrics only, of which Fjord keeps none.
+    let r: ListConfigResourcesResponse = c.request(0, &ask(vec![]));
+    assert_eq!((r.error_code, r.config_resources.len()), (0, 0));
+    // A type Kafka does not define fails the whole request.
+    let r: ListConfigResourcesResponse = c.request(1, &ask(vec![2, 64]));
+    assert_eq!((r.error_code, r.config_resources.len()), (35, 0));
 }

@@ -32,6 +32,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -172,6 +173,7 @@ served_apis! {
     DescribeTopicPartitions:  0, 0, 0  => describe_topic_partitions,
     UnregisterBroker:         0, 0, 0  => unregister_broker,
     DescribeQuorum:           0, 0, 2  => describe_quorum,
+    ListConfigResources:      0, 0, 1  => list_config_resources,
 }
 
 tokio::task_local! {

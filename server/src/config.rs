@@ -83,6 +83,9 @@ pub struct Config {
     pub message_max_bytes: i64,
     pub socket_request_max_bytes: i64,
     pub fetch_max_bytes: i64,
+    /// Client quotas: samples kept, and each one's span in seconds.
+    pub quota_window_num: i64,
+    pub quota_window_size_seconds: i64,
     pub max_connections: i64,
     pub group_initial_rebalance_delay_ms: i64,
     /// KIP-848 consumer groups: a member silent this long is removed.
@@ -528,6 +531,8 @@ impl Config {
             message_max_bytes: int("message.max.bytes"),
             socket_request_max_bytes: int("socket.request.max.bytes"),
             fetch_max_bytes: int("fetch.max.bytes"),
+            quota_window_num: int("quota.window.num"),
+            quota_window_size_seconds: int("quota.window.size.seconds"),
             max_connections: int("max.connections"),
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
             group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms"),

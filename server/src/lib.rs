@@ -18,6 +18,7 @@
 //! - `placement/` — the consistent-hash ring and partition→shard ownership.
 //! - `metadata/`  — commands, the pure `ClusterImage` state machine, the metadata log
 //!   and the control-plane thread; a shard's `ClusterView`; producer-id blocks.
+//! - `quota`      — client quota sensors: sampled rates and throttle times.
 //! - `telemetry`  — the Prometheus endpoint.
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod metadata;
 pub mod net;
 pub mod partition;
 pub mod placement;
+pub mod quota;
 pub mod replica;
 pub mod shard;
 pub mod telemetry;

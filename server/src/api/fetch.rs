@@ -5,7 +5,8 @@
 //! `min_bytes` are available the request waits, up to `max_wait_ms`, for any of its
 //! partitions' high watermarks to move. Consumer fetches may use fetch sessions
 //! (KIP-227, `shard::fetch_sessions`): the session is resolved into a full list of partitions
-//! before the reads and the answer filtered to what changed after them.
+//! before the reads and the answer filtered to what changed after them. A consumer with
+//! a `consumer_byte_rate` quota is charged the records it is sent (`throttle`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,13 +16,15 @@ use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::metadata::ClusterImage;
 use crate::partition::{trim_to_budget, StorageError};
+use crate::quota::{Kind, Record, Window};
+use crate::shard::fetch_sessions::Context;
 use crate::shard::Shard;
 
 /// One partition to read, routed to its owner (a consumer's or a follower's).
@@ -257,7 +260,12 @@ async fn read_on_owner(shard: &Shard, r: Read, min_one: bool) -> ReadOutcome {
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    client_id: Option<StrBytes>,
+    req: FetchRequest,
+) -> FetchResponse {
     let replica = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
@@ -284,7 +292,16 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
         }
     };
     let image = shard.cluster.image();
-    let max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
+    let mut max_bytes = (req.max_bytes.max(0) as i64).min(shard.config.fetch_max_bytes) as usize;
+    // A consumer with a byte quota fetches at most what the quota lets through in a
+    // window, as Kafka caps it.
+    let quota = super::throttle::quota_for(&image, Kind::Fetch, client_id.as_deref().unwrap_or(""));
+    if let Some(q) = &quota {
+        let c = &shard.config;
+        let window = Window::new(c.quota_window_num, c.quota_window_size_seconds);
+        max_bytes = max_bytes.min(window.max_in_window(q.bound()) as usize);
+        req.min_bytes = req.min_bytes.min(max_bytes.min(i32::MAX as usize) as i32);
+    }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let slots = targets(shard, &image, version, &req, max_bytes);
@@ -321,6 +338,27 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, req: FetchRequest) -> Fetch
             .with_records(Some(records));
         pd.aborted_transactions = read_committed.then(Vec::new);
         responses[t].partitions.push(pd);
+    }
+    if let Some(q) = quota {
+        // Charged the size of the response as it would be sent. Over the quota: an
+        // empty answer with the throttle time (Kafka's throttled response), and nothing
+        // charged since nothing was sent. A new session is not opened; an incremental
+        // one keeps its id and the epoch it moved to.
+        let answer = shard.fetch_sessions.borrow().preview(ctx, &req, &responses);
+        let size = FetchResponse::default()
+            .with_responses(answer)
+            .compute_size(version)
+            .unwrap_or(0);
+        let ms = super::throttle::charge(shard, q, size as f64, Record::UnlessThrottled).await;
+        if ms > 0 {
+            let session_id = match ctx {
+                Context::Incremental { id } => id,
+                Context::New | Context::Sessionless => 0,
+            };
+            return FetchResponse::default()
+                .with_throttle_time_ms(ms.min(i32::MAX as u64) as i32)
+                .with_session_id(session_id);
+        }
     }
     let node_endpoints = if version >= 16 {
         point_to_leaders(&image, &mut responses, version >= 13)

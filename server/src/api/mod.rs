@@ -6,6 +6,7 @@
 //! all come from it. An API is listed only when every version in its range is
 //! implemented completely.
 
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -16,6 +17,7 @@ pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -44,6 +46,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod route;
 pub mod sync_group;
+pub mod throttle;
 pub mod unregister_broker;
 
 use std::rc::Rc;
@@ -52,6 +55,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
+use crate::quota;
 use crate::shard::Shard;
 use crate::wire::{self, Request};
 
@@ -87,6 +91,14 @@ macro_rules! served_apis {
             match key {
                 $(ApiKey::$key => stringify!($key),)*
                 _ => "Other",
+            }
+        }
+
+        /// The response's `throttle_time_ms` (None for an API not served).
+        fn throttle_field(resp: &mut ResponseKind) -> Option<&mut dyn throttle::ThrottleTime> {
+            match resp {
+                $(ResponseKind::$key(r) => Some(r),)*
+                _ => None,
             }
         }
 
@@ -138,7 +150,7 @@ macro_rules! call_handler {
 served_apis! {
     // key:                   advertised min, min, max => handler
     Produce:                  0, 3, 13 => produce(frame),
-    Fetch:                    4, 4, 18 => fetch,
+    Fetch:                    4, 4, 18 => fetch(client_id),
     ListOffsets:              1, 1, 10 => list_offsets,
     OffsetForLeaderEpoch:     2, 2, 4  => offset_for_leader_epoch,
     Metadata:                 0, 0, 13 => metadata,
@@ -174,6 +186,8 @@ served_apis! {
     UnregisterBroker:         0, 0, 0  => unregister_broker,
     DescribeQuorum:           0, 0, 2  => describe_quorum,
     ListConfigResources:      0, 0, 1  => list_config_resources,
+    DescribeClientQuotas:     0, 0, 1  => describe_client_quotas,
+    AlterClientQuotas:        0, 0, 1  => alter_client_quotas,
 }
 
 tokio::task_local! {
@@ -194,6 +208,8 @@ pub fn accepted_versions(key: ApiKey) -> Option<(i16, i16)> {
 }
 
 /// Runs one request and encodes its response (None: no response, e.g. acks=0).
+/// With client quotas in the image, the request is charged to them
+/// ([`throttle`]) and a throttled response carries its throttle time.
 pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
     let started = Instant::now();
     let api_key = req.api_key;
@@ -201,16 +217,67 @@ pub async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
     let correlation_id = req.header.correlation_id;
     let name = api_name(api_key);
     metrics::counter!("fjord_requests_total", "api" => name).increment(1);
-    let response = serve(&shard, version, req).await;
+    let image = shard.cluster.image();
+    let quotas = !image.client_quotas.is_empty() && !from_follower(&req);
+    let (response, throttle_ms) = if quotas {
+        let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+        let size = req.frame.as_ref().map_or(0, Bytes::len);
+        let (mut response, busy) = throttle::Timed::new(serve(&shard, version, req)).await;
+        let mut ms = 0;
+        if api_key == ApiKey::Produce {
+            if let Some(q) = throttle::quota_for(&image, quota::Kind::Produce, &client_id) {
+                ms = throttle::charge(&shard, q, size as f64, quota::Record::Always).await;
+            }
+        }
+        if let Some(q) = throttle::quota_for(&image, quota::Kind::Request, &client_id) {
+            let used = throttle::percent_of_second(busy);
+            let request_ms = throttle::charge(&shard, q, used, quota::Record::Always).await;
+            ms = ms.max(request_ms);
+        }
+        // A Fetch over its byte quota set its own throttle time.
+        if let Some(field) = response.as_mut().and_then(throttle_field) {
+            ms = ms.max(field.throttle_time_ms().max(0) as u64);
+            field.set_throttle_time_ms(ms.min(i32::MAX as u64) as i32);
+        }
+        if ms > 0 {
+            metrics::counter!("fjord_throttled_responses_total", "api" => name).increment(1);
+        }
+        (response, ms)
+    } else {
+        (serve(&shard, version, req).await, 0)
+    };
     let elapsed = started.elapsed().as_secs_f64();
     metrics::histogram!("fjord_request_latency_seconds", "api" => name).record(elapsed);
-    let Some(response) = response else {
-        return Reply::Nothing;
+    let reply = match response {
+        None => Reply::Nothing,
+        Some(response) => encoded(
+            wire::encode_response_pieces(correlation_id, api_key, version, &response),
+            name,
+        ),
     };
-    encoded(
-        wire::encode_response_pieces(correlation_id, api_key, version, &response),
-        name,
-    )
+    match reply {
+        _ if throttle_ms == 0 => reply,
+        Reply::Close => Reply::Close,
+        Reply::Send(pieces) => Reply::Throttled {
+            pieces: Some(pieces),
+            ms: throttle_ms,
+            at_once: throttle::client_throttles(api_key, version),
+        },
+        Reply::Nothing | Reply::Throttled { .. } => Reply::Throttled {
+            pieces: None,
+            ms: throttle_ms,
+            at_once: true,
+        },
+    }
+}
+
+/// A follower's Fetch: exempt from client quotas.
+fn from_follower(req: &Request) -> bool {
+    match &req.body {
+        RequestKind::Fetch(f) if req.version() >= 15 => f.replica_state.replica_id.0 >= 0,
+        RequestKind::Fetch(f) => f.replica_id.0 >= 0,
+        _ => false,
+    }
 }
 
 /// What the connection does once a request has run.
@@ -222,6 +289,14 @@ pub enum Reply {
     /// The response could not be encoded: close the connection so the client fails
     /// fast instead of waiting out its request timeout.
     Close,
+    /// A client over its quota: the response (None: acks=0, no response) goes out at
+    /// once when the client throttles itself (`at_once`), else after `ms`; either
+    /// way the connection reads no further request until `ms` have passed.
+    Throttled {
+        pieces: Option<Vec<Bytes>>,
+        ms: u64,
+        at_once: bool,
+    },
 }
 
 fn encoded(result: anyhow::Result<Vec<Bytes>>, api: &'static str) -> Reply {

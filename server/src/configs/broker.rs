@@ -140,6 +140,20 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "The most bytes one Fetch response returns.",
     ),
     key(
+        "quota.window.num",
+        Int,
+        int(1, I32_MAX),
+        "11",
+        "The number of samples kept for client quotas.",
+    ),
+    key(
+        "quota.window.size.seconds",
+        Int,
+        int(1, I32_MAX),
+        "1",
+        "The time span of each sample for client quotas.",
+    ),
+    key(
         "max.connections",
         Int,
         int(0, I32_MAX),
@@ -597,7 +611,8 @@ inert_reasons! {
     TieredStorage = "tiered storage is not implemented",
     Metrics = "Fjord exports its metrics on fjord.metrics.listener (Prometheus)",
     Quorum = "Fjord's metadata quorum (openraft) keeps its own timing, batching and snapshots",
-    Quotas = "client quotas are not implemented yet",
+    Quotas = "Fjord enforces only the client quotas AlterClientQuotas sets, measured over \
+              quota.window.num samples of quota.window.size.seconds",
     Classes = "Fjord cannot load Java classes",
     Storage = "Fjord's storage flushes and cleans on its own schedule and buffers",
     Other = "Fjord does not implement this setting",

@@ -89,7 +89,6 @@ pub enum Command {
     /// its current registration, so a fetch from a previous incarnation of a broker
     /// (one that may have lost its log since) never puts it back in the ISR. What
     /// leaders propose; the plain `AlterPartition` stays for logs written before.
-    /// Kept last: commands are stored by variant index.
     AlterPartitionWithEpochs {
         id: Uuid,
         partition: i32,
@@ -97,6 +96,12 @@ pub enum Command {
         leader_epoch: i32,
         partition_epoch: i32,
         isr: Vec<(i32, i64)>,
+    },
+    /// AlterClientQuotas: checked changes of entities' quotas
+    /// (`client_quotas::check_alteration`). New commands go last: commands are
+    /// stored by variant index.
+    AlterClientQuotas {
+        alterations: Vec<super::client_quotas::QuotaAlteration>,
     },
 }
 

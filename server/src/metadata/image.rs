@@ -61,6 +61,8 @@ pub struct ClusterImage {
     /// Dynamic broker configs by resource name: "" is the cluster-wide default, "1"
     /// broker 1's own. Keys are broker config names (`log.retention.ms`).
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client quotas by entity (`client_quotas`).
+    pub client_quotas: super::client_quotas::ClientQuotas,
 }
 
 /// What applying a command produced, for the caller that proposed it.
@@ -324,6 +326,10 @@ impl ClusterImage {
                     epochs: &epochs,
                 };
                 self.alter_partition(id, *partition, &change)?
+            }
+            Command::AlterClientQuotas { alterations } => {
+                super::client_quotas::apply(&mut self.client_quotas, alterations);
+                Applied::Done
             }
             Command::AlterReassignments { partitions } => {
                 let mut outcomes = Vec::with_capacity(partitions.len());

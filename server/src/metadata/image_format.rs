@@ -18,8 +18,9 @@ use super::image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 const MARKER: [u8; 8] = [0xFF; 8];
 /// Version 1 added each partition's `partition_epoch`; version 2 its reassignment
 /// (`adding`, `removing`); version 3 its eligible leader replicas (`elr`,
-/// `last_known_elr`); version 4 the brokers' epochs (`broker_epochs`).
-const VERSION: u32 = 4;
+/// `last_known_elr`); version 4 the brokers' epochs (`broker_epochs`); version 5
+/// the client quotas (`client_quotas`).
+const VERSION: u32 = 5;
 
 /// The image as a snapshot stores it.
 pub fn encode(image: &ClusterImage) -> Result<Vec<u8>, String> {
@@ -43,6 +44,9 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterImage, String> {
         1 => old::<V1Partition>(body),
         2 => old::<V2Partition>(body),
         3 => old::<PartitionImage>(body),
+        4 => bincode::deserialize::<V4Image>(body)
+            .map(Into::into)
+            .map_err(|e| e.to_string()),
         v => Err(format!(
             "image snapshot version {v} is newer than this build reads ({VERSION}); \
              run a newer Fjord on this data directory"
@@ -78,6 +82,35 @@ struct OldTopic<P> {
     id: Uuid,
     partitions: Vec<P>,
     configs: BTreeMap<String, String>,
+}
+
+/// Version 4: the image as today without client quotas.
+#[derive(serde::Deserialize)]
+struct V4Image {
+    applied_index: u64,
+    brokers: BTreeMap<i32, BrokerInfo>,
+    fenced: BTreeSet<i32>,
+    broker_epochs: BTreeMap<i32, i64>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    topic_names_by_id: HashMap<Uuid, String>,
+    next_producer_id: i64,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl From<V4Image> for ClusterImage {
+    fn from(v: V4Image) -> ClusterImage {
+        ClusterImage {
+            applied_index: v.applied_index,
+            brokers: v.brokers,
+            fenced: v.fenced,
+            broker_epochs: v.broker_epochs,
+            topics: v.topics,
+            topic_names_by_id: v.topic_names_by_id,
+            next_producer_id: v.next_producer_id,
+            broker_configs: v.broker_configs,
+            client_quotas: Default::default(),
+        }
+    }
 }
 
 /// Snapshots written before versions existed: no partition epoch (the leader epoch
@@ -183,6 +216,7 @@ impl<P: Into<PartitionImage>> From<OldImage<P>> for ClusterImage {
             topic_names_by_id: v.topic_names_by_id,
             next_producer_id: v.next_producer_id,
             broker_configs: v.broker_configs,
+            client_quotas: Default::default(),
         }
     }
 }
@@ -226,10 +260,37 @@ mod tests {
             }),
         );
         image.broker_epochs.insert(1, 42);
+        image.client_quotas.insert(
+            vec![("user".into(), None)],
+            BTreeMap::from([("producer_byte_rate".into(), 1024.0)]),
+        );
         let again = decode(&encode(&image).expect("encode")).expect("decode");
         assert_eq!(again.topics, image.topics);
         assert_eq!(again.applied_index, 7);
         assert_eq!(again.broker_epochs, image.broker_epochs);
+        assert_eq!(again.client_quotas, image.client_quotas);
+
+        // Version 4: today's image without client quotas.
+        let v4 = (
+            7u64,
+            BTreeMap::<i32, BrokerInfo>::new(),
+            BTreeSet::<i32>::new(),
+            image.broker_epochs.clone(),
+            image.topics.clone(),
+            image.topic_names_by_id.clone(),
+            3i64,
+            BTreeMap::<String, BTreeMap<String, String>>::new(),
+        );
+        let mut bytes = MARKER.to_vec();
+        bytes.extend_from_slice(&4u32.to_le_bytes());
+        bytes.extend(bincode::serialize(&v4).expect("v4 layout"));
+        let read = decode(&bytes).expect("version 4 snapshot");
+        assert_eq!(read.topics, image.topics);
+        assert_eq!(
+            (read.next_producer_id, read.broker_epochs),
+            (3, image.broker_epochs.clone())
+        );
+        assert!(read.client_quotas.is_empty());
 
         let old = (
             7u64,

@@ -7,6 +7,7 @@
 //! DescribeQuorum queries the same way) and receive every new image through a
 //! `watch` channel.
 
+pub mod client_quotas;
 pub mod command;
 pub mod image;
 pub mod image_format;

@@ -3,10 +3,14 @@
 //! Invariants: requests are decoded in arrival order and may run concurrently (at most
 //! `fjord.max.inflight.requests.per.connection` at once); responses are written in
 //! request order, as Kafka requires. A frame that cannot be decoded closes the
-//! connection after the responses before it are written.
+//! connection after the responses before it are written. A client over a quota has
+//! its connection muted for the throttle time: no request read after that response
+//! is started before the time is up (requests already running finish).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use std::io::IoSlice;
 
@@ -112,6 +116,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, mut wr) = stream.into_split();
     let inflight = shard.config.max_inflight_requests_per_connection;
     let (tx, mut rx) = mpsc::channel::<JoinHandle<api::Reply>>(inflight);
+    // Until when a throttled client's connection is muted (client quotas): the writer
+    // sets it as it sends a throttled response; the reader starts no request before it.
+    let muted: Rc<Cell<Option<tokio::time::Instant>>> = Rc::new(Cell::new(None));
+    let muted_by_writer = muted.clone();
 
     let writer = tokio::task::spawn_local(async move {
         while let Some(handle) = rx.recv().await {
@@ -123,16 +131,30 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     return;
                 }
             };
-            match response {
-                api::Reply::Send(pieces) => {
-                    let len: usize = pieces.iter().map(Bytes::len).sum();
-                    metrics::counter!("fjord_bytes_out_total").increment(len as u64);
-                    if write_pieces(&mut wr, pieces).await.is_err() {
-                        return;
+            let pieces = match response {
+                api::Reply::Send(pieces) => pieces,
+                api::Reply::Nothing => continue,
+                api::Reply::Close => break,
+                api::Reply::Throttled {
+                    pieces,
+                    ms,
+                    at_once,
+                } => {
+                    let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+                    muted_by_writer.set(muted_by_writer.get().max(Some(until)));
+                    if !at_once {
+                        tokio::time::sleep_until(until).await;
+                    }
+                    match pieces {
+                        Some(pieces) => pieces,
+                        None => continue,
                     }
                 }
-                api::Reply::Nothing => {}
-                api::Reply::Close => break,
+            };
+            let len: usize = pieces.iter().map(Bytes::len).sum();
+            metrics::counter!("fjord_bytes_out_total").increment(len as u64);
+            if write_pieces(&mut wr, pieces).await.is_err() {
+                return;
             }
         }
         let _ = wr.shutdown().await;
@@ -144,6 +166,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         let Some(frame) = next_frame(&mut rd, &mut buf, max, peer).await else {
             break;
         };
+        if let Some(until) = muted.get() {
+            tokio::time::sleep_until(until).await;
+        }
         let frame = frame.freeze();
         metrics::counter!("fjord_bytes_in_total").increment(frame.len() as u64 + 4);
         let decoded = match wire::decode_request(frame, api::accepted_versions) {

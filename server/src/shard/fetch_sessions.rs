@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -105,6 +105,16 @@ pub struct FetchSessions {
     shard: usize,
     shards: usize,
     max_partitions: usize,
+}
+
+/// Whether an incremental fetch answers partition `p`, last told `c`: it has records,
+/// an error, or offsets the client has not been told.
+fn changed(c: &Cached, p: &PartitionData) -> bool {
+    p.records.as_ref().is_some_and(|r| !r.is_empty())
+        || p.error_code != 0
+        || p.high_watermark != c.high_watermark
+        || p.last_stable_offset != c.last_stable_offset
+        || p.log_start_offset != c.log_start_offset
 }
 
 /// Kafka's next session epoch: wraps from `i32::MAX` to 1.
@@ -278,11 +288,7 @@ impl FetchSessions {
                         };
                         let c = &mut session.partitions[i];
                         let has_records = p.records.as_ref().is_some_and(|r| !r.is_empty());
-                        let changed = has_records
-                            || p.error_code != 0
-                            || p.high_watermark != c.high_watermark
-                            || p.last_stable_offset != c.last_stable_offset
-                            || p.log_start_offset != c.log_start_offset;
+                        let changed = changed(c, p);
                         if changed {
                             c.high_watermark = p.high_watermark;
                             c.last_stable_offset = p.last_stable_offset;
@@ -306,6 +312,34 @@ impl FetchSessions {
                 id
             }
         }
+    }
+
+    /// What `finish` would answer to `responses`, leaving the session as it is: the
+    /// response a client quota charges for before it is sent.
+    pub fn preview(
+        &self,
+        ctx: Context,
+        req: &FetchRequest,
+        responses: &[FetchableTopicResponse],
+    ) -> Vec<FetchableTopicResponse> {
+        let mut out = responses.to_vec();
+        let Context::Incremental { id } = ctx else {
+            return out;
+        };
+        let Some(session) = self.sessions.get(&id) else {
+            return out;
+        };
+        let positions = session.positions();
+        for (t, resp) in req.topics.iter().zip(out.iter_mut()) {
+            resp.partitions.retain(|p| {
+                let key = session.key(&t.topic, &t.topic_id, p.partition_index);
+                positions
+                    .get(&key)
+                    .is_none_or(|&i| changed(&session.partitions[i], p))
+            });
+        }
+        out.retain(|t| !t.partitions.is_empty());
+        out
     }
 
     fn open(

@@ -7,7 +7,8 @@
 //! - `cluster`: this shard's view of the cluster image and topic settings;
 //! - `partitions`: the partitions this shard owns (open, recovery, maintenance);
 //! - `groups`: the group coordinator of the `__consumer_offsets` partitions it owns;
-//! - `producer_ids`: the producer-id allocator.
+//! - `producer_ids`: the producer-id allocator;
+//! - `quotas`: the client quota sensors homed on this shard.
 //!
 //! Services reach each other only through what they were given at start-up (the
 //! coordinator holds the partition registry), never through `Shard`.
@@ -71,6 +72,8 @@ pub struct Shard {
     pub producer_ids: ProducerIds,
     /// This shard's consumer fetch sessions (KIP-227), for the connections it serves.
     pub fetch_sessions: std::cell::RefCell<fetch_sessions::FetchSessions>,
+    /// The client quota sensors whose home is this shard (`api::throttle`).
+    pub quotas: std::cell::RefCell<crate::quota::Sensors>,
 }
 
 impl Shard {

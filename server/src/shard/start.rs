@@ -136,6 +136,10 @@ async fn run(
         peers,
         producer_ids: ProducerIds::new(cluster.clone()),
         fetch_sessions: std::cell::RefCell::new(fetch_sessions),
+        quotas: std::cell::RefCell::new(crate::quota::Sensors::new(crate::quota::Window::new(
+            config.quota_window_num,
+            config.quota_window_size_seconds,
+        ))),
         cluster: cluster.clone(),
         partitions: partitions.clone(),
         groups: groups.clone(),

@@ -87,6 +87,11 @@ pub struct Config {
     pub quota_window_num: i64,
     pub quota_window_size_seconds: i64,
     pub max_connections: i64,
+    /// `max.connections.per.ip`, and the addresses with a limit of their own.
+    pub max_connections_per_ip: i64,
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, i64)>,
+    /// `connections.max.idle.ms` (negative: never).
+    pub connections_max_idle_ms: i64,
     pub group_initial_rebalance_delay_ms: i64,
     /// KIP-848 consumer groups: a member silent this long is removed.
     pub group_consumer_session_timeout_ms: i64,
@@ -534,6 +539,11 @@ impl Config {
             quota_window_num: int("quota.window.num"),
             quota_window_size_seconds: int("quota.window.size.seconds"),
             max_connections: int("max.connections"),
+            max_connections_per_ip: int("max.connections.per.ip"),
+            max_connections_per_ip_overrides: parse_per_ip_overrides(get(
+                "max.connections.per.ip.overrides",
+            ))?,
+            connections_max_idle_ms: int("connections.max.idle.ms"),
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
             group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms"),
             group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
@@ -608,9 +618,61 @@ impl Config {
     }
 }
 
+/// `max.connections.per.ip.overrides`: `host:count,...`; a host name stands for every
+/// address it resolves to now (as Kafka resolves it at start-up).
+fn parse_per_ip_overrides(value: &str) -> Result<Vec<(std::net::IpAddr, i64)>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let key = "max.connections.per.ip.overrides";
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |why: &str| ConfigError(format!("{key}: {entry:?} {why}"));
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| bad("is not host:count"))?;
+        let count: i64 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| (0..=i32::MAX as i64).contains(c))
+            .ok_or_else(|| bad("needs a count from 0 to 2147483647"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .map_err(|_| bad("names a host that does not resolve"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        out.extend(addrs.into_iter().map(|ip| (ip, count)));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_ip_overrides_name_addresses_or_hosts() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        let parsed = parse_per_ip_overrides("127.0.0.2:3, [::1]:0,localhost:7").expect("valid");
+        assert_eq!(parsed[..2], [(ip("127.0.0.2"), 3), (ip("::1"), 0)]);
+        assert!(parsed[2..].contains(&(ip("127.0.0.1"), 7)), "{parsed:?}");
+        assert!(parse_per_ip_overrides("").expect("empty").is_empty());
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:x",
+            "127.0.0.1:-1",
+            "no-such-host.invalid:1",
+        ] {
+            let e = parse_per_ip_overrides(bad).expect_err(bad);
+            assert!(
+                e.0.starts_with("max.connections.per.ip.overrides: "),
+                "{e:?}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_kafkas() {

@@ -233,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = net::listener::client_addr(&config)?;
     net::listener::ensure_port_free(addr).with_context(|| format!("binding {addr}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let connections = net::listener::Connections::new(config.max_connections);
+    let connections = net::listener::Connections::new(&config);
     let serve: shard::Serve = std::sync::Arc::new(move |shard, listener| {
         Box::pin(net::listener::accept_loop(
             shard,

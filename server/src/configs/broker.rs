@@ -161,6 +161,28 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "The most client connections the broker accepts.",
     ),
     key(
+        "max.connections.per.ip",
+        Int,
+        int(0, I32_MAX),
+        "2147483647",
+        "The most client connections the broker accepts from one IP address.",
+    ),
+    key(
+        "max.connections.per.ip.overrides",
+        Str,
+        StaticRule::Str,
+        "",
+        "Per-host limits instead of max.connections.per.ip: host or IP:count, comma \
+         separated (a host name stands for each address it resolves to at start-up).",
+    ),
+    key(
+        "connections.max.idle.ms",
+        Long,
+        int(i64::MIN, i64::MAX),
+        "600000",
+        "A client connection with no request for this long is closed; negative never.",
+    ),
+    key(
         "group.initial.rebalance.delay.ms",
         Int,
         int(0, I32_MAX),

@@ -5,7 +5,8 @@
 //! request order, as Kafka requires. A frame that cannot be decoded closes the
 //! connection after the responses before it are written. A client over a quota has
 //! its connection muted for the throttle time: no request read after that response
-//! is started before the time is up (requests already running finish).
+//! is started before the time is up (requests already running finish). A connection
+//! with no request for `connections.max.idle.ms` is closed.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -111,6 +112,34 @@ async fn write_pieces(wr: &mut OwnedWriteHalf, mut pieces: Vec<Bytes>) -> std::i
     Ok(())
 }
 
+/// Waits until the client sends more; false once it has sent nothing for `idle`
+/// since the connection's last activity (a request read or answered) while no request
+/// of it runs (`connections.max.idle.ms`). Only called between frames, so giving up
+/// loses no bytes.
+async fn request_within(rd: &OwnedReadHalf, idle: Duration, state: &Activity) -> bool {
+    loop {
+        let left = idle.saturating_sub(state.last.get().elapsed());
+        let wait = left.max(Duration::from_millis(1));
+        if tokio::time::timeout(wait, rd.readable()).await.is_ok() {
+            return true;
+        }
+        if state.pending.get() == 0 && state.last.get().elapsed() >= idle {
+            return false;
+        }
+        if state.pending.get() > 0 {
+            state.last.set(std::time::Instant::now());
+        }
+    }
+}
+
+/// What the reader and writer of one connection share about its activity.
+struct Activity {
+    /// Requests read and not yet answered: a connection waiting on one is not idle.
+    pending: Cell<usize>,
+    /// When a request was last read or answered.
+    last: Cell<std::time::Instant>,
+}
+
 /// Serves one connection until the client closes it or sends an invalid frame.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, mut wr) = stream.into_split();
@@ -120,10 +149,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     // sets it as it sends a throttled response; the reader starts no request before it.
     let muted: Rc<Cell<Option<tokio::time::Instant>>> = Rc::new(Cell::new(None));
     let muted_by_writer = muted.clone();
+    let activity = Rc::new(Activity {
+        pending: Cell::new(0),
+        last: Cell::new(std::time::Instant::now()),
+    });
+    let answered = activity.clone();
 
     let writer = tokio::task::spawn_local(async move {
         while let Some(handle) = rx.recv().await {
-            let response = match handle.await {
+            let response = handle.await;
+            answered
+                .pending
+                .set(answered.pending.get().saturating_sub(1));
+            answered.last.set(std::time::Instant::now());
+            let response = match response {
                 Ok(response) => response,
                 Err(e) => {
                     // A handler panicked: the response order is lost, close the connection.
@@ -161,8 +200,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     });
 
     let max = shard.config.socket_request_max_bytes as usize;
+    let idle = u64::try_from(shard.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
+        if let Some(idle) = idle {
+            if buf.is_empty() && !request_within(&rd, idle, &activity).await {
+                tracing::debug!(%peer, "closing connection: idle for connections.max.idle.ms");
+                break;
+            }
+        }
         let Some(frame) = next_frame(&mut rd, &mut buf, max, peer).await else {
             break;
         };
@@ -190,6 +238,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 }
             }
         });
+        activity.pending.set(activity.pending.get() + 1);
+        activity.last.set(std::time::Instant::now());
         if tx.send(handle).await.is_err() {
             break;
         }

@@ -1,10 +1,11 @@
 //! Listener sockets. Every shard binds the same address with SO_REUSEPORT, so the
 //! kernel spreads connections over shards and a connection lives on one shard.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -47,34 +48,87 @@ pub fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
     socket.bind(&addr.into())
 }
 
-/// The node's open client connections, counted against `max.connections`. Shared by
-/// every shard's accept loop (one atomic counter; touched once per connection).
+/// The node's open client connections, counted against `max.connections` and
+/// `max.connections.per.ip` (with its overrides). Shared by every shard's accept loop:
+/// one atomic counter, and a map of counts per address only when a per-address limit
+/// is set; each is touched once when a connection opens and once when it closes.
 #[derive(Clone)]
 pub struct Connections {
     open: Arc<AtomicI64>,
     max: i64,
+    per_ip: Option<Arc<PerIp>>,
+}
+
+/// Limits and counts per address.
+struct PerIp {
+    default: i64,
+    overrides: HashMap<IpAddr, i64>,
+    open: Mutex<HashMap<IpAddr, i64>>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    Total,
+    PerIp(i64),
 }
 
 impl Connections {
-    pub fn new(max: i64) -> Connections {
+    pub fn new(config: &crate::config::Config) -> Connections {
+        let overrides: HashMap<IpAddr, i64> = config
+            .max_connections_per_ip_overrides
+            .iter()
+            .copied()
+            .collect();
+        let limited = config.max_connections_per_ip < i32::MAX as i64 || !overrides.is_empty();
         Connections {
             open: Arc::new(AtomicI64::new(0)),
-            max,
+            max: config.max_connections,
+            per_ip: limited.then(|| {
+                Arc::new(PerIp {
+                    default: config.max_connections_per_ip,
+                    overrides,
+                    open: Mutex::new(HashMap::new()),
+                })
+            }),
         }
     }
 
-    /// Counts a new connection; false if `max.connections` is reached.
-    fn try_open(&self) -> bool {
+    /// Counts a new connection from `ip`, or says which limit it would pass.
+    fn try_open(&self, ip: IpAddr) -> Result<(), Refused> {
         let n = self.open.fetch_add(1, Ordering::Relaxed);
         if n >= self.max {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            return false;
+            return Err(Refused::Total);
         }
-        true
+        if let Some(p) = &self.per_ip {
+            let limit = p.overrides.get(&ip).copied().unwrap_or(p.default);
+            let mut open = p.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(ip).or_insert(0);
+            if *count >= limit {
+                if *count == 0 {
+                    open.remove(&ip);
+                }
+                drop(open);
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refused::PerIp(limit));
+            }
+            *count += 1;
+        }
+        Ok(())
     }
 
-    fn close(&self) {
+    fn close(&self, ip: IpAddr) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = &self.per_ip {
+            let mut open = p.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(&ip) {
+                *count -= 1;
+                if *count <= 0 {
+                    open.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -95,15 +149,24 @@ pub async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if !connections.try_open() {
-                    tracing::warn!(%peer, "max.connections reached; closing new connection");
-                    continue;
+                match connections.try_open(peer.ip()) {
+                    Ok(()) => {}
+                    Err(Refused::Total) => {
+                        tracing::warn!(%peer, "max.connections reached; closing new connection");
+                        continue;
+                    }
+                    Err(Refused::PerIp(limit)) => {
+                        metrics::counter!("fjord_connections_refused_per_ip_total").increment(1);
+                        tracing::info!(%peer, limit, "too many connections from this address \
+                            (max.connections.per.ip); closing new connection");
+                        continue;
+                    }
                 }
                 let _ = stream.set_nodelay(true);
                 let (shard, connections) = (shard.clone(), connections.clone());
                 tokio::task::spawn_local(async move {
                     super::connection::serve(shard, stream, peer).await;
-                    connections.close();
+                    connections.close(peer.ip());
                 });
             }
             Err(e) => {

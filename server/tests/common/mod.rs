@@ -187,6 +187,27 @@ impl Client {
         }
     }
 
+    /// A client of `port` on 127.0.0.1 whose own address is `from` (another loopback
+    /// address, as a second host would be).
+    pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let local = std::net::SocketAddr::from((from, 0));
+        socket
+            .bind(&local.into())
+            .expect("bind the client's address");
+        let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&server.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Client {
+            stream,
+            correlation: 0,
+        }
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
     }
